@@ -1,0 +1,39 @@
+"""Entry point of the `kaito` command: assembles the subcommands each module contributes."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from kaito_core import __version__
+
+#: Each module defines ``register(group)``; keep their top-level imports light (click only) so that
+#: `kaito --help` and `kaito run` start fast.
+COMMAND_MODULES = (
+    "kaito_core.cli.plugins_cmd",  # plugins, presets
+    "kaito_core.cli.api_cmd",  # crd, validate
+    "kaito_core.cli.plan_cmd",  # plan
+    "kaito_core.cli.serve_cmd",  # serve
+    "kaito_core.cli.model_cmd",  # model push|pull|inspect|pack
+    "kaito_core.cli.operator_cmd",  # operator
+    "kaito_core.cli.run_cmd",  # run, ps, stop, logs
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kaito")
+def cli() -> None:
+    """Run large language models on Kubernetes, or on this machine, from one Workspace file."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(cli)
+
+
+def main() -> None:
+    cli(prog_name="kaito")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure planning: Workspace + registry + hardware -> Plan. No I/O in this package."""

@@ -1,0 +1,232 @@
+"""The public contracts third parties write plugins against.
+
+A preset, runtime or provisioner plugin builds these objects and hands them to the core through the
+register callbacks of ``kaito_core.plugins.hookspecs``. They are plain, typed, immutable values
+(presets, instance types) or small protocols (runtimes, provisioners), so the core can plan with them
+without importing a plugin by name.
+
+Units: every memory or file size is in bytes (``GiB`` is a helper for writing them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from kaito_core.planning.plan import Plan
+    from kaito_core.serving.engine import Engine, EngineConfig
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: Bytes per element of the dtypes the memory math knows.
+DTYPE_BYTES: Mapping[str, float] = {
+    "float32": 4,
+    "fp32": 4,
+    "bfloat16": 2,
+    "bf16": 2,
+    "float16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int8": 1,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a model's weights as the publisher ships it."""
+
+    name: str  # path relative to the model directory, e.g. "model-00001-of-00002.safetensors"
+    size: int  # bytes
+    sha256: str | None = None  # hex digest; None only where the publisher does not state one
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """One way a preset's weights exist: safetensors for vLLM, or one GGUF quantization for llama.cpp."""
+
+    format: str  # "safetensors" | "gguf"
+    quantization: str  # "bf16", "fp16", "Q4_K_M", "Q8_0", ...
+    files: tuple[WeightFile, ...]
+    source: ModelSource | None = None  # where these files come from, when not the preset's main source
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The upstream the numbers were read from and the weights come from."""
+
+    repo: str  # e.g. "microsoft/Phi-3-mini-4k-instruct"
+    revision: str  # pinned commit
+    url: str = ""  # human-readable location of the model card
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Numbers from the publisher's config.json that the memory math uses."""
+
+    parameters: int
+    layers: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    context_length: int  # the model's maximum context window
+    dtype: str = "bfloat16"  # dtype of the released weights
+
+    def kv_cache_bytes_per_token(self, dtype: str | None = None) -> int:
+        """K and V, for every layer and KV head: 2 x layers x kv_heads x head_dim x bytes."""
+        element = DTYPE_BYTES[dtype or self.dtype]
+        return int(2 * self.layers * self.kv_heads * self.head_dim * element)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What the preset asks of a GPU node (KAITO's DiskStorage/GPUCount/TotalGPUMemory/PerGPUMemory)."""
+
+    gpu_count: int
+    total_gpu_memory: int
+    per_gpu_memory: int
+    disk: int
+
+
+@dataclass(frozen=True)
+class TuningSupport:
+    methods: tuple[str, ...] = ("lora", "qlora")
+    target_modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model the platform knows how to run: one source of truth for its requirements."""
+
+    name: str  # "phi-3-mini-4k-instruct"
+    family: str  # "phi3"
+    source: ModelSource
+    formats: tuple[WeightFormat, ...]
+    architecture: Architecture
+    requirements: Requirements
+    runtimes: tuple[str, ...]  # supported runtime names, e.g. ("vllm", "llamacpp")
+    default_runtime: str
+    license: str
+    chat_template: str | None = None  # Jinja template; None means "use the one in the weights"
+    max_model_len: int | None = None  # runtime default; None means the architecture's context length
+    runtime_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # runtime -> options
+    tuning: TuningSupport | None = None
+    requires_auth: bool = False  # needs a modelAccessSecret with HF_TOKEN
+    deprecated: bool = False
+    #: Returns a local directory holding the files of the given format/quantization when they are
+    #: available on this machine without a download (e.g. a model shipped in a PyPI package), else None.
+    local_files: Callable[[WeightFormat], Path | None] | None = None
+    description: str = ""
+
+    def format_for(self, fmt: str, quantization: str | None = None) -> WeightFormat | None:
+        for candidate in self.formats:
+            if candidate.format == fmt and (quantization is None or candidate.quantization == quantization):
+                return candidate
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Runtimes
+# --------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """An inference engine: how to build its container from a Plan and how to serve it in-process.
+
+    ``name`` is what the ``kaito.sh/runtime`` annotation and presets' ``runtimes`` refer to.
+    """
+
+    name: str
+    formats: tuple[str, ...]  # weight formats it serves: ("gguf",) or ("safetensors",)
+    needs_gpu: bool  # True when it cannot run on a CPU-only node
+    image: str  # default container image
+
+    def overhead_bytes(self, plan_context_length: int) -> int:
+        """Memory the engine needs beside weights and KV cache (CUDA context, activations)."""
+        ...
+
+    def container(self, plan: Plan) -> dict[str, Any]:
+        """The Kubernetes Container (a dict in API form) that serves the Plan.
+
+        The model files are at ``plan.model_dir``; adapters under ``/mnt/adapter/<name>``.
+        """
+        ...
+
+    def engine(self, config: EngineConfig) -> Engine:
+        """An Engine for ``kaito serve`` (kaito_core.serving) over the model at config.model_path."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Provisioners
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """A machine size a provisioner can create."""
+
+    name: str  # "Standard_NC6s_v3"
+    gpu_model: str  # "NVIDIA V100"
+    gpu_count: int
+    gpu_memory: int  # bytes per GPU
+    compute_capability: str = ""  # "7.0"
+    cpu_cores: int = 0
+    memory: int = 0  # bytes of host RAM
+
+    @property
+    def total_gpu_memory(self) -> int:
+        return self.gpu_count * self.gpu_memory
+
+
+@dataclass(frozen=True)
+class NodeRequest:
+    """What the operator asks a provisioner for, for one Workspace."""
+
+    workspace: str
+    namespace: str
+    instance_type: str
+    count: int
+    labels: Mapping[str, str]  # the Workspace's labelSelector.matchLabels, put on every node
+    disk_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """Where provisioning stands. ``error`` reaches the Workspace status verbatim."""
+
+    ready_nodes: tuple[str, ...] = ()
+    pending: int = 0
+    error: str | None = None
+    reason: str = ""  # short CamelCase reason for the status condition, e.g. "QuotaExceeded"
+
+
+@runtime_checkable
+class Provisioner(Protocol):
+    name: str
+
+    def catalog(self) -> Mapping[str, InstanceType]:
+        """Instance types this provisioner can create, by name."""
+        ...
+
+    def ensure_nodes(self, request: NodeRequest) -> ProvisionResult:
+        """Create what is missing (idempotent) and report where the nodes stand."""
+        ...
+
+    def delete_nodes(self, workspace: str, namespace: str) -> None:
+        """Delete every node this provisioner created for the Workspace (idempotent)."""
+        ...

@@ -1,0 +1,254 @@
+"""Plugin discovery and the typed registry facade over pluggy.
+
+Callers never touch ``pm.hook``: they ask a :class:`Registry` for presets, runtimes and provisioners by
+name. Discovery goes through the entry-point groups ``kaito.presets``, ``kaito.runtimes`` and
+``kaito.provisioners``. A plugin that fails to import, or whose hook raises, is recorded with its
+distribution name and the error, and every other plugin still loads. Two distributions registering the
+same name is an error naming both; the name is then unusable until one of them is removed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from kaito_core.plugins import hookspecs
+from kaito_core.plugins.contracts import InstanceType, Preset, Provisioner, Runtime
+
+ENTRY_POINT_GROUPS: Mapping[str, str] = {
+    "kaito.presets": "preset",
+    "kaito.runtimes": "runtime",
+    "kaito.provisioners": "provisioner",
+}
+#: Comma-separated distribution names: when set, only these are loaded.
+PLUGINS_ENV = "KAITO_PLUGINS"
+
+T = TypeVar("T")
+
+
+class PluginError(Exception):
+    """A plugin-related problem worth showing to the user as it is."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded (or broken) plugin object, for ``kaito plugins``."""
+
+    name: str  # the registered name (a preset/runtime/provisioner name), or the entry point's
+    kind: str  # "preset" | "runtime" | "provisioner"
+    distribution: str
+    version: str
+    error: str | None = None
+
+
+@dataclass
+class _Table(Generic[T]):
+    """Objects of one kind by name, remembering who registered them and any clashes."""
+
+    kind: str
+    items: dict[str, T] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+    conflicts: dict[str, str] = field(default_factory=dict)  # name -> error message
+
+    def add(self, name: str, item: T, distribution: str) -> None:
+        if name in self.owners and self.owners[name] != distribution or name in self.conflicts:
+            first = self.owners.get(name, "?")
+            self.conflicts[name] = (
+                f"{self.kind} {name!r} is registered by both {first} and {distribution}; "
+                f"uninstall one of them or limit loading with {PLUGINS_ENV}"
+            )
+            return
+        if name in self.items:
+            self.conflicts[name] = f"{self.kind} {name!r} is registered twice by {distribution}"
+            return
+        self.items[name] = item
+        self.owners[name] = distribution
+
+    def get(self, name: str) -> T:
+        if name in self.conflicts:
+            raise PluginError(self.conflicts[name])
+        try:
+            return self.items[name]
+        except KeyError:
+            known = ", ".join(sorted(self.items)) or "none installed"
+            raise PluginError(f"unknown {self.kind} {name!r} (known: {known})") from None
+
+    def usable(self) -> dict[str, T]:
+        return {name: item for name, item in self.items.items() if name not in self.conflicts}
+
+
+_HOOKS: Mapping[str, str] = {
+    "preset": "kaito_register_presets",
+    "runtime": "kaito_register_runtimes",
+    "provisioner": "kaito_register_provisioners",
+}
+
+
+class Registry:
+    """The typed facade over the plugin manager."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+        self._load_errors: list[PluginInfo] = []
+        self._collected: dict[str, _Table[Any]] | None = None
+        self._hook_errors: list[PluginInfo] = []
+
+    # ---------------------------------------------------------------- registering plugin objects
+
+    def register(self, plugin: object, distribution: str = "local", version: str = "0") -> None:
+        """Register a plugin module or object directly (tests do this instead of installing)."""
+        name = f"{distribution}:{getattr(plugin, '__name__', type(plugin).__name__)}:{id(plugin)}"
+        self._pm.register(plugin, name=name)
+        self._distributions[name] = (distribution, version)
+        self._collected = None
+
+    def load_entry_points(self, only: Iterable[str] | None = None) -> None:
+        """Load every plugin advertised in the kaito entry-point groups.
+
+        ``only`` (or the KAITO_PLUGINS environment variable) limits loading to those distributions.
+        """
+        if only is None and os.environ.get(PLUGINS_ENV):
+            only = [d.strip() for d in os.environ[PLUGINS_ENV].split(",") if d.strip()]
+        wanted = {_normalize(d) for d in only} if only is not None else None
+        for group, kind in ENTRY_POINT_GROUPS.items():
+            for ep in entry_points(group=group):
+                distribution, version = _distribution_of(ep)
+                if wanted is not None and _normalize(distribution) not in wanted:
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.register(plugin, distribution=distribution, version=version)
+                except Exception as exc:  # a broken plugin must not take the others down
+                    self._load_errors.append(
+                        PluginInfo(
+                            name=ep.name,
+                            kind=kind,
+                            distribution=distribution,
+                            version=version,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
+                    )
+                    self._collected = None
+
+    # ---------------------------------------------------------------- collecting registrations
+
+    def _tables(self) -> dict[str, _Table[Any]]:
+        if self._collected is not None:
+            return self._collected
+        tables: dict[str, _Table[Any]] = {kind: _Table(kind) for kind in _HOOKS}
+        self._hook_errors = []
+        for kind, hook_name in _HOOKS.items():
+            hook = getattr(self._pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                distribution, version = self._distributions.get(impl.plugin_name, (impl.plugin_name, "0"))
+                register = self._register_callback(tables[kind], kind, distribution)
+                try:
+                    impl.function(register)
+                except Exception as exc:
+                    self._hook_errors.append(
+                        PluginInfo(
+                            name=hook_name,
+                            kind=kind,
+                            distribution=distribution,
+                            version=version,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
+                    )
+        self._collected = tables
+        return tables
+
+    @staticmethod
+    def _register_callback(table: _Table[Any], kind: str, distribution: str) -> Callable[[Any], None]:
+        expected: type = {"preset": Preset, "runtime": Runtime, "provisioner": Provisioner}[kind]
+
+        def register(obj: Any) -> None:
+            if not isinstance(obj, expected):
+                raise PluginError(
+                    f"{distribution} registered {obj!r} as a {kind}, but it is not a {expected.__name__}"
+                )
+            table.add(obj.name, obj, distribution)
+
+        return register
+
+    # ---------------------------------------------------------------- the typed facade
+
+    def presets(self) -> dict[str, Preset]:
+        return self._tables()["preset"].usable()
+
+    def preset(self, name: str) -> Preset:
+        return self._tables()["preset"].get(name)  # type: ignore[no-any-return]
+
+    def runtimes(self) -> dict[str, Runtime]:
+        return self._tables()["runtime"].usable()
+
+    def runtime(self, name: str) -> Runtime:
+        return self._tables()["runtime"].get(name)  # type: ignore[no-any-return]
+
+    def provisioners(self) -> dict[str, Provisioner]:
+        return self._tables()["provisioner"].usable()
+
+    def provisioner(self, name: str) -> Provisioner:
+        return self._tables()["provisioner"].get(name)  # type: ignore[no-any-return]
+
+    def instance_types(self, provisioner: str | None = None) -> dict[str, InstanceType]:
+        """The catalog of one provisioner, or of all of them merged."""
+        if provisioner is not None:
+            return dict(self.provisioner(provisioner).catalog())
+        merged: dict[str, InstanceType] = {}
+        for prov in self.provisioners().values():
+            merged.update(prov.catalog())
+        return merged
+
+    def owner(self, kind: str, name: str) -> str:
+        """The distribution that registered ``name``."""
+        return self._tables()[kind].owners[name]
+
+    def errors(self) -> list[PluginInfo]:
+        """Broken plugins and name clashes, each naming the distribution(s) involved."""
+        tables = self._tables()
+        clashes = [
+            PluginInfo(name=name, kind=kind, distribution=tables[kind].owners.get(name, "?"), version="",
+                       error=message)
+            for kind in _HOOKS
+            for name, message in tables[kind].conflicts.items()
+        ]
+        return [*self._load_errors, *self._hook_errors, *clashes]
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every registered object with its distribution and version, then every error."""
+        tables = self._tables()
+        versions = dict(self._distributions.values())
+        rows = [
+            PluginInfo(name=name, kind=kind, distribution=owner, version=versions.get(owner, "0"))
+            for kind in _HOOKS
+            for name, owner in sorted(tables[kind].owners.items())
+            if name not in tables[kind].conflicts
+        ]
+        return rows + self.errors()
+
+
+def _normalize(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
+def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    if dist is None:
+        return ep.module, "0"
+    return dist.metadata["Name"] or ep.module, dist.version
+
+
+@lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The registry of every installed plugin (loaded once per process)."""
+    registry = Registry()
+    registry.load_entry_points()
+    return registry

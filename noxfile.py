@@ -1,0 +1,90 @@
+"""Sessions: tests, lint, typecheck, benchmarks, the demo and the GPU check.
+
+`nox -s tests` is the test command of the README and of `.ci/run`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(str(p) for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    """kaito-core and every plugin distribution, editable, with the named extras of kaito-core."""
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec, *[arg for p in PLUGINS for arg in ("-e", p)])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core tests and every plugin's tests."""
+    install_project(session, "test")
+    args = session.posargs or ["tests", *[f"{p}/tests" for p in PLUGINS]]
+    session.run("pytest", "-q", "-ra", *args, env={"PYTHONUNBUFFERED": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    install_project(session, "test")
+    session.install("mypy", "types-PyYAML", "types-requests")
+    packages = ["kaito_core", *[str(next(Path(p).glob("kaito_*"))) for p in PLUGINS]]
+    session.run("mypy", *packages)
+
+
+def _bench(session: nox.Session, script: str) -> None:
+    install_project(session, "test", "bench")
+    session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session(name="bench-serving")
+def bench_serving(session: nox.Session) -> None:
+    """/chat and the OpenAI API vs llama-cpp-python in-process, llama-server and llama_cpp.server."""
+    _bench(session, "bench_serving.py")
+
+
+@nox.session(name="bench-artifacts")
+def bench_artifacts(session: nox.Session) -> None:
+    """Push and pull of the Gemma GGUF vs curl and plain oras-py, against a local registry."""
+    _bench(session, "bench_artifacts.py")
+
+
+@nox.session(name="bench-operator")
+def bench_operator(session: nox.Session) -> None:
+    """200 and 1000 Workspaces against the API emulator."""
+    _bench(session, "bench_operator.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark, one after the other."""
+    install_project(session, "test", "bench")
+    for script in ("bench_serving.py", "bench_artifacts.py", "bench_operator.py"):
+        session.run("python", f"benchmarks/{script}")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run examples/workspace-gemma-3-270m.yaml on this machine; `-- --once` answers one /chat and exits."""
+    install_project(session)
+    session.run("python", "scripts/demo.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
+
+
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """On a machine with an NVIDIA GPU and no network: CUDA llama.cpp and (where installed) vLLM."""
+    session.run("bash", "scripts/gpu_check.sh", *session.posargs, external=True,
+                env={"KAITO_ROOT": str(ROOT), **os.environ})

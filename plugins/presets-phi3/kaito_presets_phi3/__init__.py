@@ -1,0 +1,1 @@
+"""Phi-3 family presets for kaito."""

@@ -1,0 +1,1 @@
+"""AKS GPU node pools for kaito, through azure-mgmt-containerservice."""

@@ -1,0 +1,1 @@
+"""The llama.cpp inference runtime for kaito, through llama-cpp-python."""

@@ -1,0 +1,1 @@
+"""The vLLM inference runtime for kaito."""
