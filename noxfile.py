@@ -52,8 +52,10 @@ def _bench(session: nox.Session, script: str) -> None:
 
 @nox.session(name="bench-serving")
 def bench_serving(session: nox.Session) -> None:
-    """/chat and the OpenAI API vs llama-cpp-python in-process, llama-server and llama_cpp.server."""
+    """/chat and the OpenAI API vs llama-cpp-python in-process, llama-server and llama_cpp.server;
+    then `kaito run` start-up vs loading the GGUF with llama-cpp-python directly."""
     _bench(session, "bench_serving.py")
+    _bench(session, "bench_startup.py")
 
 
 @nox.session(name="bench-artifacts")
@@ -72,7 +74,7 @@ def bench_operator(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark, one after the other."""
     install_project(session, "test", "bench")
-    for script in ("bench_serving.py", "bench_artifacts.py", "bench_operator.py"):
+    for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py"):
         session.run("python", f"benchmarks/{script}")
 
 
