@@ -1,0 +1,188 @@
+"""The ``kaito serve`` child process: its argv, starting it, waiting for ``/health`` and stopping it.
+
+The child runs in its own process group, so a Ctrl-C in the terminal reaches only ``kaito run``, which
+forwards it once (SIGINT/SIGTERM as received, SIGHUP as SIGTERM), waits for the child and reaps it. On
+Linux the foreground child also gets SIGTERM if ``kaito run`` itself is killed (PR_SET_PDEATHSIG), so
+no server outlives its terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from kaito_core.local.errors import LocalRunError
+
+#: How long a stopping child gets after the forwarded signal before it is killed.
+STOP_GRACE_S = 15.0
+_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class ServeArgs:
+    """What ``kaito serve`` is started with (one flag each)."""
+
+    runtime: str
+    model: Path
+    host: str
+    port: int
+    served_model_name: str
+    context_length: int = 0
+    threads: int = 0
+    n_gpu_layers: int = 0
+    chat_template_file: Path | None = None
+
+    def argv(self) -> list[str]:
+        # `python -m kaito_core.cli.main` rather than the `kaito` script: same interpreter and
+        # environment as this process, whether or not the script is on PATH.
+        argv = [
+            sys.executable, "-m", "kaito_core.cli.main", "serve",
+            "--runtime", self.runtime,
+            "--model", str(self.model),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--served-model-name", self.served_model_name,
+        ]
+        if self.context_length:
+            argv += ["--context-length", str(self.context_length)]
+        if self.threads:
+            argv += ["--threads", str(self.threads)]
+        if self.n_gpu_layers:
+            argv += ["--n-gpu-layers", str(self.n_gpu_layers)]
+        if self.chat_template_file is not None:
+            argv += ["--chat-template-file", str(self.chat_template_file)]
+        return argv
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (Linux; a no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start(argv: Sequence[str], log: IO[bytes] | None, detach: bool) -> subprocess.Popen[bytes]:
+    """Start the child. Foreground: it shares our stdout/stderr. Detached: its output goes to ``log``
+    and it gets a session of its own, so closing the terminal does not stop it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kwargs: dict[str, Any] = {"env": env, "stdin": subprocess.DEVNULL}
+    if detach:
+        kwargs.update(stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    else:
+        kwargs.update(process_group=0, preexec_fn=_die_with_parent)
+    try:
+        return subprocess.Popen(list(argv), **kwargs)
+    except OSError as exc:
+        raise LocalRunError(f"could not start `kaito serve` ({argv[0]}): {exc}") from exc
+
+
+def health_status(host: str, port: int, timeout: float = 2.0) -> int | None:
+    """The status code of GET /health, or None when nothing answers yet."""
+    # A server listening on every interface is reached through loopback.
+    connect_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    connection = http.client.HTTPConnection(connect_host, port, timeout=timeout)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    timeout: float,
+    on_exit: Callable[[int], str] = lambda code: "",
+    interrupted: Callable[[], bool] = lambda: False,
+) -> None:
+    """Block until GET /health answers 200 (the server answers 200 only after a real generation).
+
+    Returns early when ``interrupted()`` turns true. Raises LocalRunError when the child exits first or
+    ``timeout`` passes.
+    """
+    deadline = time.monotonic() + timeout
+    while not interrupted():
+        code = process.poll()
+        if code is not None:
+            raise LocalRunError(f"`kaito serve` exited with code {code} before it was ready{on_exit(code)}")
+        if health_status(host, port) == 200:
+            return
+        if time.monotonic() > deadline:
+            raise LocalRunError(
+                f"`kaito serve` was not ready after {timeout:.0f}s (GET /health on port {port} is not 200); "
+                "raise --ready-timeout for a large model"
+            )
+        time.sleep(_POLL_S)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = STOP_GRACE_S) -> int:
+    """Send ``sig``, wait up to ``grace`` seconds, then SIGKILL; always reaps. Returns the exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            return process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+class SignalForwarder:
+    """While active, SIGINT/SIGTERM/SIGHUP are forwarded to the child instead of killing us.
+
+    The first signal is forwarded as a graceful stop; a second one kills the child.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.process.poll() is not None:
+            return
+        if self.received is not None:
+            self.process.kill()
+            return
+        self.received = signum
+        forward = signal.SIGTERM if signum == signal.SIGHUP else signum
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(forward)
+
+    def __enter__(self) -> SignalForwarder:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def wait(self, grace: float = STOP_GRACE_S) -> int:
+        """Wait for the child to exit; after a forwarded signal, kill it if it outstays ``grace``."""
+        while True:
+            try:
+                return self.process.wait(timeout=0.2 if self.received is None else grace)
+            except subprocess.TimeoutExpired:
+                if self.received is not None:
+                    self.process.kill()
+                    return self.process.wait()

@@ -1,0 +1,186 @@
+"""``kaito run``: prepare, check the port, get the weights, start ``kaito serve``, wait, supervise.
+
+Every step that can fail on user input runs before the model is started, in order of cost: the file,
+validation, the fit on this machine, the port, the weights.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from kaito_core.local import launch, paths, ports, procs, state
+from kaito_core.local.errors import LocalRunError
+
+if TYPE_CHECKING:
+    from kaito_core.local.prepare import Prepared
+    from kaito_core.planning.hardware import Hardware
+    from kaito_core.plugins.registry import Registry
+
+DEFAULT_PORT = 5000  # KAITO's serving port, so the same curl line works locally and in a cluster
+DEFAULT_HOST = "127.0.0.1"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    file: Path
+    name: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    detach: bool = False
+    ready_timeout: float = 600.0
+    progress: bool = True  # progress bars while weights are fetched or packed
+
+
+def _say(message: str) -> None:
+    click.echo(f"kaito: {message}")
+    sys.stdout.flush()
+
+
+def run(
+    options: RunOptions,
+    registry: Registry | None = None,
+    hardware: Hardware | None = None,
+    started: float | None = None,
+) -> int:
+    """Run the Workspace until stopped (foreground) or until ready (detached). Returns the exit code."""
+    t0 = started if started is not None else time.monotonic()
+    from kaito_core.local.prepare import prepare
+
+    if registry is None:
+        from kaito_core.plugins import default_registry
+
+        registry = default_registry()
+    prepared = prepare(options.file, registry, hardware)
+    name = paths.check_run_name(options.name or prepared.workspace.name)
+    ports.check_port(options.host, options.port)
+
+    record = state.RunRecord(
+        name=name,
+        workspace=prepared.workspace.name,
+        workspace_file=str(options.file.resolve()),
+        preset=prepared.plan.preset,
+        model=prepared.plan.served_model_name or prepared.plan.preset,
+        runtime=prepared.plan.runtime,
+        host=options.host,
+        port=options.port,
+        detached=options.detach,
+        started_at=time.time() - (time.monotonic() - t0),
+        supervisor_pid=os.getpid(),
+        supervisor_start=procs.process_start_time(os.getpid()),
+        log_file=str(state.log_path(name)) if options.detach else None,
+    )
+    state.claim(record)
+    try:
+        return _serve(prepared, record, options, t0)
+    finally:
+        if not options.detach or record.ready_at is None:
+            state.remove_if_owned(record)
+
+
+def _serve(prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float) -> int:
+    from kaito_core.local.weights import model_dir_for
+
+    plan = prepared.plan
+    run_dir = paths.run_dir(record.name)
+    model = model_dir_for(prepared, run_dir, progress=options.progress)
+    template_file = None
+    if plan.chat_template:
+        template_file = run_dir / CHAT_TEMPLATE_FILE
+        template_file.write_text(plan.chat_template)
+    args = launch.ServeArgs(
+        runtime=plan.runtime,
+        model=model,
+        host=options.host,
+        port=options.port,
+        served_model_name=record.model,
+        context_length=plan.context_length,
+        threads=plan.threads,
+        n_gpu_layers=plan.n_gpu_layers,
+        chat_template_file=template_file,
+    )
+    # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
+    ports.check_port(options.host, options.port)
+
+    log = open(state.log_path(record.name), "ab") if options.detach else None  # noqa: SIM115
+    try:
+        process = launch.start(args.argv(), log, options.detach)
+    finally:
+        if log is not None:
+            log.close()
+    record.pid = process.pid
+    record.pid_start = procs.process_start_time(process.pid)
+    state.save(record)
+    _say(
+        f"starting {record.name}: {plan.preset} on {plan.runtime} "
+        f"({plan.weights_format} {plan.quantization}, {plan.target or 'this machine'}) at {record.endpoint}"
+    )
+    if options.detach:
+        _say(f"logs: {record.log_file}")
+
+    with launch.SignalForwarder(process) as forwarder:
+        try:
+            launch.wait_ready(
+                process, options.host, options.port, options.ready_timeout,
+                on_exit=lambda code: _exit_hint(record, forwarder.received),
+                interrupted=lambda: forwarder.received is not None,
+            )
+        except LocalRunError:
+            launch.stop(process)
+            if forwarder.received is not None:
+                _say("stopped before it was ready")
+                return 0
+            raise
+        if forwarder.received is not None:  # interrupted while starting
+            code = forwarder.wait()
+            _say(f"stopped before it was ready (exit code {code})")
+            return 0
+        record.ready_at = time.time()
+        state.save(record)
+        _ready(record, time.monotonic() - t0)
+        if options.detach:
+            _say(f"running in the background (pid {process.pid}); `kaito logs {record.name} -f`, "
+                 f"`kaito stop {record.name}`")
+            return 0
+        code = forwarder.wait()
+    if forwarder.received is not None:
+        _say(f"stopped {record.name}")
+        return 0
+    click.echo(f"error: `kaito serve` exited with code {code}", err=True)
+    return code if code > 0 else 1
+
+
+def _exit_hint(record: state.RunRecord, received: int | None) -> str:
+    if received is not None:
+        return ""
+    if record.log_file is None:
+        return " (its output is above)"
+    tail = _tail(Path(record.log_file), 20)
+    return f"; the end of its log ({record.log_file}):\n{tail}" if tail else f" (log: {record.log_file})"
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _ready(record: state.RunRecord, seconds: float) -> None:
+    url = record.endpoint
+    _say(f"ready in {seconds:.2f}s on port {record.port}: {url} (/chat, OpenAI API at {url}/v1)")
+    click.echo(
+        f"  curl -s {url}/chat -H 'Content-Type: application/json' "
+        "-d '{\"prompt\": \"The capital of France is\", \"generate_kwargs\": {\"max_new_tokens\": 32}}'"
+    )
+    if not record.detached:
+        click.echo("  (Ctrl-C stops it)")
+    sys.stdout.flush()
