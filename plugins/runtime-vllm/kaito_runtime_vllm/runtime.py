@@ -1,0 +1,155 @@
+"""The vLLM Runtime object: its container for a Plan, its overhead, and its Engine."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from kaito_core.planning.plan import ADAPTER_DIR
+from kaito_core.plugins.contracts import GiB
+from kaito_runtime_vllm.args import VllmSettings, server_args
+from kaito_runtime_vllm.options import OPTIONS_ENV
+
+if TYPE_CHECKING:
+    from kaito_core.planning.plan import Plan
+    from kaito_core.serving.engine import Engine, EngineConfig
+
+#: The image `plugins/runtime-vllm/Dockerfile` builds: vLLM's OpenAI server image plus kaito.
+IMAGE = "kaito-runtime-vllm:0.1.0"
+#: Memory beside weights and KV cache: CUDA context, cuBLAS/NCCL workspaces, CUDA graphs and the
+#: activation peak of a prefill chunk. KAITO's estimator reserves 2.3 GiB per GPU; vLLM V1 bounds the
+#: activation peak by max-num-batched-tokens (chunked prefill), not by the context length, so the
+#: reserve does not grow with it.
+OVERHEAD_BYTES = int(2.3 * GiB)
+#: Ray's GCS port on the leader pod of a multi-node (pipeline-parallel) Workspace.
+RAY_PORT = 6379
+
+
+def plan_settings(plan: Plan) -> VllmSettings:
+    """The vLLM settings a Plan decides, with the inference ConfigMap's extras."""
+    return VllmSettings(
+        model=plan.model_dir,
+        served_model_name=plan.served_model_name or plan.preset,
+        max_model_len=plan.context_length,
+        tensor_parallel=plan.tensor_parallel,
+        pipeline_parallel=plan.pipeline_parallel,
+        gpu_memory_utilization=plan.gpu_memory_utilization,
+        dtype=plan.dtype,
+        download_dir=plan.model_dir,
+        adapters={a.name: f"{ADAPTER_DIR}/{a.name}" for a in plan.adapters},
+        extra=dict(plan.runtime_options),
+        multi_node=plan.node_count > 1,
+    )
+
+
+def engine_options(settings: VllmSettings) -> dict[str, Any]:
+    """The JSON the container hands the Engine (env KAITO_VLLM_OPTIONS); ``settings_from`` reads it."""
+    return {
+        "tensor_parallel": settings.tensor_parallel,
+        "pipeline_parallel": settings.pipeline_parallel,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "dtype": settings.dtype,
+        "download_dir": settings.download_dir,
+        "max_model_len": settings.max_model_len,
+        "multi_node": settings.multi_node,
+        "adapters": dict(settings.adapters),
+        "vllm": dict(settings.extra),
+    }
+
+
+class VllmRuntime:
+    """vLLM's OpenAI server behind `kaito serve` (see docs/vllm.md for why not a pass-through)."""
+
+    name = "vllm"
+    formats: tuple[str, ...] = ("safetensors",)
+    needs_gpu = True
+    image = IMAGE
+
+    def overhead_bytes(self, plan_context_length: int) -> int:
+        return OVERHEAD_BYTES
+
+    def serve_args(self, plan: Plan) -> list[str]:
+        """`kaito serve` arguments of the pod (the vLLM specifics travel in KAITO_VLLM_OPTIONS)."""
+        return [
+            "serve",
+            "--runtime", self.name,
+            "--model", plan.model_dir,
+            "--served-model-name", plan.served_model_name or plan.preset,
+            "--host", "0.0.0.0",  # noqa: S104 - a pod serves its Service
+            "--port", str(plan.port),
+        ]  # fmt: skip
+
+    def vllm_command(self, plan: Plan) -> list[str]:
+        """The vLLM command the Engine starts for this Plan (shown by docs and tests; host/port internal)."""
+        return ["python3", "-m", "vllm.entrypoints.openai.api_server", *server_args(plan_settings(plan))]
+
+    def container(self, plan: Plan) -> dict[str, Any]:
+        settings = plan_settings(plan)
+        server_args(settings)  # refuse bad ConfigMap extras now, not in a crash-looping pod
+        env: list[dict[str, Any]] = [
+            {"name": OPTIONS_ENV, "value": json.dumps(engine_options(settings), sort_keys=True)},
+            # The weights are pulled before the runtime starts; vLLM must never reach for a hub.
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+            {"name": "DO_NOT_TRACK", "value": "1"},
+        ]
+        if plan.model_access_secret:
+            env.append({
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
+            })
+        ports: list[dict[str, Any]] = [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}]
+        serve = ["kaito", *self.serve_args(plan)]
+        if settings.multi_node:
+            ports.append({"name": "ray", "containerPort": RAY_PORT, "protocol": "TCP"})
+            command = ["/bin/bash", "-c"]
+            args = [self._multi_node_script(plan, serve)]
+        else:
+            command, args = serve[:1], serve[1:]
+        container: dict[str, Any] = {
+            "name": plan.workspace or "inference",
+            "image": plan.image or self.image,
+            "command": command,
+            "args": args,
+            "env": env,
+            "ports": ports,
+            "resources": _resources(plan),
+        }
+        return container
+
+    def _multi_node_script(self, plan: Plan, serve: list[str]) -> str:
+        """Pod 0 of the StatefulSet is the Ray head and serves; the others join it as Ray workers.
+
+        vLLM places its pipeline stages through Ray and waits for the workers' GPUs to join.
+        """
+        leader = f"{plan.workspace}-0.{plan.workspace}-headless.{plan.namespace}.svc.cluster.local"
+        return "\n".join([
+            "set -euo pipefail",
+            'index="${HOSTNAME##*-}"',
+            'if [ "$index" = "0" ]; then',
+            f"  ray start --head --port={RAY_PORT} --num-gpus={plan.gpus_per_node}",
+            f"  exec {shlex.join(serve)}",
+            "else",
+            f"  exec ray start --address={shlex.quote(leader)}:{RAY_PORT} "
+            f"--num-gpus={plan.gpus_per_node} --block",
+            "fi",
+        ])
+
+    def engine(self, config: EngineConfig) -> Engine:
+        from kaito_runtime_vllm.engine import VllmEngine
+
+        return VllmEngine(config)
+
+
+def _resources(plan: Plan) -> dict[str, Any]:
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    gpus = plan.resources.gpu or plan.gpus_per_node
+    if gpus:
+        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = str(gpus)
+    if plan.resources.cpu:
+        requests["cpu"] = plan.resources.cpu
+    if plan.resources.memory:
+        requests["memory"] = plan.resources.memory
+    return {"limits": limits, "requests": requests}
