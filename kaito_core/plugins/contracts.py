@@ -213,6 +213,10 @@ class ProvisionResult:
     pending: int = 0
     error: str | None = None
     reason: str = ""  # short CamelCase reason for the status condition, e.g. "QuotaExceeded"
+    #: Node labels that select exactly the nodes made for this request (e.g. AKS's
+    #: ``kubernetes.azure.com/agentpool``); the operator waits for Nodes matching them when the
+    #: provisioner cannot name the nodes itself. Empty when ``ready_nodes`` is authoritative.
+    node_selector: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @runtime_checkable
