@@ -32,6 +32,7 @@ class MemoryEstimate:
     required: int  # weights + kv_cache + overhead
     available: int  # usable memory on the target (GPU memory x utilization, or host RAM)
     per_device: int = 0  # required per GPU after splitting, 0 on CPU
+    notes: tuple[str, ...] = ()  # the arithmetic, one step a line, for `kaito plan`
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ class Preset:
     #: available on this machine without a download (e.g. a model shipped in a PyPI package), else None.
     local_files: Callable[[WeightFormat], Path | None] | None = None
     description: str = ""
+    #: Whether the model may be split over several nodes (KAITO's SupportDistributedInference()).
+    distributed_inference: bool = False
 
     def format_for(self, fmt: str, quantization: str | None = None) -> WeightFormat | None:
         for candidate in self.formats:
