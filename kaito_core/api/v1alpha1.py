@@ -34,12 +34,16 @@ DEFAULT_INSTANCE_TYPE = "Standard_NC24ads_A100_v4"
 
 
 class PresetSpecV1Alpha1(PresetSpec):
+    """A model the installed preset plugins know, by name (``kaito presets`` lists them)."""
+
     access_mode: Literal["public", "private"] | None = Field(
         None, description="Whether the model image is in a public or private registry (default public)."
     )
 
 
 class ResourceSpecV1Alpha1(ResourceSpec):
+    """The GPU nodes the workload needs. Missing nodes are provisioned before the workload is deployed."""
+
     instance_type: str | None = Field(
         DEFAULT_INSTANCE_TYPE,
         description=f"The GPU node SKU (default {DEFAULT_INSTANCE_TYPE}).",
@@ -47,10 +51,14 @@ class ResourceSpecV1Alpha1(ResourceSpec):
 
 
 class InferenceSpecV1Alpha1(InferenceSpec):
+    """Serve a model: a ``preset`` (or a custom Pod ``template``), optional ``config`` and ``adapters``."""
+
     preset: PresetSpecV1Alpha1 | None = Field(None, description="The base model to serve.")
 
 
 class TuningSpecV1Alpha1(TuningSpec):
+    """Fine-tune a preset with LoRA or QLoRA."""
+
     preset: PresetSpecV1Alpha1 | None = Field(None, description="The base model to tune.")
     input: DataSource | None = Field(None, description="The training data.")
     output: DataDestination | None = Field(None, description="Where the trained adapter goes.")
