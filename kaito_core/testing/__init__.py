@@ -1,0 +1,1 @@
+"""Test support shipped with the core: an in-process Kubernetes API emulator (``apiserver``)."""
