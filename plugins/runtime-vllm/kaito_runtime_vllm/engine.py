@@ -107,7 +107,7 @@ class VllmEngine:
         ]  # fmt: skip
 
     async def load(self) -> None:
-        self._template = load_template(self.config.model_path, self.config.chat_template)
+        self._template = self._load_template()
         if not self._base_url:
             if self.options.upstream_command is None and importlib.util.find_spec("vllm") is None:
                 raise RuntimeError(
@@ -209,8 +209,12 @@ class VllmEngine:
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         if self._template is None:
-            self._template = load_template(self.config.model_path, self.config.chat_template)
+            self._template = self._load_template()
         return self._template.render(messages)
+
+    def _load_template(self) -> ChatTemplate:
+        override = self.config.chat_template or self.options.chat_template
+        return load_template(self.config.model_path, override)
 
     def _special_tokens(self, prompt: str) -> bool:
         """False when the prompt already starts with BOS (a rendered chat template): vLLM would add a

@@ -33,6 +33,8 @@ class EngineOptions:
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     #: The adapter requests go to (the only one when there is exactly one); None: the base model.
     adapter: str | None = None
+    #: The preset's chat template (overridden by `kaito serve --chat-template-file`).
+    chat_template: str | None = None
 
 
 def merged_options(config: EngineConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -96,4 +98,5 @@ def engine_options_from(config: EngineConfig, environ: Mapping[str, str] | None 
         upstream_url=opts.get("upstream_url"),
         startup_timeout=float(opts.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT)),
         adapter=adapter,
+        chat_template=opts.get("chat_template"),
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kaito_core.planning.plan import ADAPTER_DIR
 from kaito_core.plugins.contracts import GiB
-from kaito_runtime_vllm.args import VllmSettings, server_args
+from kaito_runtime_vllm.args import VllmSettings, normalize_key, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV
 
 if TYPE_CHECKING:
@@ -43,19 +43,25 @@ def plan_settings(plan: Plan) -> VllmSettings:
     )
 
 
-def engine_options(settings: VllmSettings) -> dict[str, Any]:
-    """The JSON the container hands the Engine (env KAITO_VLLM_OPTIONS); ``settings_from`` reads it."""
-    return {
+def engine_options(plan: Plan, settings: VllmSettings) -> dict[str, Any]:
+    """What `kaito serve` has no flag for, as the JSON of env KAITO_VLLM_OPTIONS (``settings_from``
+    reads it back; model, name, context length and adapters travel as `kaito serve` flags)."""
+    options: dict[str, Any] = {
         "tensor_parallel": settings.tensor_parallel,
         "pipeline_parallel": settings.pipeline_parallel,
         "gpu_memory_utilization": settings.gpu_memory_utilization,
         "dtype": settings.dtype,
         "download_dir": settings.download_dir,
-        "max_model_len": settings.max_model_len,
         "multi_node": settings.multi_node,
-        "adapters": dict(settings.adapters),
         "vllm": dict(settings.extra),
     }
+    if plan.chat_template:
+        options["chat_template"] = plan.chat_template
+    return options
+
+
+#: Sequences vLLM batches by default (its --max-num-seqs); `kaito serve` admits as many at once.
+DEFAULT_MAX_NUM_SEQS = 256
 
 
 class VllmRuntime:
@@ -71,14 +77,23 @@ class VllmRuntime:
 
     def serve_args(self, plan: Plan) -> list[str]:
         """`kaito serve` arguments of the pod (the vLLM specifics travel in KAITO_VLLM_OPTIONS)."""
-        return [
+        settings = plan_settings(plan)
+        extra = {normalize_key(str(k)): v for k, v in settings.extra.items()}
+        max_seqs = extra.get("max-num-seqs", DEFAULT_MAX_NUM_SEQS)
+        argv = [
             "serve",
             "--runtime", self.name,
             "--model", plan.model_dir,
-            "--served-model-name", plan.served_model_name or plan.preset,
+            "--served-model-name", settings.served_model_name,
             "--host", "0.0.0.0",  # noqa: S104 - a pod serves its Service
             "--port", str(plan.port),
+            "--max-batch", str(max_seqs),
         ]  # fmt: skip
+        if plan.context_length:
+            argv += ["--context-length", str(plan.context_length)]
+        for name, path in settings.adapters.items():
+            argv += ["--adapter", f"{name}={path}"]
+        return argv
 
     def vllm_command(self, plan: Plan) -> list[str]:
         """The vLLM command the Engine starts for this Plan (shown by docs and tests; host/port internal)."""
@@ -88,7 +103,7 @@ class VllmRuntime:
         settings = plan_settings(plan)
         server_args(settings)  # refuse bad ConfigMap extras now, not in a crash-looping pod
         env: list[dict[str, Any]] = [
-            {"name": OPTIONS_ENV, "value": json.dumps(engine_options(settings), sort_keys=True)},
+            {"name": OPTIONS_ENV, "value": json.dumps(engine_options(plan, settings))},
             # The weights are pulled before the runtime starts; vLLM must never reach for a hub.
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
