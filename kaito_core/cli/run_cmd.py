@@ -91,7 +91,7 @@ def ps_command(output: str) -> None:
 
 @click.command("stop")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--timeout", type=float, default=15.0, show_default=True,
+@click.option("--timeout", type=float, default=40.0, show_default=True,
               help="Seconds to wait for a graceful stop before killing.")
 def stop_command(names: tuple[str, ...], timeout: float) -> None:
     """Stop the named runs (SIGTERM, then SIGKILL after --timeout) and forget them."""

@@ -23,8 +23,9 @@ from typing import IO, Any
 
 from kaito_core.local.errors import LocalRunError
 
-#: How long a stopping child gets after the forwarded signal before it is killed.
-STOP_GRACE_S = 15.0
+#: How long a stopping child gets after the forwarded signal before it is killed (kaito serve gives
+#: in-flight requests 30 s by default).
+STOP_GRACE_S = 40.0
 _POLL_S = 0.02
 
 

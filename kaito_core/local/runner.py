@@ -86,11 +86,11 @@ def run(
 
 
 def _serve(prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float) -> int:
-    from kaito_core.local.weights import model_dir_for
+    from kaito_core.local.weights import model_path_for
 
     plan = prepared.plan
     run_dir = paths.run_dir(record.name)
-    model = model_dir_for(prepared, run_dir, progress=options.progress)
+    model = model_path_for(prepared, run_dir, progress=options.progress)
     template_file = None
     if plan.chat_template:
         template_file = run_dir / CHAT_TEMPLATE_FILE

@@ -1,0 +1,216 @@
+"""Start-up: `kaito run` to its ready line and to the first /chat answer, vs llama-cpp-python directly.
+
+Both sides start from a cold process with the weights already on local disk (the local store) and end
+with one generated token:
+
+- baseline: `python -c "from llama_cpp import Llama; Llama(GGUF, n_ctx=...)(prompt, max_tokens=1)"`,
+  same GGUF file, same context length and threads as the plan;
+- kaito run: `kaito run examples/workspace-gemma-3-270m.yaml` until "ready" (its /health is 200 only
+  after a real generation), then one POST /chat with max_new_tokens=1.
+
+Where the gap comes from is measured too: importing the `kaito` CLI, validating + planning + locating
+the weights, and `kaito serve` on its own (its imports, loading, warm-up) to /health 200.
+
+Writes bench-results/startup.md and bench-results/startup.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "workspace-gemma-3-270m.yaml"
+RESULTS = ROOT / "bench-results"
+READY = re.compile(r"^kaito: ready in ([0-9.]+)s")
+TARGET = 1.2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare() -> tuple[Path, int, int]:
+    """Validate, plan and put the weights in the local store (once, not measured); the GGUF path."""
+    from kaito_core.local.weights import locate
+
+    from kaito_core.local.prepare import prepare as prepare_workspace
+    from kaito_core.plugins import default_registry
+
+    prepared = prepare_workspace(EXAMPLE, default_registry())
+    weights = locate(prepared, progress=True)
+    gguf = next(path for name, path in weights.files.items() if name.endswith(".gguf"))
+    return gguf, prepared.plan.context_length, prepared.plan.threads
+
+
+def time_baseline(gguf: Path, n_ctx: int, threads: int) -> float:
+    code = (
+        "from llama_cpp import Llama\n"
+        f"m = Llama(model_path={str(gguf)!r}, n_ctx={n_ctx}, n_threads={threads or None}, verbose=False)\n"
+        "m.create_completion('The capital of France is', max_tokens=1)\n"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.monotonic() - started
+
+
+def time_import_cli() -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import kaito_core.cli.main"], check=True)
+    return time.monotonic() - started
+
+
+def time_prepare_only() -> float:
+    """A process that validates, plans and locates the weights, and exits (no model)."""
+    code = (
+        "from pathlib import Path\n"
+        "from kaito_core.local.prepare import prepare\n"
+        "from kaito_core.local.weights import locate\n"
+        "from kaito_core.plugins import default_registry\n"
+        f"locate(prepare(Path({str(EXAMPLE)!r}), default_registry()), progress=False)\n"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.monotonic() - started
+
+
+def wait_health(port: int, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"kaito serve exited with {process.returncode}")
+            try:
+                if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+    raise RuntimeError("kaito serve was not ready in time")
+
+
+def time_serve_only(gguf: Path, n_ctx: int, threads: int) -> float:
+    """`kaito serve` by itself, from spawn to /health 200 (imports, load, warm-up generation)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "kaito_core.cli.main", "serve", "--runtime", "llamacpp",
+            "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+            "--served-model-name", "gemma-3-270m",
+            "--context-length", str(n_ctx)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_health(port, process)
+        return time.monotonic() - started
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+
+
+def time_kaito_run() -> tuple[float, float, float]:
+    """Seconds to the ready line (as seen here), to the first /chat answer, and what kaito reported."""
+    port = free_port()
+    argv = [sys.executable, "-m", "kaito_core.cli.main", "run", str(EXAMPLE), "--port", str(port),
+            "--no-progress"]
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    assert process.stdout is not None
+    try:
+        reported = None
+        for line in process.stdout:
+            match = READY.match(line)
+            if match:
+                reported = float(match.group(1))
+                break
+        if reported is None:
+            raise RuntimeError(f"kaito run exited with {process.wait()} before its ready line")
+        ready = time.monotonic() - started
+        response = httpx.post(f"http://127.0.0.1:{port}/chat", timeout=60, json={
+            "prompt": "The capital of France is", "generate_kwargs": {"max_new_tokens": 1}})
+        response.raise_for_status()
+        answered = time.monotonic() - started
+        return ready, answered, reported
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="kaito run start-up vs llama-cpp-python")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (median is reported)")
+    args = parser.parse_args()
+
+    gguf, n_ctx, threads = prepare()
+    # one unmeasured round of each so that every side starts with the same warm page cache
+    time_baseline(gguf, n_ctx, threads)
+    time_kaito_run()
+
+    names = ("baseline", "kaito_ready", "kaito_first_chat", "kaito_reported", "import_cli", "prepare",
+             "serve_only")
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    for _ in range(args.repeat):
+        samples["baseline"].append(time_baseline(gguf, n_ctx, threads))
+        ready, answered, reported = time_kaito_run()
+        samples["kaito_ready"].append(ready)
+        samples["kaito_first_chat"].append(answered)
+        samples["kaito_reported"].append(reported)
+        samples["import_cli"].append(time_import_cli())
+        samples["prepare"].append(time_prepare_only())
+        samples["serve_only"].append(time_serve_only(gguf, n_ctx, threads))
+    median = {k: statistics.median(v) for k, v in samples.items()}
+    base = median["baseline"]
+
+    rows = [
+        ("llama-cpp-python: load GGUF + 1 token (baseline)", median["baseline"]),
+        ("kaito run -> ready line", median["kaito_ready"]),
+        ("kaito run -> first /chat answer (1 token)", median["kaito_first_chat"]),
+        ("  part: python + import kaito CLI", median["import_cli"]),
+        ("  part: validate + plan + locate weights (own process)", median["prepare"]),
+        ("  part: kaito serve alone -> /health 200", median["serve_only"]),
+    ]
+    lines = [
+        "# kaito run start-up",
+        "",
+        f"Model: {gguf.name} ({gguf.stat().st_size / 2**20:.0f} MiB), n_ctx {n_ctx}, "
+        f"threads {threads or 'auto'}; "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {args.repeat} runs, "
+        "weights already in the local store, page cache warm.",
+        "",
+        "| measurement | seconds | ratio to baseline |",
+        "|---|---:|---:|",
+        *[f"| {name} | {value:.2f} | {value / base:.2f}x |" for name, value in rows],
+        "",
+        f"Target: kaito run -> ready at most {TARGET}x the baseline: "
+        f"{'met' if median['kaito_ready'] <= TARGET * base else 'NOT met'} "
+        f"({median['kaito_ready'] / base:.2f}x).",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "startup.md").write_text(text + "\n")
+    (RESULTS / "startup.json").write_text(json.dumps({
+        "model": gguf.name, "n_ctx": n_ctx, "threads": threads, "cpus": os.cpu_count(), "repeat": args.repeat,
+        "median_s": median, "samples_s": samples,
+        "ratio_ready": median["kaito_ready"] / base, "ratio_first_chat": median["kaito_first_chat"] / base,
+        "target_ratio": TARGET,
+    }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

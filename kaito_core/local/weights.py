@@ -1,0 +1,200 @@
+"""The model directory ``kaito serve`` is started with, without copying weights on every run.
+
+Where the weights come from, in order:
+
+1. the Workspace annotation ``kaito.sh/model-artifact: REF`` — a registry reference
+   (``host/repo:tag`` or ``@sha256:...``, pulled into the local store) or an OCI layout reference
+   (``oci:PATH:TAG``, read where it is);
+2. the embedded OCI layout store (``default_store_path()``, ``$KAITO_HOME/store``) under the tag
+   ``<preset>-<format>-<quantization>``; packed there on first use from the preset's local source
+   (e.g. a model shipped in a PyPI package), with a progress bar.
+
+The run's model directory (``$KAITO_HOME/runs/<name>/model``) holds one symbolic link per file, named
+by the layer's title and pointing at the content-addressed blob in the store: nothing is copied, and
+the blob was verified when it entered the store (here only its size is checked, to keep start-up fast).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kaito_core.local.errors import LocalRunError
+
+if TYPE_CHECKING:
+    from kaito_core.artifacts.layout import OciLayout
+    from kaito_core.artifacts.reference import Reference
+    from kaito_core.local.prepare import Prepared
+    from kaito_core.plugins.contracts import Preset, WeightFormat
+
+#: The annotation that names a Workspace's weights artifact (documented in docs/local.md).
+ARTIFACT_ANNOTATION = "kaito.sh/model-artifact"
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class Weights:
+    files: dict[str, Path]  # file name in the model directory -> blob path
+    origin: str  # the reference they were read from, for messages
+
+
+def store_tag(preset: Preset, fmt: WeightFormat) -> str:
+    """The local store's tag for one format of a preset, e.g. ``gemma-3-270m-gguf-q4_k_m``."""
+    return f"{preset.name}-{fmt.format}-{fmt.quantization}".lower()
+
+
+def _format_of(prepared: Prepared) -> WeightFormat:
+    plan = prepared.plan
+    fmt = prepared.preset.format_for(plan.weights_format, plan.quantization)
+    if fmt is None:
+        raise LocalRunError(
+            f"preset {prepared.preset.name} has no {plan.weights_format} {plan.quantization} weights, "
+            "which the plan chose; the preset plugin is inconsistent"
+        )
+    return fmt
+
+
+def read_layout(layout: OciLayout, tag: str | None, digest: str | None, where: str) -> Weights | None:
+    """The files of the manifest a tag (or digest) names in an OCI layout; None when it is not there.
+
+    Raises LocalRunError when the manifest is there but a blob is missing or has the wrong size.
+    """
+    from kaito_core.artifacts import mediatypes
+    from kaito_core.artifacts.errors import ArtifactError
+    from kaito_core.artifacts.manifest import parse_manifest
+
+    if not layout.exists():
+        return None
+    try:
+        descriptor = layout.resolve(tag, digest)
+    except ArtifactError:
+        return None
+    try:
+        artifact = parse_manifest(
+            layout.read_blob(descriptor["digest"], "manifest"),
+            descriptor["digest"],
+            descriptor.get("mediaType", mediatypes.OCI_MANIFEST),
+            where,
+        )
+    except ArtifactError as exc:
+        raise LocalRunError(str(exc)) from exc
+    files: dict[str, Path] = {}
+    for entry in artifact.files:
+        if not layout.has_blob(entry.digest, entry.size):
+            raise LocalRunError(
+                f"{where}: the blob of {entry.name} ({entry.digest}) is missing or truncated in "
+                f"{layout.root}; pack or pull the weights again"
+            )
+        files[entry.name] = layout.blob_path(entry.digest)
+    return Weights(files=files, origin=where)
+
+
+def _from_annotation(ref_text: str, prepared: Prepared, progress: bool) -> Weights:
+    from kaito_core.artifacts.errors import ArtifactError
+    from kaito_core.artifacts.layout import OciLayout
+    from kaito_core.artifacts.reference import Reference
+
+    try:
+        ref = Reference.parse(ref_text)
+    except ArtifactError as exc:
+        raise LocalRunError(f"metadata.annotations[{ARTIFACT_ANNOTATION}]: {exc}") from exc
+    if ref.layout is not None:
+        found = read_layout(OciLayout(ref.layout), ref.tag, ref.digest, str(ref))
+        if found is None:
+            raise LocalRunError(
+                f"weights not found: {ARTIFACT_ANNOTATION} names {ref}, and the OCI layout {ref.layout} "
+                f"{'has no ' + ref.target if OciLayout(ref.layout).exists() else 'does not exist'}; "
+                f"pack them there with `kaito model pack` or fix the annotation"
+            )
+        return found
+    return _pull_into_store(ref, prepared, progress)
+
+
+def _pull_into_store(ref: Reference, prepared: Prepared, progress: bool) -> Weights:
+    """Pull a registry artifact into the local store (a second pull of the same digest moves no bytes)."""
+    from kaito_core.artifacts import default_store_path, pull_to_layout
+    from kaito_core.artifacts.errors import ArtifactError
+    from kaito_core.artifacts.layout import OciLayout
+
+    store = default_store_path()
+    try:
+        digest = pull_to_layout(ref, store, progress=progress)
+    except ArtifactError as exc:
+        raise LocalRunError(
+            f"weights not found: could not pull {ref} (from the {ARTIFACT_ANNOTATION} annotation): {exc}"
+        ) from exc
+    found = read_layout(OciLayout(store), None, digest, str(ref))
+    if found is None:
+        raise LocalRunError(f"pulled {ref} but the local store {store} does not hold it ({digest})")
+    return found
+
+
+def _from_store(prepared: Prepared, progress: bool) -> Weights:
+    from kaito_core.artifacts import default_store_path
+    from kaito_core.artifacts.layout import OciLayout
+
+    fmt = _format_of(prepared)
+    store = default_store_path()
+    tag = store_tag(prepared.preset, fmt)
+    where = f"oci:{store}:{tag}"
+    found = read_layout(OciLayout(store), tag, None, where)
+    if found is not None:
+        return found
+    source = prepared.preset.local_files(fmt) if prepared.preset.local_files is not None else None
+    if source is None:
+        raise LocalRunError(
+            f"weights not found for {prepared.preset.name} ({fmt.format} {fmt.quantization}); looked in: "
+            f"the local store {where} (no such tag), the preset's local source (it has none on this "
+            f"machine), and the Workspace annotation {ARTIFACT_ANNOTATION} (not set). Put them in the "
+            f"store with `kaito model pull REF` / `kaito model pack`, or set "
+            f"metadata.annotations[{ARTIFACT_ANNOTATION}] to a registry reference"
+        )
+    _pack(prepared.preset, fmt, source, where, progress)
+    found = read_layout(OciLayout(store), tag, None, where)
+    if found is None:
+        raise LocalRunError(f"packed {prepared.preset.name} into {where}, but the store lacks the tag")
+    return found
+
+
+def _pack(preset: Preset, fmt: WeightFormat, source: Path, where: str, progress: bool) -> None:
+    from kaito_core.artifacts import pack_preset
+    from kaito_core.artifacts.errors import ArtifactError
+
+    try:
+        pack_preset(preset, fmt, source, where, progress=progress)
+    except ArtifactError as exc:
+        raise LocalRunError(f"could not pack {preset.name} from {source} into {where}: {exc}") from exc
+
+
+def locate(prepared: Prepared, progress: bool = True) -> Weights:
+    """The weights of the plan, fetched or packed into the local store first when needed."""
+    ref_text = prepared.workspace.annotations.get(ARTIFACT_ANNOTATION) or prepared.plan.artifact
+    if ref_text:
+        return _from_annotation(ref_text, prepared, progress)
+    return _from_store(prepared, progress)
+
+
+def link_model_dir(weights: Weights, directory: Path) -> Path:
+    """A directory of symbolic links named like the files, pointing at the blobs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, blob in weights.files.items():
+        link = directory / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(blob.resolve())
+        os.replace(tmp, link)
+    return directory
+
+
+def model_path_for(prepared: Prepared, run_dir: Path, progress: bool = True) -> Path:
+    """What ``kaito serve --model`` gets: the GGUF file itself for a single-file GGUF model, else the
+    model directory (safetensors shards with their configs)."""
+    weights = locate(prepared, progress)
+    directory = link_model_dir(weights, run_dir / MODEL_DIR)
+    ggufs = [name for name in weights.files if name.endswith(".gguf")]
+    if prepared.plan.weights_format == "gguf" and len(ggufs) == 1:
+        return directory / ggufs[0]
+    return directory
