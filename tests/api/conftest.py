@@ -1,0 +1,148 @@
+"""Fixtures for the Workspace API tests: small presets and a provisioner registered on a Registry directly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from kaito_core.plugins import (
+    Architecture,
+    GiB,
+    InstanceType,
+    ModelSource,
+    NodeRequest,
+    Preset,
+    ProvisionResult,
+    Registry,
+    Requirements,
+    TuningSupport,
+    WeightFile,
+    WeightFormat,
+    hookimpl,
+)
+
+
+def make_preset(name: str, total_gpu_memory: int = 9 * GiB, per_gpu_memory: int = 0, **extra: Any) -> Preset:
+    fields: dict[str, Any] = {
+        "name": name,
+        "family": "test",
+        "source": ModelSource(repo=f"example/{name}", revision="0" * 40),
+        "formats": (WeightFormat("safetensors", "bf16", (WeightFile("model.safetensors", 7 * GiB),)),),
+        "architecture": Architecture(
+            parameters=3_800_000_000,
+            layers=32,
+            attention_heads=32,
+            kv_heads=32,
+            head_dim=96,
+            context_length=4096,
+        ),
+        "requirements": Requirements(
+            gpu_count=1, total_gpu_memory=total_gpu_memory, per_gpu_memory=per_gpu_memory, disk=80 * GiB
+        ),
+        "runtimes": ("vllm",),
+        "default_runtime": "vllm",
+        "license": "MIT",
+        "tuning": TuningSupport(),
+    }
+    fields.update(extra)
+    return Preset(**fields)
+
+
+class FakeProvisioner:
+    """A provisioner with a fixed catalog (a real one would create nodes; these tests only read it)."""
+
+    name = "fake"
+
+    def __init__(self, catalog: Mapping[str, InstanceType]) -> None:
+        self._catalog = dict(catalog)
+
+    def catalog(self) -> Mapping[str, InstanceType]:
+        return self._catalog
+
+    def ensure_nodes(self, request: NodeRequest) -> ProvisionResult:
+        return ProvisionResult(pending=request.count)
+
+    def delete_nodes(self, workspace: str, namespace: str) -> None:
+        return None
+
+
+CATALOG = {
+    "Standard_NC6s_v3": InstanceType("Standard_NC6s_v3", "NVIDIA V100", 1, 16 * GiB),
+    "Standard_NC12s_v3": InstanceType("Standard_NC12s_v3", "NVIDIA V100", 2, 16 * GiB),
+    "Standard_NC24ads_A100_v4": InstanceType("Standard_NC24ads_A100_v4", "NVIDIA A100", 1, 80 * GiB),
+}
+
+
+class PresetPlugin:
+    def __init__(self, *presets: Preset) -> None:
+        self.presets = presets
+
+    @hookimpl
+    def kaito_register_presets(self, register: Callable[[Preset], None]) -> None:
+        for preset in self.presets:
+            register(preset)
+
+
+class ProvisionerPlugin:
+    def __init__(self, provisioner: FakeProvisioner) -> None:
+        self.provisioner = provisioner
+
+    @hookimpl
+    def kaito_register_provisioners(self, register: Callable[[Any], None]) -> None:
+        register(self.provisioner)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """phi-3 presets (as the seed examples use them), a big one, and the fake provisioner."""
+    reg = Registry()
+    reg.register(
+        PresetPlugin(
+            make_preset("phi-3-mini-4k-instruct"),
+            make_preset("phi-3-mini-128k-instruct"),
+            make_preset("big-model", total_gpu_memory=60 * GiB, per_gpu_memory=20 * GiB),
+            make_preset("gated-model", requires_auth=True),
+            make_preset("old-model", deprecated=True),
+            make_preset("no-tuning", tuning=None),
+        ),
+        distribution="test-presets",
+    )
+    reg.register(ProvisionerPlugin(FakeProvisioner(CATALOG)), distribution="test-provisioner")
+    return reg
+
+
+@pytest.fixture
+def manifest() -> Callable[..., dict[str, Any]]:
+    """A valid v1beta1 inference Workspace manifest; keyword arguments replace top-level sections."""
+
+    def build(**sections: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "apiVersion": "kaito.sh/v1beta1",
+            "kind": "Workspace",
+            "metadata": {"name": "phi-3", "namespace": "default"},
+            "resource": {
+                "instanceType": "Standard_NC6s_v3",
+                "labelSelector": {"matchLabels": {"apps": "phi-3"}},
+            },
+            "inference": {"preset": {"name": "phi-3-mini-4k-instruct"}},
+        }
+        for key, value in sections.items():
+            if value is None:
+                base.pop(key, None)
+            else:
+                base[key] = value
+        return base
+
+    return build
+
+
+@pytest.fixture
+def preset_factory() -> Callable[..., Preset]:
+    return make_preset
+
+
+@pytest.fixture
+def catalog() -> dict[str, InstanceType]:
+    return dict(CATALOG)
