@@ -68,6 +68,30 @@ class FakeProvisioner:
         return None
 
 
+class FakeRuntime:
+    """Enough of a runtime for the annotation check (validation only reads its name)."""
+
+    name = "vllm"
+    formats = ("safetensors",)
+    needs_gpu = True
+    image = "example/vllm:1"
+
+    def overhead_bytes(self, plan_context_length: int) -> int:
+        return 0
+
+    def container(self, plan: Any) -> dict[str, Any]:
+        return {"name": "vllm", "image": self.image}
+
+    def engine(self, config: Any) -> Any:
+        raise NotImplementedError("not served in these tests")
+
+
+class RuntimePlugin:
+    @hookimpl
+    def kaito_register_runtimes(self, register: Callable[[Any], None]) -> None:
+        register(FakeRuntime())
+
+
 CATALOG = {
     "Standard_NC6s_v3": InstanceType("Standard_NC6s_v3", "NVIDIA V100", 1, 16 * GiB),
     "Standard_NC12s_v3": InstanceType("Standard_NC12s_v3", "NVIDIA V100", 2, 16 * GiB),
@@ -110,6 +134,7 @@ def registry() -> Registry:
         distribution="test-presets",
     )
     reg.register(ProvisionerPlugin(FakeProvisioner(CATALOG)), distribution="test-provisioner")
+    reg.register(RuntimePlugin(), distribution="test-runtime")
     return reg
 
 
