@@ -62,12 +62,17 @@ def validate(workspace: Workspace, registry: Registry, source: Path) -> None:
     from kaito_core.api import validate_workspace
 
     problems = validate_workspace(workspace, registry)
-    errors = [p for p in problems if p.is_error]
-    for warning in (p for p in problems if not p.is_error):
-        click.echo(f"{source}: {warning}", err=True)
-    if errors:
-        lines = "\n".join(f"{source}: {error}" for error in errors)
-        raise LocalRunError(f"{source} is not a valid Workspace:\n{lines}")
+    lines = []
+    for problem in problems:  # worded exactly as `kaito validate` prints them
+        severity = "" if problem.is_error else "warning: "
+        where = f"{problem.path}: " if problem.path else ""
+        line = f"{source}: Workspace/{workspace.name}: {where}{severity}{problem.message}"
+        if problem.is_error:
+            lines.append(line)
+        else:
+            click.echo(line, err=True)
+    if lines:
+        raise LocalRunError("the Workspace is not valid:\n" + "\n".join(lines))
     if workspace.inference is None:
         raise LocalRunError(
             f"{source}: `kaito run` serves inference Workspaces; this one has no inference section "

@@ -3,14 +3,15 @@
 Where the weights come from, in order:
 
 1. the Workspace annotation ``kaito.sh/model-artifact: REF`` — a registry reference
-   (``host/repo:tag`` or ``@sha256:...``, pulled into the local store) or an OCI layout reference
+   (``host/repo:tag`` or ``@sha256:...``; pulled, verified, into the pull cache ``$KAITO_HOME/blobs``
+   and hardlinked from there into the run's model directory) or an OCI layout reference
    (``oci:PATH:TAG``, read where it is);
 2. the embedded OCI layout store (``default_store_path()``, ``$KAITO_HOME/store``) under the tag
    ``<preset>-<format>-<quantization>``; packed there on first use from the preset's local source
    (e.g. a model shipped in a PyPI package), with a progress bar.
 
-The run's model directory (``$KAITO_HOME/runs/<name>/model``) holds one symbolic link per file, named
-by the layer's title and pointing at the content-addressed blob in the store: nothing is copied, and
+For a layout, the run's model directory (``$KAITO_HOME/runs/<name>/model``) holds one symbolic link
+per file, named by the layer's title and pointing at the content-addressed blob: nothing is copied, and
 the blob was verified when it entered the store (here only its size is checked, to keep start-up fast).
 """
 
@@ -20,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import click
 
 from kaito_core.local.errors import LocalRunError
 
@@ -38,11 +41,6 @@ MODEL_DIR = "model"
 class Weights:
     files: dict[str, Path]  # file name in the model directory -> blob path
     origin: str  # the reference they were read from, for messages
-
-
-def store_tag(preset: Preset, fmt: WeightFormat) -> str:
-    """The local store's tag for one format of a preset, e.g. ``gemma-3-270m-gguf-q4_k_m``."""
-    return f"{preset.name}-{fmt.format}-{fmt.quantization}".lower()
 
 
 def _format_of(prepared: Prepared) -> WeightFormat:
@@ -91,7 +89,7 @@ def read_layout(layout: OciLayout, tag: str | None, digest: str | None, where: s
     return Weights(files=files, origin=where)
 
 
-def _from_annotation(ref_text: str, prepared: Prepared, progress: bool) -> Weights:
+def _from_annotation(ref_text: str, model_dir: Path | None, progress: bool) -> Weights:
     from kaito_core.artifacts.errors import ArtifactError
     from kaito_core.artifacts.layout import OciLayout
     from kaito_core.artifacts.reference import Reference
@@ -101,43 +99,42 @@ def _from_annotation(ref_text: str, prepared: Prepared, progress: bool) -> Weigh
     except ArtifactError as exc:
         raise LocalRunError(f"metadata.annotations[{ARTIFACT_ANNOTATION}]: {exc}") from exc
     if ref.layout is not None:
-        found = read_layout(OciLayout(ref.layout), ref.tag, ref.digest, str(ref))
+        layout = OciLayout(ref.layout)
+        found = read_layout(layout, ref.tag, ref.digest, str(ref))
         if found is None:
+            missing = f"has no {ref.target}" if layout.exists() else "does not exist"
             raise LocalRunError(
-                f"weights not found: {ARTIFACT_ANNOTATION} names {ref}, and the OCI layout {ref.layout} "
-                f"{'has no ' + ref.target if OciLayout(ref.layout).exists() else 'does not exist'}; "
-                f"pack them there with `kaito model pack` or fix the annotation"
+                f"weights not found: the {ARTIFACT_ANNOTATION} annotation names {ref}, and the OCI layout "
+                f"{ref.layout} {missing}; pack them there with `kaito model pack` or fix the annotation"
             )
         return found
-    return _pull_into_store(ref, prepared, progress)
+    if model_dir is None:
+        raise LocalRunError(f"{ref} is in a registry: it is pulled into a run's model directory")
+    return _pull(ref, model_dir, progress)
 
 
-def _pull_into_store(ref: Reference, prepared: Prepared, progress: bool) -> Weights:
-    """Pull a registry artifact into the local store (a second pull of the same digest moves no bytes)."""
-    from kaito_core.artifacts import default_store_path, pull_to_layout
+def _pull(ref: Reference, model_dir: Path, progress: bool) -> Weights:
+    """Pull a registry artifact into the model directory: files are hardlinked from the verified pull
+    cache ($KAITO_HOME/blobs), so a second run of the same digest moves and copies nothing."""
+    from kaito_core.artifacts import pull
     from kaito_core.artifacts.errors import ArtifactError
-    from kaito_core.artifacts.layout import OciLayout
 
-    store = default_store_path()
     try:
-        digest = pull_to_layout(ref, store, progress=progress)
+        result = pull(str(ref), model_dir, progress=progress)
     except ArtifactError as exc:
         raise LocalRunError(
-            f"weights not found: could not pull {ref} (from the {ARTIFACT_ANNOTATION} annotation): {exc}"
+            f"weights not found: could not pull {ref} (the {ARTIFACT_ANNOTATION} annotation): {exc}"
         ) from exc
-    found = read_layout(OciLayout(store), None, digest, str(ref))
-    if found is None:
-        raise LocalRunError(f"pulled {ref} but the local store {store} does not hold it ({digest})")
-    return found
+    return Weights(files={str(path.relative_to(model_dir)): path for path in result.files}, origin=str(ref))
 
 
 def _from_store(prepared: Prepared, progress: bool) -> Weights:
-    from kaito_core.artifacts import default_store_path
+    from kaito_core.artifacts import default_store_path, store_tag
     from kaito_core.artifacts.layout import OciLayout
 
     fmt = _format_of(prepared)
     store = default_store_path()
-    tag = store_tag(prepared.preset, fmt)
+    tag = store_tag(prepared.preset.name, fmt.format, fmt.quantization)
     where = f"oci:{store}:{tag}"
     found = read_layout(OciLayout(store), tag, None, where)
     if found is not None:
@@ -162,17 +159,20 @@ def _pack(preset: Preset, fmt: WeightFormat, source: Path, where: str, progress:
     from kaito_core.artifacts import pack_preset
     from kaito_core.artifacts.errors import ArtifactError
 
+    if progress:
+        click.echo(f"kaito: first use of {preset.name}: packing {source} into {where}", err=True)
     try:
-        pack_preset(preset, fmt, source, where, progress=progress)
+        pack_preset(preset, format=fmt.format, quantization=fmt.quantization, progress=progress)
     except ArtifactError as exc:
         raise LocalRunError(f"could not pack {preset.name} from {source} into {where}: {exc}") from exc
 
 
-def locate(prepared: Prepared, progress: bool = True) -> Weights:
-    """The weights of the plan, fetched or packed into the local store first when needed."""
+def locate(prepared: Prepared, progress: bool = True, model_dir: Path | None = None) -> Weights:
+    """The weights of the plan: packed into the local store first when needed, or pulled from a
+    registry into ``model_dir``."""
     ref_text = prepared.workspace.annotations.get(ARTIFACT_ANNOTATION) or prepared.plan.artifact
     if ref_text:
-        return _from_annotation(ref_text, prepared, progress)
+        return _from_annotation(ref_text, model_dir, progress)
     return _from_store(prepared, progress)
 
 
@@ -181,6 +181,8 @@ def link_model_dir(weights: Weights, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, blob in weights.files.items():
         link = directory / name
+        if blob.parent == directory or link == blob:
+            continue  # pulled into this directory already
         link.parent.mkdir(parents=True, exist_ok=True)
         tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
         tmp.unlink(missing_ok=True)
@@ -192,7 +194,7 @@ def link_model_dir(weights: Weights, directory: Path) -> Path:
 def model_path_for(prepared: Prepared, run_dir: Path, progress: bool = True) -> Path:
     """What ``kaito serve --model`` gets: the GGUF file itself for a single-file GGUF model, else the
     model directory (safetensors shards with their configs)."""
-    weights = locate(prepared, progress)
+    weights = locate(prepared, progress, run_dir / MODEL_DIR)
     directory = link_model_dir(weights, run_dir / MODEL_DIR)
     ggufs = [name for name in weights.files if name.endswith(".gguf")]
     if prepared.plan.weights_format == "gguf" and len(ggufs) == 1:
