@@ -21,32 +21,24 @@ import httpx
 
 from kaito_core.serving.chat_template import ChatTemplate
 from kaito_core.serving.engine import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_core.serving.protocol import RequestError
 from kaito_runtime_vllm.args import server_args
 from kaito_runtime_vllm.chat import load_template
 from kaito_runtime_vllm.options import engine_options_from, settings_from
 from kaito_runtime_vllm.upstream import ChildServer, free_port
 
-#: Seconds between /health polls of the child once it is up.
-HEALTH_INTERVAL = 5.0
 #: Consecutive failed polls before the engine reports itself unhealthy (one slow poll is not death).
 HEALTH_FAILURES = 2
 
 
-class UpstreamError(RuntimeError):
-    """vLLM answered with an error, or went away."""
+class UpstreamError(RequestError):
+    """vLLM answered with an error (its 4xx are passed on as they are), failed (502) or is gone (503).
+
+    A RequestError, so the server answers with this status and message instead of a bare 500.
+    """
 
     def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _request_error(message: str, status: int) -> Exception:
-    """A 4xx from vLLM is the client's fault: hand it to the server as its RequestError (a 400)."""
-    try:
-        from kaito_core.serving.protocol import RequestError
-    except ImportError:  # pragma: no cover - the shared server always ships it
-        return UpstreamError(message, status)
-    return RequestError(message, status=status)
+        super().__init__(message, status=status)
 
 
 def _error_message(body: bytes) -> str:
@@ -69,7 +61,7 @@ class VllmEngine:
         self.config = config
         self.settings = settings_from(config, environ)
         self.options = engine_options_from(config, environ)
-        self.health_interval = HEALTH_INTERVAL
+        self.health_interval = self.options.health_interval
         self._environ = environ
         self._context_length = config.context_length or self.settings.max_model_len
         self._health = EngineHealth(loaded=False)
@@ -212,6 +204,10 @@ class VllmEngine:
             self._template = self._load_template()
         return self._template.render(messages)
 
+    def _check_alive(self) -> None:
+        if not self._health.alive:
+            raise UpstreamError(f"vLLM is not serving: {self._health.error}", status=503)
+
     def _load_template(self) -> ChatTemplate:
         override = self.config.chat_template or self.options.chat_template
         return load_template(self.config.model_path, override)
@@ -227,11 +223,12 @@ class VllmEngine:
         # exactly what vLLM will see, for any tokenizer vLLM supports.
         if self._sync is None:
             raise RuntimeError("count_tokens called before load()")
+        self._check_alive()
         body = {"model": self.model, "prompt": text, "add_special_tokens": self._special_tokens(text)}
         try:
             response = self._sync.post("/tokenize", json=body)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"vLLM /tokenize failed: {exc}") from exc
+            raise UpstreamError(f"vLLM /tokenize failed: {type(exc).__name__}: {exc}", status=503) from exc
         if response.status_code != 200:
             message = _error_message(response.content)
             raise UpstreamError(f"vLLM /tokenize answered {response.status_code}: {message}")
@@ -274,8 +271,7 @@ class VllmEngine:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
         if self._client is None:
             raise RuntimeError("stream called before load()")
-        if not self._health.alive:
-            raise UpstreamError(f"vLLM is not serving: {self._health.error}", status=503)
+        self._check_alive()
         body = self.request_body(prompt, params)
         self._health.running += 1
         try:
@@ -283,7 +279,7 @@ class VllmEngine:
                 if response.status_code != 200:
                     message = _error_message(await response.aread())
                     if 400 <= response.status_code < 500:
-                        raise _request_error(message, response.status_code)
+                        raise UpstreamError(message, response.status_code)
                     raise UpstreamError(f"vLLM answered {response.status_code}: {message}")
                 async for chunk in self._events(response):
                     self._health.last_progress = time.monotonic()

@@ -31,6 +31,8 @@ class EngineOptions:
     #: Base URL of an already-running server to use instead of starting one (no child process).
     upstream_url: str | None = None
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    #: Seconds between /health polls of vLLM once it serves.
+    health_interval: float = 5.0
     #: The adapter requests go to (the only one when there is exactly one); None: the base model.
     adapter: str | None = None
     #: The preset's chat template (overridden by `kaito serve --chat-template-file`).
@@ -97,6 +99,7 @@ def engine_options_from(config: EngineConfig, environ: Mapping[str, str] | None 
         upstream_command=tuple(command) if command is not None else None,
         upstream_url=opts.get("upstream_url"),
         startup_timeout=float(opts.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT)),
+        health_interval=float(opts.get("health_interval", 5.0)),
         adapter=adapter,
         chat_template=opts.get("chat_template"),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import time
 import uuid
@@ -32,8 +33,13 @@ _TOKEN = re.compile(r"\s*\S+")
 
 
 def tokenize(text: str, add_special_tokens: bool) -> list[str]:
-    pieces = _TOKEN.findall(text)
-    return [BOS, *pieces] if add_special_tokens else pieces
+    """BOS written in the text (a rendered chat template) is the special token, as in HF tokenizers."""
+    lead: list[str] = []
+    if text.startswith(BOS):
+        lead, text = [BOS], text[len(BOS):]
+    if add_special_tokens:
+        lead = [BOS, *lead]
+    return [*lead, *_TOKEN.findall(text)]
 
 
 def error(message: str, code: int = 400, kind: str = "BadRequestError") -> JSONResponse:
@@ -46,9 +52,16 @@ def build_app(name: str, max_model_len: int, loras: dict[str, str], token_delay:
     received: list[dict[str, Any]] = []
     models = {name, *loras}
 
+    health_status = [200]
+
     @app.get("/health")
     async def health() -> Response:
-        return Response(status_code=200)
+        return Response(status_code=health_status[0])
+
+    @app.post("/_health_status/{code}")
+    async def set_health(code: int) -> dict[str, int]:
+        health_status[0] = code  # vLLM answers 500 once its engine core died
+        return {"status": code}
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -141,7 +154,11 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--exit-code", type=int, default=None, help="exit at start-up with this code")
+    parser.add_argument("--pid-file", default=None, help="write this process's id here")
     args, _ = parser.parse_known_args()  # the rest of vLLM's flags are accepted and ignored
+    if args.pid_file:
+        with open(args.pid_file, "w") as handle:
+            handle.write(str(os.getpid()))
     if args.exit_code is not None:
         print("fake vLLM: CUDA out of memory (simulated)", flush=True)
         raise SystemExit(args.exit_code)
