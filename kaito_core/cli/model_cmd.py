@@ -1,9 +1,298 @@
-"""Subcommands of `kaito` (filled by the issue that owns them)."""
+"""`kaito model push|pull|inspect|pack`: model weights as OCI artifacts (kaito_core.artifacts).
+
+Every registry, store or cache failure ends in one line on stderr and a non-zero exit, never a
+traceback: `kaito model pull` is the init container of inference pods, whose log is read by people.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+
+from kaito_core.cli.output import OUTPUT_OPTION, emit_data, emit_table, fail
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PASSWORD_ENV = "KAITO_REGISTRY_PASSWORD"  # noqa: S105 (the variable name, not a password)
+
+
+def _registry_options(func: F) -> F:
+    """Options every command that talks to a registry shares."""
+    options = [
+        click.option(
+            "--registry-config",
+            "registry_configs",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Docker config.json / .dockerconfigjson with registry credentials (repeatable; "
+            "then DOCKER_CONFIG and ~/.docker/config.json are read).",
+        ),
+        click.option("--username", "-u", default=None, help="Registry user name (instead of a config file)."),
+        click.option(
+            "--password-stdin",
+            is_flag=True,
+            help=f"Read the registry password from stdin (or set {PASSWORD_ENV}); never as an argument.",
+        ),
+        click.option(
+            "--plain-http",
+            is_flag=True,
+            help="Talk HTTP instead of HTTPS (implied for localhost and 127.0.0.0/8).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
+    if username is None:
+        if password_stdin:
+            fail("--password-stdin needs --username")
+        return None
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        fail(f"--username {username} needs a password: pipe it to --password-stdin or set {PASSWORD_ENV}")
+    return username, password
+
+
+def _errors_as_one_line(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from kaito_core.artifacts import ArtifactError
+
+        try:
+            return func(*args, **kwargs)
+        except ArtifactError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; run the same command again to resume", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@click.group("model")
+def model() -> None:
+    """Model weights as OCI artifacts: push, pull (verified, cached, resumable), inspect, pack."""
+
+
+@model.command("push")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("ref")
+@click.option(
+    "--format", "fmt", default=None, help="Weight format recorded in the config (gguf, safetensors)."
+)
+@click.option("--quantization", default=None, help="Quantization recorded in the config (Q4_K_M, bf16...).")
+@click.option(
+    "--chunk-size", default=64, show_default=True, type=click.IntRange(1, 4096), help="PATCH size, MiB."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_registry_options
+@_errors_as_one_line
+def push_cmd(
+    path: Path,
+    ref: str,
+    fmt: str | None,
+    quantization: str | None,
+    chunk_size: int,
+    no_progress: bool,
+    registry_configs: tuple[Path, ...],
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+) -> None:
+    """Push a model file or directory PATH to REF (HOST/REPO:TAG, or oci:DIR:TAG for a local store)."""
+    from kaito_core.artifacts import push
+
+    digest = push(
+        path,
+        ref,
+        format=fmt,
+        quantization=quantization,
+        credentials=_credentials(username, password_stdin),
+        registry_configs=registry_configs,
+        plain_http=plain_http,
+        progress=not no_progress,
+        chunk_size=chunk_size * 1024 * 1024,
+    )
+    click.echo(f"pushed {ref.split('@')[0]}@{digest}")
+
+
+@model.command("pull")
+@click.argument("ref")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Blob cache (default $KAITO_HOME/blobs or ~/.cache/kaito/blobs).",
+)
+@click.option("--verify-cache", is_flag=True, help="Re-hash cached blobs instead of trusting their markers.")
+@click.option(
+    "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 32), help="Parallel downloads."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@OUTPUT_OPTION
+@_registry_options
+@_errors_as_one_line
+def pull_cmd(
+    ref: str,
+    dest: Path,
+    cache_dir: Path | None,
+    verify_cache: bool,
+    jobs: int,
+    no_progress: bool,
+    output: str,
+    registry_configs: tuple[Path, ...],
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+) -> None:
+    """Pull REF into DEST; exits 0 only when every file is there and verified."""
+    from kaito_core.artifacts import pull
+
+    result = pull(
+        ref,
+        dest,
+        credentials=_credentials(username, password_stdin),
+        registry_configs=registry_configs,
+        plain_http=plain_http,
+        cache_dir=cache_dir,
+        progress=not no_progress,
+        verify_cache=verify_cache,
+        jobs=jobs,
+    )
+    if output == "table":
+        click.echo(
+            f"pulled {result.reference}@{result.digest} into {dest}: {len(result.files)} files, "
+            f"{_human(result.bytes_downloaded)} downloaded, {_human(result.bytes_from_cache)} from cache"
+        )
+        return
+    emit_data(
+        {
+            "reference": result.reference,
+            "digest": result.digest,
+            "files": [str(p) for p in result.files],
+            "bytesDownloaded": result.bytes_downloaded,
+            "bytesFromCache": result.bytes_from_cache,
+        },
+        output,
+    )
+
+
+@model.command("inspect")
+@click.argument("ref")
+@OUTPUT_OPTION
+@_registry_options
+@_errors_as_one_line
+def inspect_cmd(
+    ref: str,
+    output: str,
+    registry_configs: tuple[Path, ...],
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+) -> None:
+    """Show the manifest and config of REF without downloading its files."""
+    from kaito_core.artifacts import inspect_artifact
+
+    info = inspect_artifact(
+        ref,
+        credentials=_credentials(username, password_stdin),
+        registry_configs=registry_configs,
+        plain_http=plain_http,
+    )
+    if output != "table":
+        emit_data(info, output)
+        return
+    config = info.get("config") or {}
+    descriptor = config.get("descriptor", {}) if isinstance(config, dict) else {}
+    details = config.get("config", {}) if isinstance(config, dict) else {}
+    rows = [
+        ("reference", info["reference"]),
+        ("digest", info["digest"]),
+        ("artifactType", info["artifactType"] or "(none)"),
+        ("config", info["configMediaType"]),
+        ("model", descriptor.get("name", "")),
+        ("format", details.get("format", "")),
+        ("quantization", details.get("quantization", "")),
+        ("license", ", ".join(descriptor.get("licenses", []))),
+        ("size", _human(info["size"])),
+    ]
+    emit_table(["FIELD", "VALUE"], [r for r in rows if r[1]])
+    click.echo()
+    emit_table(
+        ["FILE", "SIZE", "DIGEST", "MEDIA TYPE"],
+        [(f["name"], _human(f["size"]), f["digest"][:19], f["mediaType"]) for f in info["files"]],
+    )
+
+
+@model.command("pack")
+@click.argument("preset_name", metavar="PRESET")
+@click.option(
+    "--push", "push_ref", default=None, help="Push to this reference instead of the embedded store."
+)
+@click.option("--format", "fmt", default=None, help="Weight format (gguf, safetensors).")
+@click.option("--quantization", default=None, help="Quantization of that format (Q4_K_M, bf16...).")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Embedded OCI layout store (default $KAITO_HOME/store or ~/.cache/kaito/store).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_registry_options
+@_errors_as_one_line
+def pack_cmd(
+    preset_name: str,
+    push_ref: str | None,
+    fmt: str | None,
+    quantization: str | None,
+    store: Path | None,
+    no_progress: bool,
+    registry_configs: tuple[Path, ...],
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+) -> None:
+    """Build PRESET's artifact from its upstream files on this machine; store it locally or --push it."""
+    from kaito_core.artifacts import pack_preset
+    from kaito_core.plugins.registry import PluginError, default_registry
+
+    try:
+        preset = default_registry().preset(preset_name)
+    except PluginError as exc:
+        fail(str(exc))
+    result = pack_preset(
+        preset,
+        push_ref=push_ref,
+        format=fmt,
+        quantization=quantization,
+        store=store,
+        credentials=_credentials(username, password_stdin),
+        registry_configs=registry_configs,
+        plain_http=plain_http,
+        progress=not no_progress,
+    )
+    click.echo(
+        f"packed {preset.name} ({result.format}/{result.quantization}) as {result.reference}@{result.digest}"
+    )
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to `group`."""
+    """Add `kaito model ...` to the `kaito` command."""
+    group.add_command(model)

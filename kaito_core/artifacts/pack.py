@@ -1,0 +1,124 @@
+"""``kaito model pack``: a preset's upstream files (when on this machine) -> an artifact."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaito_core.artifacts.auth import Credentials
+from kaito_core.artifacts.errors import ArtifactError
+from kaito_core.artifacts.paths import default_store_path
+from kaito_core.artifacts.push import push
+from kaito_core.plugins.contracts import Preset, WeightFormat
+
+
+@dataclass(frozen=True)
+class PackResult:
+    reference: str
+    digest: str
+    format: str
+    quantization: str
+    files: tuple[str, ...]
+
+
+def store_tag(preset_name: str, fmt: str, quantization: str) -> str:
+    """The tag a preset's format gets in the embedded store, e.g. ``gemma-3-270m-gguf-q4_k_m``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{preset_name}-{fmt}-{quantization}".lower())[:128]
+
+
+def store_reference(preset_name: str, fmt: str, quantization: str, store: Path | None = None) -> str:
+    """``oci:<store>:<tag>``: where ``pack_preset`` puts a preset format when not pushing."""
+    return f"oci:{store or default_store_path()}:{store_tag(preset_name, fmt, quantization)}"
+
+
+def choose_format(preset: Preset, fmt: str | None, quantization: str | None) -> WeightFormat:
+    candidates = [
+        f
+        for f in preset.formats
+        if (fmt is None or f.format == fmt)
+        and (quantization is None or f.quantization.lower() == quantization.lower())
+    ]
+    if not candidates:
+        known = ", ".join(f"{f.format}/{f.quantization}" for f in preset.formats) or "none"
+        raise ArtifactError(
+            f"preset {preset.name} has no format {fmt or '*'}/{quantization or '*'} (it has: {known}); "
+            "pass --format and --quantization from that list"
+        )
+    if fmt is None and quantization is None and preset.local_files is not None:
+        for candidate in candidates:  # prefer one that is on this machine
+            if preset.local_files(candidate) is not None:
+                return candidate
+    return candidates[0]
+
+
+def pack_preset(
+    preset: Preset,
+    *,
+    push_ref: str | None = None,
+    format: str | None = None,
+    quantization: str | None = None,
+    store: Path | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    registry_configs: Sequence[str | Path] = (),
+    plain_http: bool = False,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+) -> PackResult:
+    """Build the artifact of one preset format from its local upstream files, check them against the
+    preset's sizes and sha256, and push it to ``push_ref`` or into the embedded store."""
+    weight_format = choose_format(preset, format, quantization)
+    source = preset.local_files(weight_format) if preset.local_files is not None else None
+    if source is None:
+        raise ArtifactError(
+            f"the files of preset {preset.name} ({weight_format.format}/{weight_format.quantization}) "
+            "are not available on this machine; download them and use `kaito model push DIR REF`"
+        )
+    source = Path(source)
+    if source.is_file():
+        source = source.parent
+    names = [f.name for f in weight_format.files]
+    for expected in weight_format.files:
+        path = source / expected.name
+        if not path.is_file():
+            raise ArtifactError(f"preset {preset.name}: {path} is missing; the local files are incomplete")
+        if path.stat().st_size != expected.size:
+            raise ArtifactError(
+                f"preset {preset.name}: {path} has {path.stat().st_size} bytes, the preset says "
+                f"{expected.size}; the local file is not the published one"
+            )
+    ref = push_ref or store_reference(preset.name, weight_format.format, weight_format.quantization, store)
+    with tempfile.TemporaryDirectory(prefix="kaito-pack-") as staging:
+        # Stage only the preset's files (hardlinks or symlinks, no copy) so nothing else in the source
+        # directory ends up in the artifact.
+        stage = Path(staging)
+        for name in names:
+            target = stage / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to((source / name).resolve())
+        digest = push(
+            stage,
+            ref,
+            preset=preset,
+            format=weight_format.format,
+            quantization=weight_format.quantization,
+            credentials=credentials,
+            registry_configs=registry_configs,
+            plain_http=plain_http,
+            progress=progress,
+            cache_dir=cache_dir,
+            expected=_expected_digests(weight_format),
+        )
+    return PackResult(
+        reference=ref,
+        digest=digest,
+        format=weight_format.format,
+        quantization=weight_format.quantization,
+        files=tuple(names),
+    )
+
+
+def _expected_digests(weight_format: WeightFormat) -> dict[str, str]:
+    return {f.name: f"sha256:{f.sha256}" for f in weight_format.files if f.sha256}
