@@ -132,6 +132,12 @@ def prepare(source: Path, registry: Registry, hardware: Hardware | None = None) 
 
         hardware = detect_local_hardware()
     plan = plan_for_machine(workspace, registry, hardware)
+    if plan.adapters:
+        names = ", ".join(adapter.name for adapter in plan.adapters)
+        raise LocalRunError(
+            f"{source}: inference.adapters ({names}) are not served by `kaito run` yet; remove them to run "
+            "the base model here, or apply the Workspace to a cluster"
+        )
     return Prepared(
         source=source, workspace=workspace, preset=registry.preset(plan.preset), plan=plan, hardware=hardware
     )
