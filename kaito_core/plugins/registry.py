@@ -55,20 +55,24 @@ class _Table(Generic[T]):
     items: dict[str, T] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     conflicts: dict[str, str] = field(default_factory=dict)  # name -> error message
+    claimants: dict[str, list[str]] = field(default_factory=dict)  # name -> every distribution, in order
 
     def add(self, name: str, item: T, distribution: str) -> None:
-        if name in self.owners and self.owners[name] != distribution or name in self.conflicts:
-            first = self.owners.get(name, "?")
-            self.conflicts[name] = (
-                f"{self.kind} {name!r} is registered by both {first} and {distribution}; "
-                f"uninstall one of them or limit loading with {PLUGINS_ENV}"
-            )
+        claimants = self.claimants.setdefault(name, [])
+        claimants.append(distribution)
+        if len(claimants) == 1:
+            self.items[name] = item
+            self.owners[name] = distribution
             return
-        if name in self.items:
+        distinct = list(dict.fromkeys(claimants))
+        if len(distinct) == 1:
             self.conflicts[name] = f"{self.kind} {name!r} is registered twice by {distribution}"
-            return
-        self.items[name] = item
-        self.owners[name] = distribution
+        else:
+            both = "both" if len(distinct) == 2 else "all of"
+            self.conflicts[name] = (
+                f"{self.kind} {name!r} is registered by {both} {', '.join(distinct[:-1])} and "
+                f"{distinct[-1]}; uninstall all but one of them or limit loading with {PLUGINS_ENV}"
+            )
 
     def get(self, name: str) -> T:
         if name in self.conflicts:
@@ -125,6 +129,8 @@ class Registry:
                     continue
                 try:
                     plugin = ep.load()
+                    if self._pm.is_registered(plugin):
+                        continue  # one module advertised in several groups (presets and runtimes)
                     self.register(plugin, distribution=distribution, version=version)
                 except Exception as exc:  # a broken plugin must not take the others down
                     self._load_errors.append(
@@ -147,11 +153,13 @@ class Registry:
         self._hook_errors = []
         for kind, hook_name in _HOOKS.items():
             hook = getattr(self._pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
                 distribution, version = self._distributions.get(impl.plugin_name, (impl.plugin_name, "0"))
-                register = self._register_callback(tables[kind], kind, distribution)
+                pending: list[Any] = []
+                register = self._register_callback(pending, kind, distribution)
                 try:
-                    impl.function(register)
+                    # pluggy lets an implementation take fewer arguments than the spec (here: none)
+                    impl.function(*[register for _ in impl.argnames])
                 except Exception as exc:
                     self._hook_errors.append(
                         PluginInfo(
@@ -162,11 +170,14 @@ class Registry:
                             error=f"{type(exc).__name__}: {exc}",
                         )
                     )
+                    continue  # a hook that fails contributes nothing, not half of its objects
+                for obj in pending:
+                    tables[kind].add(obj.name, obj, distribution)
         self._collected = tables
         return tables
 
     @staticmethod
-    def _register_callback(table: _Table[Any], kind: str, distribution: str) -> Callable[[Any], None]:
+    def _register_callback(pending: list[Any], kind: str, distribution: str) -> Callable[[Any], None]:
         expected: type = {"preset": Preset, "runtime": Runtime, "provisioner": Provisioner}[kind]
 
         def register(obj: Any) -> None:
@@ -174,7 +185,7 @@ class Registry:
                 raise PluginError(
                     f"{distribution} registered {obj!r} as a {kind}, but it is not a {expected.__name__}"
                 )
-            table.add(obj.name, obj, distribution)
+            pending.append(obj)
 
         return register
 
@@ -184,19 +195,19 @@ class Registry:
         return self._tables()["preset"].usable()
 
     def preset(self, name: str) -> Preset:
-        return self._tables()["preset"].get(name)  # type: ignore[no-any-return]
+        return self._tables()["preset"].get(name)
 
     def runtimes(self) -> dict[str, Runtime]:
         return self._tables()["runtime"].usable()
 
     def runtime(self, name: str) -> Runtime:
-        return self._tables()["runtime"].get(name)  # type: ignore[no-any-return]
+        return self._tables()["runtime"].get(name)
 
     def provisioners(self) -> dict[str, Provisioner]:
         return self._tables()["provisioner"].usable()
 
     def provisioner(self, name: str) -> Provisioner:
-        return self._tables()["provisioner"].get(name)  # type: ignore[no-any-return]
+        return self._tables()["provisioner"].get(name)
 
     def instance_types(self, provisioner: str | None = None) -> dict[str, InstanceType]:
         """The catalog of one provisioner, or of all of them merged."""
