@@ -163,6 +163,8 @@ class FakeARM:
         #: Actions the caller's identity lacks (e.g. ``POOL_WRITE``): answered 403 AuthorizationFailed.
         self.denied_actions: set[str] = set()
         self.cluster_stopped = False
+        #: False emulates a cluster/API version without the machines API (ARM answers 404).
+        self.serve_machines = True
         #: (code, message) to end the next create operation with, asynchronously.
         self.fail_next_create: tuple[str, str] | None = None
         #: Every request: (method, path without query, status).
@@ -310,6 +312,13 @@ class FakeARM:
                 return 200, {"value": [self._pool_json(p) for p in self._pools.values()]}, {}
             record = self._existing(pool, cluster, rg)
             if machines:
+                if not self.serve_machines:
+                    raise _ArmError(
+                        404,
+                        "InvalidResourceType",
+                        "The resource type 'managedClusters/agentPools/machines' could not be found in the "
+                        "namespace 'Microsoft.ContainerService' for api version in use.",
+                    )
                 return 200, {"value": self._machines(record)}, {}
             return 200, self._pool_json(record), {}
         if method == "PUT" and pool is not None and not machines:

@@ -128,6 +128,8 @@ class AKSProvisioner:
         try:
             existing = self._get_pool(client, config, pool)
             if existing is None:
+                with self._lock:
+                    self._pollers.pop(pool, None)
                 return
             if not owned_by(existing.tags, workspace, namespace):
                 log.warning(

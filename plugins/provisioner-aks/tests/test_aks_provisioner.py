@@ -177,6 +177,20 @@ def test_count_change_scales_the_pool(arm: FakeARM) -> None:
     assert arm.count("PUT") == 2
 
 
+def test_without_the_machines_api_the_node_selector_finds_the_nodes(arm: FakeARM) -> None:
+    arm.serve_machines = False
+    provisioner = make_provisioner(arm)
+    provisioner.ensure_nodes(request_for())
+    arm.finish_operations()
+    result = provisioner.ensure_nodes(request_for())
+    assert result == ProvisionResult(
+        pending=0,
+        reason="NodePoolReady",
+        node_selector={AGENTPOOL_LABEL: pool_name("default", "workspace-phi-3")},
+    )
+    assert arm.errors[-1]["code"] == "InvalidResourceType"
+
+
 def test_small_models_still_get_the_aks_default_os_disk(arm: FakeARM) -> None:
     make_provisioner(arm).ensure_nodes(request_for(disk_bytes=10 * GiB))
     assert arm.bodies[-1][2]["properties"]["osDiskSizeGB"] == 128
