@@ -116,6 +116,9 @@ class _Checker:
         if self.catalog is None or not self.catalog:
             return
         if not resource.instance_type:
+            preset = self.preset_or_none(self.ws.preset_name)
+            if preset is not None and preset.requirements.gpu_count == 0:
+                return  # a CPU model runs on a node the user brings; nothing to provision
             self.error("resource.instanceType", "instanceType is required when node auto-provisioning is "
                        "enabled")
         elif resource.instance_type not in self.catalog:

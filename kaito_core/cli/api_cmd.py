@@ -64,16 +64,15 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
     failed = False
     for path in files:
         documents = _read(path)
-        failed |= _report(path, documents)
         if not documents:
             click.echo(f"{path}: no Workspace found", err=True)
             failed = True
-        for document in documents:
+        for document in documents:  # in file order: each object's read errors, then its rule errors
+            problems = list(document.errors)
             ws = document.workspace
-            if ws is None:
-                continue
-            problems = validate_workspace(ws, registry, old=old.get((ws.namespace, ws.name)),
-                                          provisioner=provisioner)
+            if ws is not None:
+                problems += validate_workspace(ws, registry, old=old.get((ws.namespace, ws.name)),
+                                               provisioner=provisioner)
             for problem in problems:
                 severity = "" if problem.is_error else "warning: "
                 where = f"{problem.path}: " if problem.path else ""

@@ -171,3 +171,16 @@ def preset_factory() -> Callable[..., Preset]:
 @pytest.fixture
 def catalog() -> dict[str, InstanceType]:
     return dict(CATALOG)
+
+
+@pytest.fixture
+def make_registry() -> Callable[..., Registry]:
+    """A Registry with the given presets and the fake provisioner."""
+
+    def build(*presets: Preset) -> Registry:
+        reg = Registry()
+        reg.register(PresetPlugin(*presets), distribution="test-presets")
+        reg.register(ProvisionerPlugin(FakeProvisioner(CATALOG)), distribution="test-provisioner")
+        return reg
+
+    return build

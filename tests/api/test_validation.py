@@ -11,7 +11,7 @@ import pytest
 
 from kaito_core.api import FieldError, Workspace, errors_only, validate_workspace, warnings_only
 from kaito_core.api.urls import url_problem
-from kaito_core.plugins import PluginError, Registry
+from kaito_core.plugins import GiB, PluginError, Registry, Requirements
 
 Manifest = Callable[..., dict[str, Any]]
 
@@ -149,7 +149,9 @@ def test_adapters(manifest: Manifest) -> None:
     ]
 
 
-def test_instance_type_in_the_provisioner_catalog(manifest: Manifest, registry: Registry) -> None:
+def test_instance_type_in_the_provisioner_catalog(
+    manifest: Manifest, registry: Registry, preset_factory: Any, make_registry: Any
+) -> None:
     m = manifest()
     m["resource"]["instanceType"] = "Standard_XYZ"
     assert check(m, registry, provisioner="fake") == [
@@ -164,6 +166,10 @@ def test_instance_type_in_the_provisioner_catalog(manifest: Manifest, registry: 
     assert check(m, registry, provisioner="fake") == [
         ("resource.instanceType", "instanceType is required when node auto-provisioning is enabled")
     ]
+    cpu = make_registry(preset_factory("cpu-model", requirements=Requirements(0, 0, 0, GiB)))
+    cpu_ws = manifest(inference={"preset": {"name": "cpu-model"}})
+    del cpu_ws["resource"]["instanceType"]
+    assert check(cpu_ws, cpu, provisioner="fake") == []  # a CPU model needs no provisioned node
     with pytest.raises(PluginError, match="unknown provisioner 'azure'"):
         check(m, registry, provisioner="azure")
 
