@@ -46,9 +46,8 @@ def free_port() -> int:
 
 def prepare() -> tuple[Path, int, int]:
     """Validate, plan and put the weights in the local store (once, not measured); the GGUF path."""
-    from kaito_core.local.weights import locate
-
     from kaito_core.local.prepare import prepare as prepare_workspace
+    from kaito_core.local.weights import locate
     from kaito_core.plugins import default_registry
 
     prepared = prepare_workspace(EXAMPLE, default_registry())
@@ -57,14 +56,31 @@ def prepare() -> tuple[Path, int, int]:
     return gguf, prepared.plan.context_length, prepared.plan.threads
 
 
+BASELINE = """
+import os
+import llama_cpp.llama_cpp as L
+from llama_cpp import Llama
+
+# llama.cpp's extra (AMX) buffer types die with SIGILL on CPUs whose AMX the kernel or sandbox does not
+# enable; kaito's llama.cpp runtime turns them off, so the baseline does too (same kernels both sides).
+_default = L.llama_model_default_params
+def _params():
+    params = _default()
+    params.use_extra_bufts = False
+    return params
+L.llama_model_default_params = _params
+
+model = Llama(model_path={path!r}, n_ctx={n_ctx}, n_threads={threads}, verbose=False)
+out = model.create_completion("The capital of France is", max_tokens=1)
+assert out["choices"][0]["text"]
+os._exit(0)  # the timing ends with the token, as kaito's does with /health
+"""
+
+
 def time_baseline(gguf: Path, n_ctx: int, threads: int) -> float:
-    code = (
-        "from llama_cpp import Llama\n"
-        f"m = Llama(model_path={str(gguf)!r}, n_ctx={n_ctx}, n_threads={threads or None}, verbose=False)\n"
-        "m.create_completion('The capital of France is', max_tokens=1)\n"
-    )
+    code = BASELINE.format(path=str(gguf), n_ctx=n_ctx, threads=threads or None)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL)
     return time.monotonic() - started
 
 

@@ -98,7 +98,7 @@ def plan_for_machine(workspace: Workspace, registry: Registry, hardware: Hardwar
             if fitting
             else "\nno installed preset fits this machine"
         )
-        raise LocalRunError(f"{workspace.preset_name} does not fit this machine ({hardware.description}): "
+        raise LocalRunError(f"{workspace.preset_name} does not fit {hardware.description}: "
                             f"{exc}{hint}") from exc
 
 

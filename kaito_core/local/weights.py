@@ -144,8 +144,8 @@ def _from_store(prepared: Prepared, progress: bool) -> Weights:
         raise LocalRunError(
             f"weights not found for {prepared.preset.name} ({fmt.format} {fmt.quantization}); looked in: "
             f"the local store {where} (no such tag), the preset's local source (it has none on this "
-            f"machine), and the Workspace annotation {ARTIFACT_ANNOTATION} (not set). Put them in the "
-            f"store with `kaito model pull REF` / `kaito model pack`, or set "
+            f"machine), and the Workspace annotation {ARTIFACT_ANNOTATION} (not set). Put the files in "
+            f"the store with `kaito model push DIR {where}`, or set "
             f"metadata.annotations[{ARTIFACT_ANNOTATION}] to a registry reference"
         )
     _pack(prepared.preset, fmt, source, where, progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,9 +65,9 @@ def test_detached_run_with_ps_logs_and_stop(stored_weights: Path, kit: Any) -> N
     port = kit.free_port()
     started = kit.kaito("run", str(kit.example), "--port", str(port), "--detach", "--name", "gemma-bg",
                         timeout=300)
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert kit.ready.search(started.stdout), started.stdout
     try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert re.search(kit.ready.pattern, started.stdout, re.MULTILINE), started.stdout
         (entry,) = [e for e in _ps(kit) if e["name"] == "gemma-bg"]
         server_pid = int(str(entry["pid"]))
         server_start = procs.process_start_time(server_pid)

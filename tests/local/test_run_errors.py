@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,22 +57,18 @@ def registry() -> Registry:
     return registry
 
 
-def _workspace(tmp_path: Path, preset: str, annotations: str = "") -> Path:
+def _workspace(tmp_path: Path, preset: str, annotations: dict[str, str] | None = None) -> Path:
+    import yaml
+
+    manifest = {
+        "apiVersion": "kaito.sh/v1beta1",
+        "kind": "Workspace",
+        "metadata": {"name": f"ws-{preset}", **({"annotations": annotations} if annotations else {})},
+        "resource": {"labelSelector": {"matchLabels": {"apps": preset}}},
+        "inference": {"preset": {"name": preset}},
+    }
     path = tmp_path / f"{preset}.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        apiVersion: kaito.sh/v1beta1
-        kind: Workspace
-        metadata:
-          name: ws-{preset}
-        {annotations}
-        resource:
-          labelSelector:
-            matchLabels:
-              apps: {preset}
-        inference:
-          preset:
-            name: {preset}
-        """))
+    path.write_text(yaml.safe_dump(manifest))
     return path
 
 
@@ -106,9 +101,7 @@ def test_missing_weights_say_where_they_were_looked_for(
 
 def test_missing_artifact_named_by_the_annotation(tmp_path: Path, kit: Any) -> None:
     nowhere = tmp_path / "no-store"
-    path = _workspace(tmp_path, "gemma-3-270m", textwrap.dedent(f"""\
-        annotations:
-            kaito.sh/model-artifact: oci:{nowhere}:v1"""))
+    path = _workspace(tmp_path, "gemma-3-270m", {"kaito.sh/model-artifact": f"oci:{nowhere}:v1"})
     result = kit.kaito("run", str(path), "--port", str(kit.free_port()))
     assert result.returncode == 1
     assert f"oci:{nowhere}:v1" in result.stderr and "does not exist" in result.stderr
