@@ -70,7 +70,11 @@ class AKSProvisioner:
         self._credential = credential
         self._base_url = base_url
         self._catalog = catalog
-        self._client_options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+        options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+        if options.pop("logging_enable", False):
+            # azure-core's network trace writes the Authorization header, bearer token included.
+            log.warning("client option logging_enable is ignored: it would log the Azure bearer token")
+        self._client_options = options
         self._retry_interval_s = retry_interval_s
         self._lock = threading.Lock()
         self._client: ContainerServiceClient | None = None

@@ -415,7 +415,8 @@ def test_delete_errors_raise_with_azures_words(arm: FakeARM) -> None:
 def test_no_credential_in_any_log_or_result(arm: FakeARM, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     token = arm.credential.token
-    provisioner = make_provisioner(arm)
+    # logging_enable would make azure-core print the bearer token; the provisioner drops it.
+    provisioner = make_provisioner(arm, client_options={**arm.client_kwargs(), "logging_enable": True})
     results = poll_until(provisioner, request_for(), ready)
     arm.quota["standardNCSv3Family"] = 0
     results.append(provisioner.ensure_nodes(request_for(workspace="other")))
@@ -424,6 +425,7 @@ def test_no_credential_in_any_log_or_result(arm: FakeARM, caplog: pytest.LogCapt
     provisioner.delete_nodes("workspace-phi-3", "default")
     assert arm.credential.calls >= 1  # the token was really used
     assert caplog.records  # and the SDK and the provisioner really logged
+    assert "'Authorization': 'REDACTED'" in caplog.text  # headers were logged, redacted
     assert token not in caplog.text
     for result in results:
         assert token not in repr(result)
