@@ -45,6 +45,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     greedy: bool = False  # do_sample=False / temperature 0
+    ignore_eos: bool = False  # keep generating past end-of-sequence tokens (benchmarks)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,252 @@
+"""Request bodies of KAITO's /chat and of the OpenAI API, and their mapping to SamplingParams."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kaito_core.serving.engine import ChatMessage, SamplingParams
+
+
+class RequestError(ValueError):
+    """A request the server refuses with 400; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.status = status
+
+
+# --------------------------------------------------------------------------------------------------
+# KAITO /chat
+# --------------------------------------------------------------------------------------------------
+
+#: KAITO's transformers server defaults (v0.4.6) for generate_kwargs.
+KAITO_DEFAULTS: dict[str, Any] = {
+    "max_length": 200,
+    "min_length": 0,
+    "do_sample": True,
+    "temperature": 1.0,
+    "top_k": 10,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+}
+
+#: generate_kwargs that are accepted but change nothing here (beam search is not offered).
+_ACCEPTED_NOOPS = {
+    "early_stopping",
+    "num_beams",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "num_return_sequences",
+    "pad_token_id",
+    "eos_token_id",
+    "use_cache",
+}
+_SUPPORTED_KWARGS = {
+    *KAITO_DEFAULTS,
+    "max_new_tokens",
+    "min_new_tokens",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_p",
+    "ignore_eos",
+}
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """OpenAI allows content as a list of parts; text parts are joined, others refused."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        texts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise RequestError("only text content parts are supported", param="messages")
+            texts.append(part["text"])
+        return "".join(texts)
+
+    def to_chat(self) -> ChatMessage:
+        return ChatMessage(role=self.role, content=self.text())
+
+
+class KaitoChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    return_full_text: bool = True
+    clean_up_tokenization_spaces: bool = False
+    prefix: str | None = None
+    handle_long_generation: str | None = None
+    generate_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+def kaito_sampling(kwargs: dict[str, Any], prompt_tokens: int, cap: int) -> SamplingParams:
+    """Map KAITO generate_kwargs to SamplingParams.
+
+    ``max_length`` counts prompt plus generated tokens, as in transformers (and KAITO's default of 200);
+    ``max_new_tokens``, when given, counts generated tokens only and wins.
+    """
+    unknown = sorted(set(kwargs) - _SUPPORTED_KWARGS - _ACCEPTED_NOOPS)
+    if unknown:
+        raise RequestError(
+            f"generate_kwargs {', '.join(unknown)} not supported; "
+            f"supported: {', '.join(sorted(_SUPPORTED_KWARGS))}",
+            param="generate_kwargs",
+        )
+    if int(kwargs.get("num_beams", 1)) != 1:
+        raise RequestError("generate_kwargs.num_beams must be 1 (beam search is not offered)", "num_beams")
+    merged = {**KAITO_DEFAULTS, **kwargs}
+    try:
+        if "max_new_tokens" in kwargs:
+            max_new = int(kwargs["max_new_tokens"])
+        else:
+            max_new = int(merged["max_length"]) - prompt_tokens
+            if max_new < 1:
+                raise RequestError(
+                    f"generate_kwargs.max_length {merged['max_length']} counts the prompt ({prompt_tokens} "
+                    "tokens) and leaves no room to generate; raise max_length or set max_new_tokens",
+                    param="max_length",
+                )
+        min_new = int(kwargs.get("min_new_tokens", max(0, int(merged["min_length"]) - prompt_tokens)))
+        temperature = float(merged["temperature"])
+        do_sample = bool(merged["do_sample"])
+        stop = kwargs.get("stop") or ()
+        params = SamplingParams(
+            max_tokens=max_new,
+            min_tokens=min_new,
+            temperature=temperature,
+            top_k=int(merged["top_k"]),
+            top_p=float(merged["top_p"]),
+            min_p=float(kwargs.get("min_p", 0.0)),
+            typical_p=float(merged["typical_p"]),
+            repetition_penalty=float(merged["repetition_penalty"]),
+            presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
+            frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
+            seed=None if kwargs.get("seed") is None else int(kwargs["seed"]),
+            stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
+            greedy=not do_sample or temperature == 0.0,
+            ignore_eos=bool(kwargs.get("ignore_eos", False)),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, RequestError):
+            raise
+        raise RequestError(
+            f"generate_kwargs has a value of the wrong type: {exc}", "generate_kwargs"
+        ) from exc
+    check_sampling(params, cap)
+    return params
+
+
+def check_sampling(params: SamplingParams, cap: int) -> None:
+    if params.max_tokens < 1:
+        raise RequestError(f"max_tokens must be at least 1, got {params.max_tokens}", "max_tokens")
+    if params.max_tokens > cap:
+        raise RequestError(
+            f"max_tokens {params.max_tokens} exceeds this server's cap of {cap} (--max-tokens-cap)",
+            "max_tokens",
+        )
+    if params.temperature < 0:
+        raise RequestError("temperature must be >= 0", "temperature")
+    if not 0.0 < params.top_p <= 1.0:
+        raise RequestError("top_p must be in (0, 1]", "top_p")
+    if params.top_k < 0:
+        raise RequestError("top_k must be >= 0", "top_k")
+    if params.repetition_penalty <= 0:
+        raise RequestError("repetition_penalty must be > 0", "repetition_penalty")
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI
+# --------------------------------------------------------------------------------------------------
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _OpenAIBase(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # Extensions vLLM and llama.cpp also accept.
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int = 0
+    ignore_eos: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
+        temperature = 1.0 if self.temperature is None else self.temperature
+        stop = self.stop or ()
+        params = SamplingParams(
+            max_tokens=default_max_tokens if self.max_tokens is None else self.max_tokens,
+            min_tokens=self.min_tokens,
+            temperature=temperature,
+            top_k=self.top_k or 0,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            min_p=self.min_p or 0.0,
+            repetition_penalty=self.repetition_penalty or 1.0,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            seed=self.seed,
+            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            greedy=temperature == 0.0,
+            ignore_eos=self.ignore_eos,
+        )
+        check_sampling(params, cap)
+        return params
+
+
+class ChatCompletionRequest(_OpenAIBase):
+    messages: list[Message]
+    max_completion_tokens: int | None = None
+
+    def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
+        if self.max_tokens is None and self.max_completion_tokens is not None:
+            self.max_tokens = self.max_completion_tokens
+        return super().sampling(default_max_tokens, cap)
+
+
+class CompletionRequest(_OpenAIBase):
+    prompt: str | list[str]
+    echo: bool = False
+    logprobs: int | None = None
+    suffix: str | None = None
+    max_tokens: int | None = 16  # OpenAI's default for completions
+
+    def prompts(self) -> list[str]:
+        prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        if not prompts:
+            raise RequestError("prompt must not be empty", "prompt")
+        return prompts
+
+
+FinishReason = Literal["stop", "length"]

@@ -1,0 +1,503 @@
+"""An Engine over llama.cpp with continuous batching.
+
+All sequences share one llama.cpp context; each gets its own seq_id (and, with ``kv_unified`` off, its
+own slice of the KV cache: n_ctx = per-sequence context x max_batch). One dedicated thread owns the
+context (llama.cpp is not thread-safe) and runs the loop:
+
+1. admit waiting requests into free seq_ids, drop cancelled ones (``llama_memory_seq_rm`` frees cells);
+2. build one batch: the next token of every generating sequence, then prompt tokens of newcomers,
+   chunked to n_batch (so a long prompt is prefilled across steps while the others keep decoding);
+3. ``llama_decode`` once, sample each sequence with its own sampler chain from its row of logits;
+4. hand text to asyncio with ``loop.call_soon_threadsafe`` into the request's queue.
+
+So every decode step advances every running sequence, and new requests join between steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
+from kaito_core.serving.engine import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
+
+log = logging.getLogger("kaito.llamacpp")
+
+#: Per-sequence context when neither the request config nor a smaller training context says otherwise.
+DEFAULT_CONTEXT = 4096
+#: Prompt tokens decoded per step at most (llama.cpp's n_batch).
+N_BATCH = 512
+#: Tokens the repetition/presence/frequency penalties look back over.
+PENALTY_LAST_N = 64
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+def find_gguf(path: str) -> Path:
+    """The GGUF file at `path`, or the single (first-shard) GGUF inside the directory `path`."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        candidates = sorted(p.glob("*.gguf"))
+        firsts = [c for c in candidates if "-00001-of-" in c.name] or candidates
+        if len(firsts) == 1:
+            return firsts[0]
+        if not firsts:
+            raise EngineError(f"no .gguf file in {path}")
+        raise EngineError(
+            f"several GGUF files in {path} ({', '.join(c.name for c in firsts)}); pass one file"
+        )
+    raise EngineError(f"model path {path} does not exist")
+
+
+@dataclass(eq=False)
+class _Sequence:
+    prompt: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Chunk | BaseException]
+    seq_id: int = -1
+    n_past: int = 0  # tokens of this sequence in the KV cache
+    prefilled: int = 0  # prompt tokens sent to llama_decode
+    next_token: int | None = None  # sampled, not yet decoded
+    output_index: int = -1  # row of logits to sample in the current batch
+    generated: list[int] = field(default_factory=list)
+    sampler: Any = None
+    eog_suppressed: bool = False
+    cancelled: bool = False
+    detok: IncrementalDetokenizer = field(default_factory=IncrementalDetokenizer)
+    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+
+
+class LlamaCppEngine:
+    """The Engine contract (kaito_core.serving.engine.Engine) over llama-cpp-python's low-level API."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.max_batch = max(1, config.max_batch)
+        self.threads = config.threads or os.cpu_count() or 1
+        self.max_observed_batch = 0  # the most sequences one llama_decode call carried
+        self.steps = 0
+        self._model: Any = None
+        self._ctx: Any = None
+        self._vocab: Any = None
+        self._mem: Any = None
+        self._batch: Any = None
+        self._n_ctx_seq = 0
+        self._n_vocab = 0
+        self._eog: list[int] = []
+        self._add_bos = False
+        self._bos_text = ""
+        self._pieces: dict[int, bytes] = {}
+        self._template: ChatTemplate | None = None
+        self._cond = threading.Condition()
+        self._pending: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._free_ids: list[int] = list(range(self.max_batch - 1, -1, -1))
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._loaded = False
+        self._fatal: str | None = None
+        self._last_progress = time.monotonic()
+
+    # ------------------------------------------------------------------------------------------------
+    # Engine contract
+    # ------------------------------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        return self._n_ctx_seq
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load)
+        self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
+        self._thread.start()
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        if not self._loaded:
+            raise EngineError("the model is not loaded")
+        if self._fatal:
+            raise EngineError(f"the engine stopped: {self._fatal}")
+        tokens = self.tokenize(prompt)
+        if not tokens:
+            raise EngineError("the prompt is empty")
+        if len(tokens) >= self._n_ctx_seq:
+            raise EngineError(f"the prompt is {len(tokens)} tokens; the context is {self._n_ctx_seq}")
+        seq = _Sequence(tokens, params, asyncio.get_running_loop(), asyncio.Queue())
+        seq.stops = StopMatcher(params.stop)
+        with self._cond:
+            self._pending.append(seq)
+            self._cond.notify()
+        finished = False
+        try:
+            while True:
+                item = await seq.queue.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                if item.finish_reason is not None:
+                    finished = True
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                # The consumer went away (client disconnect, cancellation): free the slot at the next step.
+                seq.cancelled = True
+                with self._cond:
+                    self._cond.notify()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        if self._template is None:
+            raise EngineError("the model is not loaded")
+        return self._template.render(messages, add_generation_prompt=True)
+
+    def health(self) -> EngineHealth:
+        thread_alive = self._thread is not None and self._thread.is_alive()
+        return EngineHealth(
+            loaded=self._loaded,
+            alive=self._fatal is None and (thread_alive or not self._loaded),
+            error=self._fatal,
+            last_progress=self._last_progress,
+            running=len(self._active),
+        )
+
+    async def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._free()
+
+    # ------------------------------------------------------------------------------------------------
+    # tokens
+    # ------------------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of `text`; special tokens in it are parsed (chat templates write them as text), and BOS
+        is added when the model wants one and the text does not already start with it."""
+        import llama_cpp as L
+
+        data = text.encode("utf-8")
+        add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
+        size = len(data) + 2
+        buf = (L.llama_token * size)()
+        n = L.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, True)
+        if n < 0:
+            size = -n
+            buf = (L.llama_token * size)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, True)
+        return list(buf[:n])
+
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        cached = self._pieces.get(token) if not special else None
+        if cached is not None:
+            return cached
+        import llama_cpp as L
+
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+        piece = buf.raw[:n]
+        if not special:
+            self._pieces[token] = piece
+        return piece
+
+    # ------------------------------------------------------------------------------------------------
+    # loading
+    # ------------------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        import llama_cpp as L
+        from llama_cpp import _logger
+
+        _logger.set_verbose(log.isEnabledFor(logging.DEBUG))
+        path = find_gguf(self.config.model_path)
+        L.llama_backend_init()
+        mparams = L.llama_model_default_params()
+        mparams.n_gpu_layers = self.config.n_gpu_layers  # negative: every layer
+        # Extra buffer types are weight repacking for AMX/AVX: a CPU may advertise AMX that the kernel
+        # or sandbox does not let a process use (SIGILL on the first tile instruction). Off unless asked.
+        mparams.use_extra_bufts = bool(self.config.options.get("extra_buffer_types", False))
+        model = L.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            raise EngineError(f"llama.cpp could not load {path} (not a GGUF file, or an unsupported model)")
+        self._model = model
+        self._vocab = L.llama_model_get_vocab(model)
+        self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
+        n_ctx_train = L.llama_model_n_ctx_train(model)
+        per_seq = self.config.context_length or min(DEFAULT_CONTEXT, n_ctx_train)
+        if per_seq > n_ctx_train:
+            log.warning("context %d is longer than the model's training context %d", per_seq, n_ctx_train)
+        cparams = L.llama_context_default_params()
+        # kv_unified off: each sequence gets n_ctx / n_seq_max cells of its own, so one long sequence
+        # cannot starve the others, and attention only looks at its own cells.
+        cparams.n_ctx = per_seq * self.max_batch
+        cparams.n_seq_max = self.max_batch
+        cparams.kv_unified = False
+        cparams.n_batch = max(N_BATCH, self.max_batch)
+        cparams.n_ubatch = max(N_BATCH, self.max_batch)
+        cparams.n_threads = self.threads
+        cparams.n_threads_batch = self.threads
+        cparams.no_perf = True
+        ctx = L.llama_init_from_model(model, cparams)
+        if not ctx:
+            raise EngineError(
+                f"llama.cpp could not create a context of {cparams.n_ctx} tokens (out of memory?)"
+            )
+        self._ctx = ctx
+        self._mem = L.llama_get_memory(ctx)
+        self._n_ctx_seq = L.llama_n_ctx(ctx) // self.max_batch
+        self._batch = L.llama_batch_init(cparams.n_batch, 0, 1)
+        self._n_batch = cparams.n_batch
+        self._eog = [t for t in range(self._n_vocab) if L.llama_vocab_is_eog(self._vocab, t)]
+        self._add_bos = bool(L.llama_vocab_get_add_bos(self._vocab))
+        bos = L.llama_vocab_bos(self._vocab)
+        eos = L.llama_vocab_eos(self._vocab)
+        self._bos_text = self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
+        eos_text = self._piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else ""
+        source = self.config.chat_template
+        if source is None:
+            raw = L.llama_model_chat_template(model, None)
+            source = raw.decode("utf-8", "replace") if raw else None
+        if source is None:
+            log.warning("no chat template in the preset or the weights; chat requests use a plain fallback")
+            source = FALLBACK_TEMPLATE
+        self._template = ChatTemplate(source, bos_token=self._bos_text, eos_token=eos_text)
+        self._last_progress = time.monotonic()
+        self._loaded = True
+        log.info(
+            "loaded %s: %d sequences x %d tokens, %d threads, n_gpu_layers=%d",
+            path.name,
+            self.max_batch,
+            self._n_ctx_seq,
+            self.threads,
+            self.config.n_gpu_layers,
+        )
+
+    def _free(self) -> None:
+        import llama_cpp as L
+
+        if self._batch is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            L.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            L.llama_model_free(self._model)
+            self._model = None
+        self._loaded = False
+
+    # ------------------------------------------------------------------------------------------------
+    # sampling
+    # ------------------------------------------------------------------------------------------------
+
+    def _make_sampler(self, seq: _Sequence) -> Any:
+        import llama_cpp as L
+
+        p = seq.params
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        # EOG tokens are masked while min_tokens are not reached yet, or for good with ignore_eos.
+        suppress = p.ignore_eos or len(seq.generated) < p.min_tokens
+        if suppress and self._eog:
+            biases = (L.llama_logit_bias * len(self._eog))(
+                *(L.llama_logit_bias(token, float("-inf")) for token in self._eog)
+            )
+            masked = L.llama_sampler_init_logit_bias(self._n_vocab, len(self._eog), biases)
+            L.llama_sampler_chain_add(chain, masked)
+        seq.eog_suppressed = suppress
+        if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+            L.llama_sampler_chain_add(
+                chain,
+                L.llama_sampler_init_penalties(
+                    self._n_vocab,
+                    PENALTY_LAST_N,
+                    p.repetition_penalty,
+                    p.frequency_penalty,
+                    p.presence_penalty,
+                ),
+            )
+        if p.greedy or p.temperature <= 0.0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        else:
+            if p.top_k > 0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(p.top_k))
+            if p.typical_p < 1.0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_typical(p.typical_p, 1))
+            if p.top_p < 1.0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(p.top_p, 1))
+            if p.min_p > 0.0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_min_p(p.min_p, 1))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(p.temperature))
+            seed = L.LLAMA_DEFAULT_SEED if p.seed is None else p.seed & 0xFFFFFFFF
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed))
+        # a rebuilt chain (min_tokens reached) relearns the history the penalties look at
+        for token in seq.generated[-PENALTY_LAST_N:]:
+            L.llama_sampler_accept(chain, token)
+        return chain
+
+    # ------------------------------------------------------------------------------------------------
+    # the decode thread
+    # ------------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._active and not self._pending_live():
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    was_idle = not self._active
+                    self._admit()
+                if was_idle:
+                    self._last_progress = time.monotonic()  # idle time is not a stall
+                for seq in [s for s in self._active if s.cancelled]:
+                    self._retire(seq)
+                if self._active:
+                    self._step()
+            self._fail_all(EngineError("the server is shutting down"))
+        except BaseException as exc:  # the engine is dead: say so to /health and to every waiting request
+            self._fatal = f"{type(exc).__name__}: {exc}"
+            log.exception("the decode loop stopped")
+            self._fail_all(EngineError(f"the engine stopped: {self._fatal}"))
+
+    def _pending_live(self) -> bool:
+        while self._pending and self._pending[0].cancelled:
+            self._pending.popleft()
+        return bool(self._pending)
+
+    def _admit(self) -> None:
+        while self._pending and self._free_ids:
+            seq = self._pending.popleft()
+            if seq.cancelled:
+                continue
+            seq.seq_id = self._free_ids.pop()
+            seq.sampler = self._make_sampler(seq)
+            self._active.append(seq)
+
+    def _step(self) -> None:
+        import llama_cpp as L
+
+        batch = self._batch
+        n = 0
+        carried: list[_Sequence] = []
+
+        def add(token: int, seq: _Sequence, output: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = seq.n_past
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq.seq_id
+            batch.logits[n] = output
+            if output:
+                seq.output_index = n
+            seq.n_past += 1
+            n += 1
+
+        # decode tokens first: one per generating sequence, so no sequence waits on a long prefill
+        for seq in self._active:
+            if seq.next_token is not None:
+                add(seq.next_token, seq, True)
+                seq.next_token = None
+                carried.append(seq)
+        # then prompt tokens of sequences still prefilling, as many as fit in n_batch
+        for seq in self._active:
+            room = self._n_batch - n
+            if room <= 0:
+                break
+            remaining = len(seq.prompt) - seq.prefilled
+            if remaining <= 0 or seq in carried:
+                continue
+            take = min(room, remaining)
+            for i in range(seq.prefilled, seq.prefilled + take):
+                add(seq.prompt[i], seq, i == len(seq.prompt) - 1)
+            seq.prefilled += take
+            carried.append(seq)
+        batch.n_tokens = n
+        rc = L.llama_decode(self._ctx, batch)
+        if rc != 0:
+            if rc < 0:
+                raise EngineError(f"llama_decode failed with {rc}")
+            # 1: no KV slot (2: aborted). The cache is as before this call: fail these sequences only.
+            for seq in carried:
+                self._retire(seq, EngineError(f"llama_decode returned {rc}: the KV cache is full"))
+            return
+        self.steps += 1
+        self.max_observed_batch = max(self.max_observed_batch, len(carried))
+        self._last_progress = time.monotonic()
+        for seq in carried:
+            if seq.output_index >= 0:
+                index, seq.output_index = seq.output_index, -1
+                token = L.llama_sampler_sample(seq.sampler, self._ctx, index)
+                self._on_token(seq, token)
+
+    def _on_token(self, seq: _Sequence, token: int) -> None:
+        import llama_cpp as L
+
+        seq.generated.append(token)
+        p = seq.params
+        if seq.eog_suppressed and not p.ignore_eos and len(seq.generated) >= p.min_tokens:
+            L.llama_sampler_free(seq.sampler)
+            seq.sampler = self._make_sampler(seq)
+        if L.llama_vocab_is_eog(self._vocab, token):
+            text, _ = seq.stops.feed(seq.detok.flush())
+            self._retire(seq, Chunk(text + seq.stops.flush(), tokens=1, finish_reason="stop"))
+            return
+        text, hit = seq.stops.feed(seq.detok.feed(self._piece(token)))
+        if hit:
+            self._retire(seq, Chunk(text, tokens=1, finish_reason="stop"))
+        elif len(seq.generated) >= p.max_tokens or seq.n_past + 1 >= self._n_ctx_seq:
+            tail, _ = seq.stops.feed(seq.detok.flush())
+            self._retire(seq, Chunk(text + tail + seq.stops.flush(), tokens=1, finish_reason="length"))
+        else:
+            seq.next_token = token
+            self._emit(seq, Chunk(text, tokens=1))
+
+    def _emit(self, seq: _Sequence, item: Chunk | BaseException) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is listening
+            seq.loop.call_soon_threadsafe(seq.queue.put_nowait, item)
+
+    def _retire(self, seq: _Sequence, last: Chunk | BaseException | None = None) -> None:
+        """End a sequence: its last chunk (if anyone listens), free its KV cells, sampler and seq_id."""
+        import llama_cpp as L
+
+        if last is not None and not seq.cancelled:
+            self._emit(seq, last)
+        L.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        if seq.sampler is not None:
+            L.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+        self._active.remove(seq)
+        self._free_ids.append(seq.seq_id)
+        seq.seq_id = -1
+
+    def _fail_all(self, error: BaseException) -> None:
+        for seq in list(self._active):
+            with contextlib.suppress(Exception):
+                self._retire(seq, error)
+        with self._cond:
+            while self._pending:
+                self._emit(self._pending.popleft(), error)
