@@ -160,7 +160,7 @@ def gpu_node(
     ):
         if value is not None:
             labels[key] = value
-    gpus = count if count is not None else "1"
+    gpus = count if count is not None and count.isdigit() else "1"
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -193,3 +193,8 @@ def nodes() -> Any:
         cpu = staticmethod(cpu_node)
 
     return Nodes
+
+
+@pytest.fixture
+def test_runtimes() -> dict[str, TestRuntime]:
+    return {"vllm": VLLM, "llamacpp": LLAMACPP}
