@@ -207,8 +207,13 @@ class TokenServer:
 
             def do_GET(self) -> None:
                 query = parse_qs(urlparse(self.path).query)
-                outer.requests.append({"path": urlparse(self.path).path, "query": query,
-                                       "authorization": self.headers.get("Authorization", "")})
+                outer.requests.append(
+                    {
+                        "path": urlparse(self.path).path,
+                        "query": query,
+                        "authorization": self.headers.get("Authorization", ""),
+                    }
+                )
                 expected = "Basic " + base64.b64encode(f"{outer.username}:{outer.password}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     self.send_response(401)
@@ -237,10 +242,20 @@ class TokenServer:
                 kind, _, rest = item.partition(":")
                 name, _, actions = rest.rpartition(":")
                 if kind == "repository" and name:
-                    access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
+                    access.append(
+                        {"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]}
+                    )
         now = int(time.time())
-        claims = {"iss": self.issuer, "sub": self.username, "aud": self.service, "exp": now + 300,
-                  "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        claims = {
+            "iss": self.issuer,
+            "sub": self.username,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         headers = {"x5c": [base64.b64encode(self._cert_der).decode()]}
         return str(jwt.encode(claims, self._key, algorithm="RS256", headers=headers))
 
@@ -273,7 +288,9 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
     its own storage directory (``.root``), stopped at teardown."""
     started: list[RegistryServer] = []
 
-    def make(auth: str | None = None, username: str = "kaito", password: str = "s3cret-Pa55") -> RegistryServer:
+    def make(
+        auth: str | None = None, username: str = "kaito", password: str = "s3cret-Pa55"
+    ) -> RegistryServer:
         workdir = tmp_path / f"registry-{len(started)}"
         if auth is None:
             server = start_registry(workdir)

