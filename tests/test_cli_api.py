@@ -229,3 +229,12 @@ def test_the_installed_console_script(tmp_path: Path) -> None:
     )
     crd = subprocess.run([str(kaito), "crd"], capture_output=True, text=True, timeout=120, check=True)
     assert crd.stdout == (ROOT / "crds" / "kaito.sh_workspaces.yaml").read_text()
+
+
+def test_validate_reads_stdin(runner: CliRunner) -> None:
+    text = (ROOT / "examples" / "workspace-phi-3-mini.yaml").read_text()
+    result = runner.invoke(cli, ["validate", "-"], input=text)
+    assert (result.exit_code, result.stdout) == (0, "valid\n")
+    result = runner.invoke(cli, ["validate", "-"], input=text.replace("phi-3-mini-4k", "phi-9"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("-: Workspace/workspace-phi-3-mini: inference.preset.name: Unsupported")

@@ -23,7 +23,7 @@ from kaito_core.api.v1alpha1 import WorkspaceV1Alpha1
 class Document:
     """One YAML document that is (or claims to be) a Workspace."""
 
-    index: int  # position in the file, from 0
+    index: int  # position among the objects of the file (items of a List counted), from 0
     kind: str
     name: str
     manifest: dict[str, Any] | None
@@ -71,19 +71,17 @@ def parse_documents(text: str) -> list[Document]:
     except yaml.YAMLError as exc:
         return [Document(0, KIND, "?", None, errors=[FieldError("", f"invalid YAML: {exc}")])]
     documents = []
-    for index, manifest in enumerate(raw):
-        if manifest is None:
-            continue
+    for index, manifest in enumerate(_expand_lists(raw)):
         if isinstance(manifest, dict):
             kind = manifest.get("kind")
             api_version = str(manifest.get("apiVersion", ""))
-            if kind != KIND and not api_version.startswith("kaito.sh/"):
-                continue  # another kind of object
+            if kind != KIND and (kind is not None or not api_version.startswith("kaito.sh/")):
+                continue  # another kind of object (a ConfigMap, another kaito.sh resource)
             metadata = manifest.get("metadata")
             name = str(metadata.get("name") or "?") if isinstance(metadata, dict) else "?"
-            document = Document(index, str(kind or KIND), name, manifest)
-            if kind != KIND:
-                document.errors.append(FieldError("kind", f"expected {KIND}, got {kind!r}"))
+            document = Document(index, KIND, name, manifest)
+            if kind is None:
+                document.errors.append(FieldError("kind", f"required: {KIND}"))
                 documents.append(document)
                 continue
         else:
@@ -92,6 +90,20 @@ def parse_documents(text: str) -> list[Document]:
         document.errors.extend(errors)
         documents.append(document)
     return documents
+
+
+def _expand_lists(raw: list[Any]) -> list[Any]:
+    """Documents, with the items of ``kind: List``/``WorkspaceList`` (``kubectl get -o yaml``) inlined."""
+    out: list[Any] = []
+    for document in raw:
+        if document is None:
+            continue
+        if (isinstance(document, dict) and document.get("kind") in ("List", f"{KIND}List")
+                and isinstance(document.get("items"), list)):
+            out.extend(item for item in document["items"] if item is not None)
+        else:
+            out.append(document)
+    return out
 
 
 def load_workspaces(text: str, source: str = "") -> list[Workspace]:

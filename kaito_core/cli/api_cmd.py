@@ -39,6 +39,8 @@ def crd() -> None:
 def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | None) -> None:
     """Check Workspace files (multi-document YAML, v1alpha1 or v1beta1) against every validation rule.
 
+    FILE may be `-` for stdin, e.g. `kubectl get wk -o yaml | kaito validate -`.
+
     Prints `valid` and exits 0 when there is no error; otherwise lists every error on stderr and exits 1.
     Warnings (e.g. GPU memory under kaito.sh/bypass-resource-checks) are printed but do not fail.
     """
@@ -105,7 +107,7 @@ def _read(path: Path) -> list[Document]:
     from kaito_core.api import parse_documents
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{path}: cannot read: {exc}")
     return parse_documents(text)

@@ -203,3 +203,25 @@ def test_invalid_yaml_is_an_error_not_a_traceback() -> None:
     assert len(documents) == 1 and documents[0].errors[0].message.startswith("invalid YAML")
     with pytest.raises(WorkspaceError, match="expected one Workspace, found 0"):
         load_workspace("apiVersion: v1\nkind: ConfigMap\n")
+
+
+def test_lists_from_kubectl_are_expanded_and_other_kaito_kinds_skipped() -> None:
+    text = """
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: kaito.sh/v1beta1
+    kind: Workspace
+    metadata: {name: one}
+    resource: {labelSelector: {matchLabels: {a: b}}}
+    inference: {preset: {name: p}}
+  - apiVersion: kaito.sh/v1alpha1
+    kind: RAGEngine
+    metadata: {name: rag}
+---
+apiVersion: kaito.sh/v1beta1
+metadata: {name: kindless}
+"""
+    documents = parse_documents(text)
+    assert [(d.name, d.ok) for d in documents] == [("one", True), ("kindless", False)]
+    assert [(e.path, e.message) for e in documents[1].errors] == [("kind", "required: Workspace")]
