@@ -64,6 +64,18 @@ def find_gguf(path: str) -> Path:
     raise EngineError(f"model path {path} does not exist")
 
 
+def _extra_buffer_types(config: EngineConfig) -> bool:
+    """Whether llama.cpp may repack weights into extra buffer types (AMX, AVX-512 layouts).
+
+    Off by default: a CPU can advertise AMX that the kernel or a sandbox does not let a process use,
+    and the first tile instruction then kills the server with SIGILL (seen on this project's build
+    machines). Turn it on with the runtime option ``extra_buffer_types`` or KAITO_LLAMACPP_REPACK=1.
+    """
+    if "extra_buffer_types" in config.options:
+        return bool(config.options["extra_buffer_types"])
+    return os.environ.get("KAITO_LLAMACPP_REPACK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 @dataclass(eq=False)
 class _Sequence:
     prompt: list[int]
@@ -104,6 +116,7 @@ class LlamaCppEngine:
         self._bos_text = ""
         self._pieces: dict[int, bytes] = {}
         self._template: ChatTemplate | None = None
+        self._adapters: list[Any] = []
         self._cond = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
@@ -239,7 +252,7 @@ class LlamaCppEngine:
         mparams.n_gpu_layers = self.config.n_gpu_layers  # negative: every layer
         # Extra buffer types are weight repacking for AMX/AVX: a CPU may advertise AMX that the kernel
         # or sandbox does not let a process use (SIGILL on the first tile instruction). Off unless asked.
-        mparams.use_extra_bufts = bool(self.config.options.get("extra_buffer_types", False))
+        mparams.use_extra_bufts = _extra_buffer_types(self.config)
         model = L.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise EngineError(f"llama.cpp could not load {path} (not a GGUF file, or an unsupported model)")
@@ -285,6 +298,7 @@ class LlamaCppEngine:
             log.warning("no chat template in the preset or the weights; chat requests use a plain fallback")
             source = FALLBACK_TEMPLATE
         self._template = ChatTemplate(source, bos_token=self._bos_text, eos_token=eos_text)
+        self._load_adapters()
         self._last_progress = time.monotonic()
         self._loaded = True
         log.info(
@@ -296,12 +310,41 @@ class LlamaCppEngine:
             self.config.n_gpu_layers,
         )
 
+    def _load_adapters(self) -> None:
+        """LoRA adapters (GGUF) apply to every sequence at scale 1.0, as KAITO applies them."""
+        import llama_cpp as L
+
+        if not self.config.adapters:
+            return
+        loaded = []
+        for name, location in self.config.adapters.items():
+            try:
+                path = find_gguf(location)
+            except EngineError as exc:
+                raise EngineError(
+                    f"adapter {name}: {exc} (llama.cpp needs GGUF adapters: convert a PEFT adapter with "
+                    "llama.cpp's convert_lora_to_gguf.py)"
+                ) from exc
+            adapter = L.llama_adapter_lora_init(self._model, str(path).encode())
+            if not adapter:
+                raise EngineError(f"adapter {name}: llama.cpp could not load {path} (made for this model?)")
+            loaded.append(adapter)
+            self._adapters.append(adapter)
+        handles = (L.llama_adapter_lora_p_ctypes * len(loaded))(*loaded)
+        scales = (ctypes.c_float * len(loaded))(*([1.0] * len(loaded)))
+        if L.llama_set_adapters_lora(self._ctx, handles, len(loaded), scales) != 0:
+            raise EngineError("llama.cpp refused the LoRA adapters")
+        log.info("LoRA adapters applied: %s", ", ".join(self.config.adapters))
+
     def _free(self) -> None:
         import llama_cpp as L
 
         if self._batch is not None:
             L.llama_batch_free(self._batch)
             self._batch = None
+        for adapter in self._adapters:
+            L.llama_adapter_lora_free(adapter)
+        self._adapters.clear()
         if self._ctx:
             L.llama_free(self._ctx)
             self._ctx = None

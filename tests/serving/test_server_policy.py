@@ -1,0 +1,125 @@
+"""Server policy over real HTTP (uvicorn on 127.0.0.1) with a scripted engine: health states, queue
+limits, authentication, disconnects, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import httpx
+
+
+def test_health_is_503_while_loading_and_200_only_after_warm_up(serve, engine_factory, waiter) -> None:
+    engine = engine_factory()
+    engine.release_load.clear()
+    server = serve(engine)
+    response = httpx.get(server.url + "/health")
+    assert response.status_code == 503 and response.json()["status"] == "Loading"
+    assert httpx.get(server.url + "/").json() == {"message": "Server is running"}
+    chat = httpx.post(server.url + "/chat", json={"prompt": "hi"})
+    assert chat.status_code == 503 and "not ready" in chat.json()["detail"]
+    engine.release_load.set()
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    assert engine.started == 1  # the warm-up generation ran before /health turned 200
+
+
+def test_health_is_503_when_loading_fails(engine_factory, waiter) -> None:
+    from kaito_core.serving.server import start_in_thread
+    from kaito_core.serving.settings import ServerSettings
+
+    failures: list[BaseException] = []
+    server = start_in_thread(
+        engine_factory(fail_load="weights are corrupt"),
+        ServerSettings(served_model_name="x", on_load_failure=failures.append),
+    )
+    try:
+        waiter(lambda: bool(failures))
+        response = httpx.get(server.url + "/health")
+        assert response.status_code == 503 and "weights are corrupt" in response.json()["error"]
+    finally:
+        server.stop()
+
+
+def test_health_turns_503_when_decoding_stalls(serve, engine_factory, waiter) -> None:
+    engine = engine_factory(delay=0.01)
+    server = serve(engine, stall_timeout=0.3)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    engine.stalled = True
+    worker = threading.Thread(
+        target=lambda: httpx.post(
+            server.url + "/chat", json={"prompt": "a", "generate_kwargs": {"max_new_tokens": 5}}, timeout=30
+        )
+    )
+    worker.start()
+    waiter(lambda: engine.running == 1)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 503, timeout=5)
+    assert "no decode step" in httpx.get(server.url + "/health").json()["error"]
+    engine.stalled = False
+    worker.join(10)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+
+
+def test_full_queue_answers_429_with_retry_after(serve, engine_factory, waiter) -> None:
+    engine = engine_factory(delay=0.05)
+    server = serve(engine, max_concurrency=1, queue_size=1, retry_after=7)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "a", "generate_kwargs": {"max_new_tokens": 20}}
+    results: list[int] = []
+    workers = [
+        threading.Thread(
+            target=lambda: results.append(httpx.post(server.url + "/chat", json=body, timeout=30).status_code)
+        )
+        for _ in range(2)
+    ]
+    workers[0].start()
+    waiter(lambda: engine.running == 1)
+    workers[1].start()
+    waiter(lambda: "kaito_queue_depth 1.0" in httpx.get(server.url + "/metrics").text)
+    refused = httpx.post(server.url + "/chat", json=body)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "7"
+    assert "queue is full" in refused.json()["detail"] and "--queue-size" in refused.json()["detail"]
+    for worker in workers:
+        worker.join(30)
+    assert results == [200, 200]
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'kaito_requests_total{endpoint="/chat",status="429"} 1.0' in metrics
+    assert 'kaito_requests_total{endpoint="/chat",status="200"} 2.0' in metrics
+
+
+def test_api_key_guards_everything_but_health(serve, engine_factory, waiter) -> None:
+    server = serve(engine_factory(), api_keys=("k-one", "k-two"))
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "a", "generate_kwargs": {"max_new_tokens": 2}}
+    missing = httpx.post(server.url + "/chat", json=body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    wrong = httpx.post(server.url + "/chat", json=body, headers={"Authorization": "Bearer k-three"})
+    assert wrong.status_code == 401 and "k-three" not in wrong.text
+    assert httpx.get(server.url + "/v1/models").status_code == 401
+    ok = httpx.post(server.url + "/chat", json=body, headers={"Authorization": "Bearer k-two"})
+    assert ok.status_code == 200 and ok.json() == {"Result": "a w0 w1"}
+
+
+def test_client_disconnect_cancels_a_non_streaming_generation(serve, engine_factory, waiter) -> None:
+    engine = engine_factory(delay=0.05)
+    server = serve(engine)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "a", "generate_kwargs": {"max_new_tokens": 60}}  # 3 s of generation
+    with contextlib.suppress(httpx.ReadTimeout):
+        httpx.post(server.url + "/chat", json=body, timeout=0.4)
+    waiter(lambda: engine.cancelled == 1, timeout=2)
+    assert engine.running == 0
+    waiter(lambda: "kaito_requests_running 0.0" in httpx.get(server.url + "/metrics").text)
+
+
+def test_client_disconnect_cancels_a_stream(serve, engine_factory, waiter) -> None:
+    engine = engine_factory(delay=0.05)
+    server = serve(engine)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "a", "max_tokens": 60, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                break
+    waiter(lambda: engine.cancelled == 1, timeout=2)
+    waiter(lambda: "kaito_requests_running 0.0" in httpx.get(server.url + "/metrics").text)
