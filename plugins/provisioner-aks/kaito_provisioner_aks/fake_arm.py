@@ -165,6 +165,9 @@ class FakeARM:
         self.cluster_stopped = False
         #: False emulates a cluster/API version without the machines API (ARM answers 404).
         self.serve_machines = True
+        #: False emulates API versions whose pools carry no ``status.provisioningError``: the reason
+        #: for a failure is then only in the failed operation.
+        self.report_provisioning_error = True
         #: (code, message) to end the next create operation with, asynchronously.
         self.fail_next_create: tuple[str, str] | None = None
         #: Every request: (method, path without query, status).
@@ -539,7 +542,8 @@ class FakeARM:
                 code, message = failure
                 op.status, op.error = "Failed", {"code": code, "message": message}
                 pool.state = "Failed"
-                pool.properties["status"] = {"provisioningError": {"code": code, "message": message}}
+                if self.report_provisioning_error:
+                    pool.properties["status"] = {"provisioningError": {"code": code, "message": message}}
             else:
                 op.status = "Succeeded"
                 pool.state = "Succeeded"

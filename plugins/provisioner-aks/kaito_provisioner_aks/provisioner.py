@@ -294,10 +294,12 @@ class AKSProvisioner:
                 node_selector=selector,
             )
         if state in ("Failed", "Canceled"):
-            message, reason = self._failure(pool, existing, state)
+            message, reason, known = self._failure(pool, existing, state)
             result = ProvisionResult(
                 pending=request.count, error=message, reason=reason, node_selector=selector
             )
+            if not known:
+                return result  # our poller is still learning why from the operation; ask again next time
             with self._lock:
                 held = self._backoff.get(pool)
             if held is None:
@@ -316,20 +318,25 @@ class AKSProvisioner:
         reason = f"NodePool{camel_reason(state)}"
         return ProvisionResult(pending=request.count, reason=reason, node_selector=selector)
 
-    def _failure(self, pool: str, existing: AgentPool, state: str) -> tuple[str, str]:
-        """Azure's own words for why the pool failed: the pool's provisioningError, else the operation's."""
+    def _failure(self, pool: str, existing: AgentPool, state: str) -> tuple[str, str, bool]:
+        """Azure's own words for why the pool failed: the pool's ``status.provisioningError``, else
+        the error of the operation our poller followed. The flag is False while that poller runs."""
         status = existing.status
         detail = status.provisioning_error if status is not None else None
         if detail is not None and detail.message:
-            return detail.message, camel_reason(detail.code or "NodePoolFailed")
+            return detail.message, camel_reason(detail.code or "NodePoolFailed"), True
         with self._lock:
             poller = self._pollers.get(pool)
-        if poller is not None and poller.done():
-            try:
-                poller.result(timeout=0)
-            except AzureError as err:
-                return describe(err)
-        return f"Agent pool {pool} is in provisioning state {state}.", f"NodePool{state}"
+        generic = f"Agent pool {pool} is in provisioning state {state}.", f"NodePool{state}"
+        if poller is None:
+            return *generic, True
+        if not poller.done():
+            return *generic, False
+        try:
+            poller.result(timeout=0)
+        except AzureError as err:
+            return *describe(err), True
+        return *generic, True
 
     @staticmethod
     def _machine_names(client: ContainerServiceClient, config: AKSConfig, pool: str) -> tuple[str, ...]:

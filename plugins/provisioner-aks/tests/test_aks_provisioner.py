@@ -244,6 +244,19 @@ def test_asynchronous_failure_reaches_the_result_then_a_retry_recovers(arm: Fake
     assert arm.count("PUT") == 2
 
 
+def test_failure_reason_from_the_operation_the_poller_followed(arm: FakeARM) -> None:
+    # Without status.provisioningError on the pool, Azure's words are in the failed async operation,
+    # which the SDK's poller read from the Azure-AsyncOperation URL.
+    arm.report_provisioning_error = False
+    arm.fail_next_create = ALLOCATION_FAILED
+    provisioner = make_provisioner(arm, retry_interval_s=30.0)
+    request = request_for()
+    provisioner.ensure_nodes(request)
+    failed = poll_until(provisioner, request, lambda r: r.reason == "AllocationFailed")[-1]
+    assert failed.error == ALLOCATION_FAILED[1]
+    assert arm.count("PUT") == 1
+
+
 def test_unknown_sku_is_refused_before_azure_is_called(arm: FakeARM) -> None:
     provisioner = make_provisioner(arm)
     result = provisioner.ensure_nodes(request_for(instance_type="Standard_NC6_Promo"))
