@@ -263,11 +263,11 @@ class Workspace(_Spec):
     # --------------------------------------------------------------------------- output
 
     def to_manifest(self, version: str = "v1beta1") -> dict[str, Any]:
-        """The object as Kubernetes JSON (camelCase, only the fields that were set), in ``version``.
+        """The object as Kubernetes JSON (camelCase, without unset defaults), in ``version``.
 
         ``version`` is ``v1beta1`` or ``v1alpha1`` (a full ``kaito.sh/...`` apiVersion works too).
         """
-        manifest = self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
+        manifest = manifest_of(self)
         manifest["apiVersion"] = V1BETA1
         manifest["kind"] = KIND
         manifest.setdefault("metadata", {})
@@ -285,3 +285,33 @@ class Workspace(_Spec):
 
             return v1beta1_to_v1alpha1(manifest)
         raise ValueError(f"unknown Workspace version {version!r}; use one of: v1alpha1, v1beta1")
+
+
+def manifest_of(model: BaseModel) -> dict[str, Any]:
+    """``model`` as a camelCase dict with the fields that were given or differ from their default.
+
+    Unlike ``model_dump(exclude_unset=True)`` this keeps changes made in place after parsing (an adapter
+    appended to a list that was not in the manifest); unlike ``exclude_defaults`` it keeps a default the
+    user wrote (``count: 1``), so manifests round-trip unchanged. ``None`` means absent.
+    """
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if name not in model.model_fields_set and value == info.get_default(call_default_factory=True):
+            continue
+        out[info.alias or name] = _plain(value)
+    for key, value in (model.__pydantic_extra__ or {}).items():
+        out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return manifest_of(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

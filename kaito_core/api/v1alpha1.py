@@ -27,6 +27,7 @@ from kaito_core.api.models import (
     TuningSpec,
     WorkspaceStatusBase,
     _Spec,
+    manifest_of,
 )
 
 #: KAITO v1alpha1's default node SKU, applied when a v1alpha1 manifest names none.
@@ -83,7 +84,7 @@ class WorkspaceV1Alpha1(_Spec):
 
     def to_manifest(self) -> dict[str, Any]:
         """The manifest with API-server defaulting applied (instanceType)."""
-        manifest = self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
+        manifest = manifest_of(self)
         manifest["apiVersion"] = V1ALPHA1
         manifest["kind"] = KIND
         resource = manifest.setdefault("resource", {})

@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from kaito_core.api import (
+    AdapterSpec,
+    DataSource,
     FieldError,
     Workspace,
     WorkspaceError,
@@ -225,3 +227,21 @@ metadata: {name: kindless}
     documents = parse_documents(text)
     assert [(d.name, d.ok) for d in documents] == [("one", True), ("kindless", False)]
     assert [(e.path, e.message) for e in documents[1].errors] == [("kind", "required: Workspace")]
+
+
+def test_changes_made_in_place_reach_the_manifest() -> None:
+    ws = load_workspace((EXAMPLES / "workspace-phi-3-mini.yaml").read_text())
+    assert ws.inference is not None
+    ws.inference.adapters.append(AdapterSpec(source=DataSource(name="a", image="r/a:1"), strength="0.5"))
+    ws.metadata.annotations["kaito.sh/runtime"] = "vllm"
+    manifest = ws.to_manifest()
+    assert manifest["inference"]["adapters"] == [
+        {"source": {"name": "a", "image": "r/a:1"}, "strength": "0.5"}
+    ]
+    assert manifest["metadata"]["annotations"] == {"kaito.sh/runtime": "vllm"}
+    assert "count" not in manifest["resource"]  # an unset default stays out
+    explicit = load_workspace(
+        "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: a}\n"
+        "resource: {count: 1, labelSelector: {matchLabels: {a: b}}}\ninference: {preset: {name: p}}\n"
+    )
+    assert explicit.to_manifest()["resource"]["count"] == 1  # a default the user wrote is kept
