@@ -120,6 +120,12 @@ class AKSProvisioner:
             )
             self._hold(pool, result)
             return result
+        except Exception as err:  # the contract boundary: a bug or an SDK surprise becomes a status
+            log.exception("agent pool %s (workspace %s/%s)", pool, request.namespace, request.workspace)
+            message, reason = describe(err)
+            return ProvisionResult(
+                pending=request.count, error=message, reason=reason, node_selector=selector
+            )
 
     def delete_nodes(self, workspace: str, namespace: str) -> None:
         pool = pool_name(namespace, workspace)
