@@ -119,7 +119,7 @@ class ProvisionerPlugin:
 
 
 @pytest.fixture
-def registry() -> Registry:
+def plugin_registry() -> Registry:
     """phi-3 presets (as the seed examples use them), a big one, and the fake provisioner."""
     reg = Registry()
     reg.register(

@@ -16,9 +16,11 @@ from kaito_core.plugins import GiB, PluginError, Registry, Requirements
 Manifest = Callable[..., dict[str, Any]]
 
 
-def check(manifest: dict[str, Any], registry: Registry | None = None, **kwargs: Any) -> list[tuple[str, str]]:
+def check(
+    manifest: dict[str, Any], plugin_registry: Registry | None = None, **kwargs: Any
+) -> list[tuple[str, str]]:
     ws = Workspace.model_validate(manifest)
-    return [(e.path, e.message) for e in errors_only(validate_workspace(ws, registry, **kwargs))]
+    return [(e.path, e.message) for e in errors_only(validate_workspace(ws, plugin_registry, **kwargs))]
 
 
 TUNING: dict[str, Any] = {
@@ -39,9 +41,9 @@ def tuning(**changes: Any) -> dict[str, Any]:
     return spec
 
 
-def test_a_good_workspace_has_no_problems(manifest: Manifest, registry: Registry) -> None:
-    assert check(manifest(), registry, provisioner="fake") == []
-    assert check(manifest(inference=None, tuning=tuning()), registry, provisioner="fake") == []
+def test_a_good_workspace_has_no_problems(manifest: Manifest, plugin_registry: Registry) -> None:
+    assert check(manifest(), plugin_registry, provisioner="fake") == []
+    assert check(manifest(inference=None, tuning=tuning()), plugin_registry, provisioner="fake") == []
 
 
 @pytest.mark.parametrize("name", ["Phi3", "phi_3", "-phi", "phi-", "a" * 64, "phi.3"])
@@ -70,33 +72,33 @@ def test_preset_xor_template(manifest: Manifest) -> None:
     assert check(manifest(inference={"template": {"spec": {"containers": []}}})) == []
 
 
-def test_preset_must_be_installed(manifest: Manifest, registry: Registry) -> None:
-    [(path, message)] = check(manifest(inference={"preset": {"name": "llama-9"}}), registry)
+def test_preset_must_be_installed(manifest: Manifest, plugin_registry: Registry) -> None:
+    [(path, message)] = check(manifest(inference={"preset": {"name": "llama-9"}}), plugin_registry)
     assert path == "inference.preset.name"
     assert message.startswith("Unsupported inference preset name llama-9; installed presets: big-model, ")
     assert "phi-3-mini-4k-instruct" in message
     [(_, message)] = check(manifest(inference={"preset": {"name": "llama-9"}}), Registry())
     assert "no presets are installed; install a preset plugin such as kaito-presets-phi3" in message
     assert check(manifest(inference={"preset": {"name": "llama-9"}})) == []  # without plugins: not checked
-    assert check(manifest(inference={"preset": {"name": "old-model"}}), registry) == [
+    assert check(manifest(inference={"preset": {"name": "old-model"}}), plugin_registry) == [
         ("inference.preset.name", "Model old-model is deprecated and no longer supported")
     ]
 
 
-def test_model_access_secret(manifest: Manifest, registry: Registry) -> None:
+def test_model_access_secret(manifest: Manifest, plugin_registry: Registry) -> None:
     gated = manifest(inference={"preset": {"name": "gated-model"}})
-    assert check(gated, registry) == [
+    assert check(gated, plugin_registry) == [
         (
             "inference.preset.presetOptions.modelAccessSecret",
             "This preset requires authentication and needs a modelAccessSecret with HF_TOKEN key",
         )
     ]
     gated["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
-    assert check(gated, registry) == []
+    assert check(gated, plugin_registry) == []
     needless = manifest(
         inference={"preset": {"name": "phi-3-mini-4k-instruct", "presetOptions": {"modelAccessSecret": "hf"}}}
     )
-    problems = validate_workspace(Workspace.model_validate(needless), registry)
+    problems = validate_workspace(Workspace.model_validate(needless), plugin_registry)
     assert [p.severity for p in problems] == ["warning"]
 
 
@@ -150,20 +152,20 @@ def test_adapters(manifest: Manifest) -> None:
 
 
 def test_instance_type_in_the_provisioner_catalog(
-    manifest: Manifest, registry: Registry, preset_factory: Any, make_registry: Any
+    manifest: Manifest, plugin_registry: Registry, preset_factory: Any, make_registry: Any
 ) -> None:
     m = manifest()
     m["resource"]["instanceType"] = "Standard_XYZ"
-    assert check(m, registry, provisioner="fake") == [
+    assert check(m, plugin_registry, provisioner="fake") == [
         (
             "resource.instanceType",
             "Unsupported instance type Standard_XYZ. Supported SKUs: Standard_NC12s_v3, "
             "Standard_NC24ads_A100_v4, Standard_NC6s_v3",
         )
     ]
-    assert check(m, registry) == []  # no provisioner configured: any SKU may be a BYO node
+    assert check(m, plugin_registry) == []  # no provisioner configured: any SKU may be a BYO node
     del m["resource"]["instanceType"]
-    assert check(m, registry, provisioner="fake") == [
+    assert check(m, plugin_registry, provisioner="fake") == [
         ("resource.instanceType", "instanceType is required when node auto-provisioning is enabled")
     ]
     cpu = make_registry(preset_factory("cpu-model", requirements=Requirements(0, 0, 0, GiB)))
@@ -171,12 +173,12 @@ def test_instance_type_in_the_provisioner_catalog(
     del cpu_ws["resource"]["instanceType"]
     assert check(cpu_ws, cpu, provisioner="fake") == []  # a CPU model needs no provisioned node
     with pytest.raises(PluginError, match="unknown provisioner 'azure'"):
-        check(m, registry, provisioner="azure")
+        check(m, plugin_registry, provisioner="azure")
 
 
-def test_gpu_memory(manifest: Manifest, registry: Registry) -> None:
+def test_gpu_memory(manifest: Manifest, plugin_registry: Registry) -> None:
     big = manifest(inference={"preset": {"name": "big-model"}})
-    assert check(big, registry) == [
+    assert check(big, plugin_registry) == [
         (
             "resource.instanceType",
             "Insufficient total GPU memory: Instance type Standard_NC6s_v3 has a total of 16Gi, "
@@ -189,30 +191,32 @@ def test_gpu_memory(manifest: Manifest, registry: Registry) -> None:
         ),
     ]
     big["resource"]["count"] = 4  # 4 x 16Gi covers the total, but each GPU is still too small
-    assert [message.split(":")[0] for _, message in check(big, registry)] == ["Insufficient per GPU memory"]
+    assert [message.split(":")[0] for _, message in check(big, plugin_registry)] == [
+        "Insufficient per GPU memory"
+    ]
     big["resource"]["instanceType"] = "Standard_NC24ads_A100_v4"
     big["resource"]["count"] = 1
-    assert check(big, registry) == []
+    assert check(big, plugin_registry) == []
 
 
 def test_bypass_annotation_turns_gpu_memory_errors_into_warnings(
-    manifest: Manifest, registry: Registry
+    manifest: Manifest, plugin_registry: Registry
 ) -> None:
     big = manifest(inference={"preset": {"name": "big-model"}})
     big["metadata"]["annotations"] = {"kaito.sh/bypass-resource-checks": "True"}
-    problems = validate_workspace(Workspace.model_validate(big), registry)
+    problems = validate_workspace(Workspace.model_validate(big), plugin_registry)
     assert errors_only(problems) == []
     warnings = warnings_only(problems)
     assert len(warnings) == 2 and all(w.severity == "warning" for w in warnings)
     assert str(warnings[0]).startswith("warning: resource.instanceType: Insufficient total GPU memory")
 
 
-def test_runtime_annotation(manifest: Manifest, registry: Registry) -> None:
+def test_runtime_annotation(manifest: Manifest, plugin_registry: Registry) -> None:
     m = manifest()
     m["metadata"]["annotations"] = {"kaito.sh/runtime": "vllm"}
-    assert check(m, registry) == []
+    assert check(m, plugin_registry) == []
     m["metadata"]["annotations"] = {"kaito.sh/runtime": "transformers"}
-    assert check(m, registry) == [
+    assert check(m, plugin_registry) == [
         (
             "metadata.annotations[kaito.sh/runtime]",
             "Unsupported runtime transformers; installed runtimes: vllm",
@@ -220,9 +224,9 @@ def test_runtime_annotation(manifest: Manifest, registry: Registry) -> None:
     ]
 
 
-def test_tuning_rules(manifest: Manifest, registry: Registry) -> None:
+def test_tuning_rules(manifest: Manifest, plugin_registry: Registry) -> None:
     def errors(**changes: Any) -> list[tuple[str, str]]:
-        return check(manifest(inference=None, tuning=tuning(**changes)), registry)
+        return check(manifest(inference=None, tuning=tuning(**changes)), plugin_registry)
 
     assert errors(method="full") == [
         ("tuning.method", "Unsupported tuning method full; use one of lora, qlora")
@@ -257,7 +261,7 @@ def test_tuning_rules(manifest: Manifest, registry: Registry) -> None:
     ]
     m = manifest(inference=None, tuning=tuning())
     m["resource"]["count"] = 2
-    assert check(m, registry) == [
+    assert check(m, plugin_registry) == [
         (
             "resource.count",
             "Tuning does not currently support multinode configurations. Please set the node count to 1",
@@ -363,7 +367,7 @@ def test_update_cannot_toggle_inference_or_tuning(manifest: Manifest) -> None:
     ]
 
 
-def test_every_mistake_is_reported_at_once(manifest: Manifest, registry: Registry) -> None:
+def test_every_mistake_is_reported_at_once(manifest: Manifest, plugin_registry: Registry) -> None:
     m = manifest()
     m["metadata"]["name"] = "My_Workspace"
     m["resource"]["instanceType"] = "Standard_Nope"
@@ -375,7 +379,7 @@ def test_every_mistake_is_reported_at_once(manifest: Manifest, registry: Registr
             {"source": {"name": "a", "image": "r/a:2"}},
         ],
     }
-    problems = validate_workspace(Workspace.model_validate(m), registry, provisioner="fake")
+    problems = validate_workspace(Workspace.model_validate(m), plugin_registry, provisioner="fake")
     assert all(isinstance(p, FieldError) for p in problems)
     assert [p.path for p in problems] == [
         "metadata.name",
