@@ -1,0 +1,1 @@
+"""An example third-party preset package for kaito (see docs/presets.md)."""
