@@ -73,16 +73,16 @@ class _Checker:
         self.check_annotations()
         self.check_resource()
         if ws.inference is None and ws.tuning is None:
-            self.error("", "Either Inference or Tuning must be specified, not neither")
+            self.error("inference", "Either Inference or Tuning must be specified, not neither")
         elif ws.inference is not None and ws.tuning is not None:
-            self.error("", "Either Inference or Tuning must be specified, but not both")
+            self.error("tuning", "Either Inference or Tuning must be specified, but not both")
         if ws.inference is not None:
             self.check_inference(ws.inference)
         if ws.tuning is not None:
             self.check_tuning(ws.tuning)
         if old is not None:
             self.check_update(old)
-        return self.problems
+        return list(dict.fromkeys(self.problems))  # a rule reached twice (preset in both sections) once
 
     # ----------------------------------------------------------------------------------- metadata
 

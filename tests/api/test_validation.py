@@ -56,10 +56,10 @@ def test_name_is_a_dns1123_label(manifest: Manifest, name: str) -> None:
 
 def test_inference_xor_tuning(manifest: Manifest) -> None:
     assert check(manifest(inference=None)) == [
-        ("", "Either Inference or Tuning must be specified, not neither")
+        ("inference", "Either Inference or Tuning must be specified, not neither")
     ]
     assert check(manifest(tuning=tuning())) == [
-        ("", "Either Inference or Tuning must be specified, but not both")
+        ("tuning", "Either Inference or Tuning must be specified, but not both")
     ]
 
 
