@@ -54,6 +54,8 @@ def presets_command(output: str) -> None:
                     "runtimes": list(p.runtimes),
                     "defaultRuntime": p.default_runtime,
                     "formats": [f"{f.format}:{f.quantization}" for f in p.formats],
+                    "weightsBytes": {f"{f.format}:{f.quantization}": f.total_bytes for f in p.formats},
+                    "requiresAuth": p.requires_auth,
                     "tuning": list(p.tuning.methods) if p.tuning else [],
                     "license": p.license,
                 }
