@@ -175,6 +175,14 @@ def test_old_option_checks_updates(runner: CliRunner, tmp_path: Path) -> None:
         f"{new}: Workspace/workspace-phi-3-mini: resource.count: field is immutable",
         f"{new}: Workspace/workspace-phi-3-mini: inference.preset: field is immutable",
     ]
+    ws["metadata"]["name"] = "renamed"
+    new.write_text(yaml.safe_dump(ws))
+    result = runner.invoke(cli, ["validate", "--old", str(old), str(new)])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"{new}: Workspace/renamed: metadata.name: warning: no Workspace default/renamed in {old}; "
+        "update checks skipped\n"
+    )
 
 
 def test_warnings_do_not_fail(runner: CliRunner, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
     Prints `valid` and exits 0 when there is no error; otherwise lists every error on stderr and exits 1.
     Warnings (e.g. GPU memory under kaito.sh/bypass-resource-checks) are printed but do not fail.
     """
-    from kaito_core.api import validate_workspace
+    from kaito_core.api import FieldError, validate_workspace
     from kaito_core.plugins import PluginError, default_registry
 
     registry = default_registry()
@@ -73,8 +73,11 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
             problems = list(document.errors)
             ws = document.workspace
             if ws is not None:
-                problems += validate_workspace(ws, registry, old=old.get((ws.namespace, ws.name)),
-                                               provisioner=provisioner)
+                stored = old.get((ws.namespace, ws.name))
+                if old_file is not None and stored is None:
+                    problems.append(FieldError("metadata.name", f"no Workspace {ws.namespace}/{ws.name} in "
+                                               f"{old_file}; update checks skipped", "warning"))
+                problems += validate_workspace(ws, registry, old=stored, provisioner=provisioner)
             for problem in problems:
                 severity = "" if problem.is_error else "warning: "
                 where = f"{problem.path}: " if problem.path else ""
