@@ -15,10 +15,10 @@ usage() {
     cat <<'USAGE'
 usage: bash scripts/gpu_check.sh [options]
 
-  --wheelhouse DIR   install into a fresh virtualenv (on top of the system's site-packages) from DIR,
-                     made by scripts/gpu_check/prepare.sh: the wheels, then llama-cpp-python built
-                     from its sdist with CUDA (-DGGML_CUDA=on), then kaito and its runtimes from
-                     this tree. No registry is contacted. Without it, --python is used as it is.
+  --wheelhouse DIR   install from DIR, made by scripts/gpu_check/prepare.sh, into WORK/site (put on
+                     PYTHONPATH): its wheels, then llama-cpp-python built from its sdist with CUDA
+                     (-DGGML_CUDA=on), then kaito and its runtimes from this tree. No registry is
+                     contacted. Without it, --python is used as it is.
   --python PY        interpreter that has (or gets) kaito installed
                      (default: $KAITO_ROOT/.venv/bin/python when present, else python3)
   --cpu-dry-run      run the same checks with no GPU: llama.cpp built/loaded for the CPU,
@@ -113,34 +113,35 @@ fi
 # 2. the environment: a wheelhouse install (the GPU machine) or an interpreter as it is
 # ------------------------------------------------------------------------------------------------
 if [ -z "$PY" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ] && [ -z "$WHEELHOUSE" ]; then PY="$ROOT/.venv/bin/python"; else PY="python3"; fi
+    if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY="python3"; fi
 fi
 if [ -n "$WHEELHOUSE" ]; then
+    # pip --target + PYTHONPATH rather than a virtualenv: the GPU image's python3 is itself a
+    # virtualenv (torch, numpy, cmake, scikit-build-core...), which a nested venv would not see.
     WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
-    echo "== installing from $WHEELHOUSE into $WORK/venv"
-    if ! "$PY" -m venv --system-site-packages "$WORK/venv" > "$WORK/install.log" 2>&1; then
-        record install FAIL "python -m venv failed (see $WORK/install.log)"; summary; exit 1
-    fi
-    VPY="$WORK/venv/bin/python"
-    PIP=("$VPY" -m pip install --no-index --no-deps --disable-pip-version-check --no-cache-dir)
+    SITE="$WORK/site"
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    echo "== installing from $WHEELHOUSE into $SITE (log: $WORK/install.log)"
+    PIP=("$PY" -m pip install --no-index --no-deps --disable-pip-version-check --no-cache-dir
+         --upgrade --target "$SITE")
     shopt -s nullglob
     wheels=("$WHEELHOUSE"/*.whl)
     sdists=("$WHEELHOUSE"/llama_cpp_python-*.tar.gz)
     shopt -u nullglob
-    if [ ${#wheels[@]} -gt 0 ] && ! "${PIP[@]}" "${wheels[@]}" >> "$WORK/install.log" 2>&1; then
-        record install FAIL "installing the wheels failed: $(tail -3 "$WORK/install.log" | tr '\n' ' ')"
+    if [ ${#wheels[@]} -gt 0 ] && ! "${PIP[@]}" "${wheels[@]}" > "$WORK/install.log" 2>&1; then
+        record install-wheels FAIL "$(tail -3 "$WORK/install.log" | tr '\n' ' ')"
         summary; exit 1
     fi
-    record install-wheels PASS "${#wheels[@]} wheels"
+    record install-wheels PASS "${#wheels[@]} wheels from $(basename "$WHEELHOUSE")"
     if [ ${#sdists[@]} -ne 1 ]; then
         record llamacpp-build FAIL "expected one llama_cpp_python-*.tar.gz in $WHEELHOUSE, found ${#sdists[@]}"
         summary; exit 1
     fi
     if [ "$DRY" = 1 ]; then
-        cmake_args="-DGGML_CUDA=off -DLLAVA_BUILD=off"
+        cmake_args="-DGGML_CUDA=off -DLLAVA_BUILD=off -DGGML_NATIVE=off"
     else
         cmake_args="-DGGML_CUDA=on -DLLAVA_BUILD=off -DGGML_CUDA_FA_ALL_QUANTS=off"
-        [ -n "$CUDA_ARCH" ] && cmake_args="$cmake_args -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"
+        if [ -n "$CUDA_ARCH" ]; then cmake_args="$cmake_args -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"; fi
     fi
     echo "== building $(basename "${sdists[0]}") with CMAKE_ARGS='$cmake_args' (log: $WORK/build.log)"
     started=$(date +%s)
@@ -148,17 +149,17 @@ if [ -n "$WHEELHOUSE" ]; then
         "${PIP[@]}" --no-build-isolation -v "${sdists[0]}" > "$WORK/build.log" 2>&1; then
         record llamacpp-build PASS "$cmake_args in $(( $(date +%s) - started )) s"
     else
-        record llamacpp-build FAIL "see $WORK/build.log: $(grep -m1 -iE 'error' "$WORK/build.log" | cut -c1-160)"
+        record llamacpp-build FAIL "see build.log: $(grep -m1 -E 'error|Error' "$WORK/build.log" | cut -c1-160)"
         tail -40 "$WORK/build.log"
         summary; exit 1
     fi
+    # Built in place: setuptools leaves build/ and *.egg-info, both git-ignored.
     if "${PIP[@]}" --no-build-isolation "$ROOT" "$ROOT/plugins/runtime-llamacpp" "$ROOT/plugins/runtime-vllm" \
         >> "$WORK/install.log" 2>&1; then
-        record install-kaito PASS "kaito-core, kaito-runtime-llamacpp, kaito-runtime-vllm"
+        record install-kaito PASS "kaito-core, kaito-runtime-llamacpp, kaito-runtime-vllm from this tree"
     else
         record install-kaito FAIL "$(tail -3 "$WORK/install.log" | tr '\n' ' ')"; summary; exit 1
     fi
-    PY="$VPY"
 fi
 if ! "$PY" -c "import kaito_core, llama_cpp" > "$WORK/import.log" 2>&1; then
     record environment FAIL "$PY cannot import kaito_core and llama_cpp: $(tail -1 "$WORK/import.log")"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Prepare, on a machine with PyPI access, everything scripts/gpu_check.sh needs on a GPU machine that
+# reaches no registry: llama-cpp-python's sdist (slimmed: its vendored git pack, vocabulary GGUFs and
+# docs removed; what the build compiles is untouched) and the wheels of the serving stack that the GPU
+# image lacks. Everything goes into one directory that must stay under 64 MiB (the tree that travels
+# to the device machine carries it).
+#
+#   bash scripts/gpu_check/prepare.sh [--out DIR] [--python-version 3.12] [--python PY]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OUT="$ROOT/scripts/gpu_check/wheelhouse"
+PYVER="3.12"           # the GPU image's python3 (see docs/gpu-check.md)
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY="python3"
+LLAMA_CPP_VERSION="0.3.36"
+LIMIT_MIB=60
+#: The serving stack beside what the GPU image has (httpx, click, jinja2, numpy, pluggy, pyyaml,
+#: prometheus-client, setuptools, cmake, ninja are there). Versions: those installed here, so the
+#: GPU machine runs the combination the tests ran; the latest where not installed here.
+PACKAGES=(fastapi starlette pydantic pydantic-core annotated-types typing-inspection uvicorn
+          openai jiter distro sniffio gguf diskcache scikit-build-core pyproject-metadata)
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) OUT="${2:?}"; shift 2 ;;
+        --python-version) PYVER="${2:?}"; shift 2 ;;
+        --python) PY="${2:?}"; shift 2 ;;
+        --llama-cpp-version) LLAMA_CPP_VERSION="${2:?}"; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "prepare.sh: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+done
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+rm -f "$OUT"/*.whl "$OUT"/llama_cpp_python-*.tar.gz
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+echo "== llama-cpp-python $LLAMA_CPP_VERSION sdist"
+"${PIP[@]}" download --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$TMP" >/dev/null
+tar -xzf "$TMP/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$TMP"
+SRC="$TMP/llama_cpp_python-$LLAMA_CPP_VERSION"
+# Not part of the build: git history, tokenizer-test vocabularies, docs, benchmarks, CI files.
+rm -rf "$SRC/.git" "$SRC/vendor/llama.cpp/.git" "$SRC/vendor/llama.cpp/docs" "$SRC/vendor/llama.cpp/benches" \
+       "$SRC/vendor/llama.cpp/media" "$SRC/vendor/llama.cpp/.github" "$SRC/vendor/llama.cpp/.devops" \
+       "$SRC/docs" "$SRC/examples/notebooks"
+find "$SRC/vendor/llama.cpp/models" -name '*.gguf' -delete
+find "$SRC/vendor/llama.cpp/models" -name '*.gguf.inp' -delete -o -name '*.gguf.out' -delete
+tar -C "$TMP" -cf - "llama_cpp_python-$LLAMA_CPP_VERSION" | gzip -9 > "$OUT/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
+
+echo "== wheels for CPython $PYVER, manylinux x86_64"
+specs=()
+for name in "${PACKAGES[@]}"; do
+    version="$("$PY" -c 'import importlib.metadata as m, sys
+try: print(m.version(sys.argv[1]))
+except m.PackageNotFoundError: pass' "$name")"
+    specs+=("$name${version:+==$version}")
+done
+abi="cp${PYVER/./}"
+"${PIP[@]}" download --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp --abi "$abi" \
+    --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform any -d "$OUT" "${specs[@]}" >/dev/null
+
+total=$(du -sm "$OUT" | cut -f1)
+ls -la "$OUT"
+echo "== $OUT: ${total} MiB"
+if [ "$total" -gt "$LIMIT_MIB" ]; then
+    echo "prepare.sh: the wheelhouse is ${total} MiB, over ${LIMIT_MIB} MiB" >&2
+    exit 1
+fi
