@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -127,7 +127,7 @@ def _report(path: Path, documents: list[Document]) -> bool:
     return failed
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     from kaito_core.cli.output import fail
 
     fail(message)
