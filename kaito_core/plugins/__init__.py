@@ -1,5 +1,6 @@
 """The plugin system: contracts, hook specifications, discovery and the typed registry."""
 
+from kaito_core.plugins.contracts import Architecture as Architecture
 from kaito_core.plugins.contracts import (
     GiB,
     InstanceType,
@@ -7,15 +8,14 @@ from kaito_core.plugins.contracts import (
     ModelSource,
     NodeRequest,
     Preset,
-    ProvisionResult,
     Provisioner,
+    ProvisionResult,
     Requirements,
     Runtime,
     TuningSupport,
     WeightFile,
     WeightFormat,
 )
-from kaito_core.plugins.contracts import Architecture as Architecture
 from kaito_core.plugins.hookspecs import hookimpl
 from kaito_core.plugins.registry import (
     PluginError,
