@@ -7,11 +7,11 @@ API (``transport``); an OCI image layout directory (``oci:PATH:TAG``) works wher
 
 from kaito_core.artifacts.auth import Credentials
 from kaito_core.artifacts.errors import ArtifactError
-from kaito_core.artifacts.inspect import inspect_artifact
+from kaito_core.artifacts.inspector import inspect_artifact
 from kaito_core.artifacts.pack import PackResult, pack_preset, store_reference, store_tag
 from kaito_core.artifacts.paths import default_cache_path, default_store_path, kaito_home
-from kaito_core.artifacts.pull import PullResult, pull
-from kaito_core.artifacts.push import push
+from kaito_core.artifacts.puller import PullResult, pull
+from kaito_core.artifacts.pusher import push
 from kaito_core.artifacts.reference import Reference
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 from kaito_core.artifacts.auth import Credentials
 from kaito_core.artifacts.errors import ArtifactError
 from kaito_core.artifacts.paths import default_store_path
-from kaito_core.artifacts.push import push
+from kaito_core.artifacts.pusher import push
 from kaito_core.plugins.contracts import Preset, WeightFormat
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from kaito_core.artifacts.auth import Credentials, resolve_credentials
 from kaito_core.artifacts.errors import ArtifactError
 from kaito_core.artifacts.manifest import Artifact, digest_bytes
-from kaito_core.artifacts.pull import fetch_artifact, read_layout_artifact
+from kaito_core.artifacts.puller import fetch_artifact, read_layout_artifact
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import RegistryClient
 
