@@ -235,7 +235,7 @@ def main() -> int:
         "|---|---:|---|",
         f"| kaito verified cold pull throughput / curl | {ratios['kaito_cold_pull_throughput_vs_curl']:.2f}x"
         f" | >= 0.8x ({met('cold_pull_at_least_0.8x_curl')}) |",
-        f"| kaito cold pull throughput / oras-py pull | {ratios['kaito_cold_pull_throughput_vs_oras_py']:.2f}x"
+        f"| kaito cold pull throughput / oras-py | {ratios['kaito_cold_pull_throughput_vs_oras_py']:.2f}x"
         " | |",
         f"| kaito push throughput / oras-py chunked push | {ratios['kaito_push_throughput_vs_oras_py']:.2f}x"
         " | |",
