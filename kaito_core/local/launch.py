@@ -1,7 +1,8 @@
 """The ``kaito serve`` child process: its argv, starting it, waiting for ``/health`` and stopping it.
 
 The child runs in its own process group, so a Ctrl-C in the terminal reaches only ``kaito run``, which
-forwards it once (SIGINT/SIGTERM as received, SIGHUP as SIGTERM), waits for the child and reaps it. On
+forwards it once (SIGINT, SIGTERM and SIGHUP all as SIGTERM, the server's graceful stop), waits for the
+child and reaps it. On
 Linux the foreground child also gets SIGTERM if ``kaito run`` itself is killed (PR_SET_PDEATHSIG), so
 no server outlives its terminal.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -46,8 +48,12 @@ class ServeArgs:
     def argv(self) -> list[str]:
         # `python -m kaito_core.cli.main` rather than the `kaito` script: same interpreter and
         # environment as this process, whether or not the script is on PATH.
+        return [sys.executable, "-m", "kaito_core.cli.main", *self.cli_args()]
+
+    def cli_args(self) -> list[str]:
+        """The arguments of the `kaito` command: ``serve --runtime ...``."""
         argv = [
-            sys.executable, "-m", "kaito_core.cli.main", "serve",
+            "serve",
             "--runtime", self.runtime,
             "--model", str(self.model),
             "--host", self.host,
@@ -76,19 +82,57 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start(argv: Sequence[str], log: IO[bytes] | None, detach: bool) -> subprocess.Popen[bytes]:
-    """Start the child. Foreground: it shares our stdout/stderr. Detached: its output goes to ``log``
-    and it gets a session of its own, so closing the terminal does not stop it."""
+def _popen_kwargs(log: IO[bytes] | None, detach: bool) -> dict[str, Any]:
+    """Foreground: the child shares our stdout/stderr. Detached: its output goes to ``log`` and it gets
+    a session of its own, so closing the terminal does not stop it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    kwargs: dict[str, Any] = {"env": env, "stdin": subprocess.DEVNULL}
+    kwargs: dict[str, Any] = {"env": env}
     if detach:
         kwargs.update(stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     else:
         kwargs.update(process_group=0, preexec_fn=_die_with_parent)
+    return kwargs
+
+
+def start(argv: Sequence[str], log: IO[bytes] | None, detach: bool) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the server child."""
     try:
-        return subprocess.Popen(list(argv), **kwargs)
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, **_popen_kwargs(log, detach))
     except OSError as exc:
         raise LocalRunError(f"could not start `kaito serve` ({argv[0]}): {exc}") from exc
+
+
+def prestart(log: IO[bytes] | None, detach: bool) -> subprocess.Popen[bytes] | None:
+    """Start the server process before its arguments are known (see ``kaito_core.local.prestart``);
+    None when that is not possible, and the caller starts it the plain way later."""
+    try:
+        return subprocess.Popen([sys.executable, "-m", "kaito_core.local.prestart"], stdin=subprocess.PIPE,
+                                **_popen_kwargs(log, detach))
+    except OSError:
+        return None
+
+
+def hand_over(process: subprocess.Popen[bytes], args: ServeArgs) -> bool:
+    """Give a prestarted process its `kaito serve` arguments; False when it is no longer there."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(args.cli_args()).encode() + b"\n")
+        process.stdin.close()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def abandon(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a prestarted process that will not be needed (it has loaded nothing yet) and reap it."""
+    if process is None:
+        return
+    with contextlib.suppress(OSError):
+        if process.stdin is not None:
+            process.stdin.close()
+    if process.poll() is None:
+        process.kill()
+    process.wait()
 
 
 def health_status(host: str, port: int, timeout: float = 2.0) -> int | None:
@@ -146,7 +190,7 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: flo
 
 
 class SignalForwarder:
-    """While active, SIGINT/SIGTERM/SIGHUP are forwarded to the child instead of killing us.
+    """While active, SIGINT/SIGTERM/SIGHUP are forwarded to the child (as SIGTERM) instead of killing us.
 
     The first signal is forwarded as a graceful stop; a second one kills the child.
     """
@@ -165,9 +209,10 @@ class SignalForwarder:
             self.process.kill()
             return
         self.received = signum
-        forward = signal.SIGTERM if signum == signal.SIGHUP else signum
+        # Every stop request becomes SIGTERM: the server's graceful shutdown (in-flight requests get
+        # their grace period), without the KeyboardInterrupt noise a forwarded SIGINT would print.
         with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(forward)
+            self.process.send_signal(signal.SIGTERM)
 
     def __enter__(self) -> SignalForwarder:
         for sig in self.SIGNALS:

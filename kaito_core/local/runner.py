@@ -7,6 +7,7 @@ validation, the fit on this machine, the port, the weights.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -52,6 +53,37 @@ def run(
 ) -> int:
     """Run the Workspace until stopped (foreground) or until ready (detached). Returns the exit code."""
     t0 = started if started is not None else time.monotonic()
+    # The server process starts now and imports while this one plans (see local/prestart.py).
+    early_log = paths.runs_dir() / f".starting-{os.getpid()}.log" if options.detach else None
+    server = _prestart(early_log, options.detach)
+    try:
+        record, prepared = _prepare(options, registry, hardware, t0)
+        if early_log is not None:
+            os.replace(early_log, state.log_path(record.name))
+    except BaseException:
+        launch.abandon(server)
+        if early_log is not None:
+            early_log.unlink(missing_ok=True)
+        raise
+    try:
+        return _serve(prepared, record, options, t0, server)
+    finally:
+        if not options.detach or record.ready_at is None:
+            state.remove_if_owned(record)
+
+
+def _prestart(early_log: Path | None, detach: bool) -> subprocess.Popen[bytes] | None:
+    if early_log is None:
+        return launch.prestart(None, detach)
+    early_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(early_log, "ab") as log:
+        return launch.prestart(log, detach)
+
+
+def _prepare(
+    options: RunOptions, registry: Registry | None, hardware: Hardware | None, t0: float
+) -> tuple[state.RunRecord, Prepared]:
+    """Everything that can fail on user input, cheapest first; ends by claiming the run's name."""
     from kaito_core.local.prepare import prepare
 
     if registry is None:
@@ -61,7 +93,6 @@ def run(
     prepared = prepare(options.file, registry, hardware)
     name = paths.check_run_name(options.name or prepared.workspace.name)
     ports.check_port(options.host, options.port)
-
     record = state.RunRecord(
         name=name,
         workspace=prepared.workspace.name,
@@ -78,43 +109,56 @@ def run(
         log_file=str(state.log_path(name)) if options.detach else None,
     )
     state.claim(record)
+    return record, prepared
+
+
+def _start_server(
+    args: launch.ServeArgs, record: state.RunRecord, options: RunOptions,
+    server: subprocess.Popen[bytes] | None,
+) -> subprocess.Popen[bytes]:
+    """Hand the arguments to the prestarted server, or start one the plain way."""
+    if server is not None and launch.hand_over(server, args):
+        return server
+    launch.abandon(server)
+    log = open(state.log_path(record.name), "ab") if options.detach else None  # noqa: SIM115
     try:
-        return _serve(prepared, record, options, t0)
+        return launch.start(args.argv(), log, options.detach)
     finally:
-        if not options.detach or record.ready_at is None:
-            state.remove_if_owned(record)
+        if log is not None:
+            log.close()
 
 
-def _serve(prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float) -> int:
+def _serve(
+    prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float,
+    server: subprocess.Popen[bytes] | None,
+) -> int:
     from kaito_core.local.weights import model_path_for
 
     plan = prepared.plan
     run_dir = paths.run_dir(record.name)
-    model = model_path_for(prepared, run_dir, progress=options.progress)
-    template_file = None
-    if plan.chat_template:
-        template_file = run_dir / CHAT_TEMPLATE_FILE
-        template_file.write_text(plan.chat_template)
-    args = launch.ServeArgs(
-        runtime=plan.runtime,
-        model=model,
-        host=options.host,
-        port=options.port,
-        served_model_name=record.model,
-        context_length=plan.context_length,
-        threads=plan.threads,
-        n_gpu_layers=plan.n_gpu_layers,
-        chat_template_file=template_file,
-    )
-    # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
-    ports.check_port(options.host, options.port)
-
-    log = open(state.log_path(record.name), "ab") if options.detach else None  # noqa: SIM115
     try:
-        process = launch.start(args.argv(), log, options.detach)
-    finally:
-        if log is not None:
-            log.close()
+        model = model_path_for(prepared, run_dir, progress=options.progress)
+        template_file = None
+        if plan.chat_template:
+            template_file = run_dir / CHAT_TEMPLATE_FILE
+            template_file.write_text(plan.chat_template)
+        args = launch.ServeArgs(
+            runtime=plan.runtime,
+            model=model,
+            host=options.host,
+            port=options.port,
+            served_model_name=record.model,
+            context_length=plan.context_length,
+            threads=plan.threads,
+            n_gpu_layers=plan.n_gpu_layers,
+            chat_template_file=template_file,
+        )
+        # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
+        ports.check_port(options.host, options.port)
+    except BaseException:
+        launch.abandon(server)
+        raise
+    process = _start_server(args, record, options, server)
     record.pid = process.pid
     record.pid_start = procs.process_start_time(process.pid)
     state.save(record)

@@ -1,0 +1,50 @@
+"""The ``kaito serve`` process, started before its arguments are known.
+
+``kaito run`` starts this at once, so the server's imports (FastAPI, uvicorn, the plugins) overlap
+with validating, planning and locating the weights in the parent. It then reads one JSON line from
+stdin — the argument list of ``kaito serve`` — and becomes exactly that command. When the parent gives
+up first (an invalid file, a port in use), stdin closes and this process exits without doing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import import_module
+
+#: Engine-neutral modules every `kaito serve` imports; preloaded while the parent plans.
+PRELOAD = ("kaito_core.serving.server", "kaito_core.serving.settings", "kaito_core.cli.main")
+
+
+def preload() -> None:
+    for module in PRELOAD:
+        try:
+            import_module(module)
+        except ImportError:  # the real command reports it properly once it runs
+            return
+    from kaito_core.plugins import default_registry
+
+    default_registry().runtimes()  # loads every plugin module, as `kaito serve` would
+
+
+def main() -> None:
+    preload()
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit(0)  # `kaito run` stopped before starting the server
+    args = json.loads(line)
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        sys.exit("kaito prestart: expected a JSON list of arguments on stdin")
+    # Nothing else is read from stdin: give the server /dev/null, as a normally started child has.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.argv = ["kaito", *args]
+    from kaito_core.cli.main import cli
+
+    cli.main(args=args, prog_name="kaito")
+
+
+if __name__ == "__main__":
+    main()
