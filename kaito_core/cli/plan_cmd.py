@@ -157,14 +157,18 @@ def _plan_data(plan: Plan) -> dict[str, Any]:
 
 
 def _print_plan(plan: Plan) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
     from kaito_core.planning import describe_memory
     from kaito_core.planning.quantity import gib
 
-    console = Console(width=140, soft_wrap=False)
-    table = Table(title=f"Plan for {plan.namespace}/{plan.workspace}", show_header=False, box=None)
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    table = Table(
+        title=f"Plan for {plan.namespace}/{plan.workspace}", title_justify="left", show_header=False, box=None
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     resources = plan.resources

@@ -139,12 +139,15 @@ def _preset(workspace: Workspace, registry: Registry) -> Preset:
             )
         raise PlanError("Preset or Template must be specified")
     try:
-        return registry.preset(inference.preset.name)
+        preset = registry.preset(inference.preset.name)
     except PluginError:
         known = ", ".join(sorted(registry.presets())) or "none installed"
         raise PlanError(
             f"Unsupported inference preset name {inference.preset.name} (installed presets: {known})"
         ) from None
+    if preset.deprecated:
+        raise PlanError(f"Model {preset.name} is deprecated and no longer supported")
+    return preset
 
 
 def _runtime_info(name: str, registry: Registry) -> _RuntimeInfo | None:

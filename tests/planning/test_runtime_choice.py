@@ -142,3 +142,13 @@ def test_gemma_4b_on_t4_runs_float16(plan_registry: Any, workspace: Any) -> None
         Hardware.from_instance_type(AKS_CATALOG["Standard_NC24ads_A100_v4"]),
     )
     assert a100.dtype == "bfloat16"
+
+
+def test_deprecated_preset_is_refused(make_registry: Any, workspace: Any) -> None:
+    import dataclasses
+
+    from kaito_presets_phi3 import PRESETS_BY_NAME
+
+    old = dataclasses.replace(PRESETS_BY_NAME[MINI], name="phi-3-old", deprecated=True)
+    with pytest.raises(PlanError, match="Model phi-3-old is deprecated and no longer supported"):
+        plan_workspace(workspace("phi-3-old"), make_registry(presets=(old,)), Hardware.cpu_only(8, 32 * GiB))
