@@ -75,7 +75,11 @@ def suggest_instance_types(
 ) -> tuple[str, ...]:
     """Instance types of the installed provisioners' catalogs on which one node runs the Workspace."""
     fitting = []
-    for instance_type in registry.instance_types().values():
+    try:
+        catalog = registry.instance_types()
+    except Exception:  # a broken provisioner plugin must not hide the planning error itself
+        return ()
+    for instance_type in catalog.values():
         try:
             _plan(workspace, registry, Hardware.from_instance_type(instance_type, 1), inference_config or {})
         except PlanError:
