@@ -150,7 +150,9 @@ MINI_4K_GGUF_Q4 = WeightFormat(
 )
 
 # Phi-3-mini-128k-instruct has the same tensors as the 4k model (LongRoPE lives in config.json), in the
-# same two shards; the shard sizes are the 4k ones (same header, same tensors). sha256: not found -> None.
+# same two shards; the shard sizes are the 4k ones (same header, same tensors). sha256: None. (A Hugging
+# Face cache listing shows blobs fc534bed…8c12 and d08786c6…2bdc for some revision of this repository, but
+# nothing ties them to the pinned one, so they are not used.)
 MINI_128K_SOURCE = ModelSource(
     repo="microsoft/Phi-3-mini-128k-instruct",
     revision="072cb7562cb8c4adf682a8e186aaafa49469eb5d",  # KAITO supported_models.yaml
