@@ -148,3 +148,21 @@ def test_bad_run_names_are_refused(home: Path) -> None:
         paths.run_dir("../escape")
     with pytest.raises(LocalRunError):
         paths.run_dir("Upper")
+
+
+def test_stop_of_a_foreground_run_goes_through_its_supervisor(home: Path) -> None:
+    supervisor, server = _sleeper(), _sleeper()
+    try:
+        state.claim(_record(
+            "fg-run", server.pid, procs.process_start_time(server.pid), detached=False,
+            supervisor_pid=supervisor.pid, supervisor_start=procs.process_start_time(supervisor.pid),
+        ))
+        result = CliRunner().invoke(cli, ["stop", "fg-run"])
+        assert result.exit_code == 0, result.output
+        assert supervisor.wait(5) == -15 and server.wait(5) == -15
+        assert state.load("fg-run") is None
+    finally:
+        for process in (supervisor, server):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -131,3 +131,20 @@ def test_invalid_workspace_gives_the_errors_of_kaito_validate(tmp_path: Path, ki
     assert problems
     for line in problems:
         assert line in result.stderr
+
+
+def test_a_server_that_fails_to_load_is_reported_with_its_log(tmp_path: Path, kit: Any) -> None:
+    from kaito_core.artifacts import push
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "gemma-3-270m-q4_k_m.gguf").write_bytes(b"GGUF" + bytes(4096))  # not a loadable model
+    layout = tmp_path / "layout"
+    push(model, f"oci:{layout}:broken", format="gguf", quantization="Q4_K_M", progress=False)
+    path = _workspace(tmp_path, "gemma-3-270m", {"kaito.sh/model-artifact": f"oci:{layout}:broken"})
+    result = kit.kaito("run", str(path), "--port", str(kit.free_port()), "--detach", "--name", "broken",
+                       timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exited with code" in result.stderr and "before it was ready" in result.stderr
+    assert "the end of its log" in result.stderr
+    assert kit.kaito("ps", "-o", "json").stdout.strip() in ("[]", "")  # nothing left behind
