@@ -138,11 +138,11 @@ def time_serve_only(gguf: Path, n_ctx: int, threads: int) -> float:
         process.wait(30)
 
 
-def time_kaito_run() -> tuple[float, float, float]:
+def time_kaito_run(*extra: str) -> tuple[float, float, float]:
     """Seconds to the ready line (as seen here), to the first /chat answer, and what kaito reported."""
     port = free_port()
     argv = [sys.executable, "-m", "kaito_core.cli.main", "run", str(EXAMPLE), "--port", str(port),
-            "--no-progress"]
+            "--no-progress", *extra]
     started = time.monotonic()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert process.stdout is not None
@@ -176,8 +176,8 @@ def main() -> int:
     time_baseline(gguf, n_ctx, threads)
     time_kaito_run()
 
-    names = ("baseline", "kaito_ready", "kaito_first_chat", "kaito_reported", "import_cli", "prepare",
-             "serve_only")
+    names = ("baseline", "kaito_ready", "kaito_first_chat", "kaito_reported", "kaito_ready_parallel_1",
+             "import_cli", "prepare", "serve_only")
     samples: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.repeat):
         samples["baseline"].append(time_baseline(gguf, n_ctx, threads))
@@ -185,6 +185,7 @@ def main() -> int:
         samples["kaito_ready"].append(ready)
         samples["kaito_first_chat"].append(answered)
         samples["kaito_reported"].append(reported)
+        samples["kaito_ready_parallel_1"].append(time_kaito_run("--parallel", "1")[0])
         samples["import_cli"].append(time_import_cli())
         samples["prepare"].append(time_prepare_only())
         samples["serve_only"].append(time_serve_only(gguf, n_ctx, threads))
@@ -195,6 +196,8 @@ def main() -> int:
         ("llama-cpp-python: load GGUF + 1 token (baseline)", median["baseline"]),
         ("kaito run -> ready line", median["kaito_ready"]),
         ("kaito run -> first /chat answer (1 token)", median["kaito_first_chat"]),
+        ("kaito run --parallel 1 -> ready line (KV cache for 1 sequence, as the baseline)",
+         median["kaito_ready_parallel_1"]),
         ("  part: python + import kaito CLI", median["import_cli"]),
         ("  part: validate + plan + locate weights (own process)", median["prepare"]),
         ("  part: kaito serve alone -> /health 200", median["serve_only"]),

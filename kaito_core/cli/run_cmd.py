@@ -25,9 +25,12 @@ _STARTED = time.monotonic()
 @click.option("-d", "--detach", is_flag=True, help="Return once ready; the server keeps running.")
 @click.option("--ready-timeout", type=float, default=600.0, show_default=True,
               help="Seconds to wait for the model to load and answer /health.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="Requests decoded together (each gets its own context) [default: kaito serve's, 8]; "
+                   "fewer start faster and use less memory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars while weights are fetched.")
 def run_command(file: Path, port: int, host: str, name: str | None, detach: bool, ready_timeout: float,
-                no_progress: bool) -> None:
+                parallel: int | None, no_progress: bool) -> None:
     """Serve the Workspace in FILE on this machine (/chat and the OpenAI API) until Ctrl-C.
 
     The same file a cluster takes: it is validated, planned for this machine's CPUs, memory and GPUs,
@@ -38,7 +41,7 @@ def run_command(file: Path, port: int, host: str, name: str | None, detach: bool
     from kaito_core.local.runner import RunOptions, run
 
     options = RunOptions(file=file, name=name, host=host, port=port, detach=detach,
-                         ready_timeout=ready_timeout, progress=not no_progress)
+                         ready_timeout=ready_timeout, progress=not no_progress, parallel=parallel or 0)
     try:
         code = run(options, started=_STARTED)
     except LocalRunError as exc:

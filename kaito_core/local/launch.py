@@ -43,6 +43,7 @@ class ServeArgs:
     context_length: int = 0
     threads: int = 0
     n_gpu_layers: int = 0
+    max_batch: int = 0  # sequences decoded together; 0: kaito serve's default
     chat_template_file: Path | None = None
 
     def argv(self) -> list[str]:
@@ -66,6 +67,8 @@ class ServeArgs:
             argv += ["--threads", str(self.threads)]
         if self.n_gpu_layers:
             argv += ["--n-gpu-layers", str(self.n_gpu_layers)]
+        if self.max_batch:
+            argv += ["--max-batch", str(self.max_batch)]
         if self.chat_template_file is not None:
             argv += ["--chat-template-file", str(self.chat_template_file)]
         return argv

@@ -38,6 +38,7 @@ class RunOptions:
     detach: bool = False
     ready_timeout: float = 600.0
     progress: bool = True  # progress bars while weights are fetched or packed
+    parallel: int = 0  # requests decoded together (kaito serve --max-batch); 0: its default
 
 
 def _say(message: str) -> None:
@@ -151,6 +152,7 @@ def _serve(
             context_length=plan.context_length,
             threads=plan.threads,
             n_gpu_layers=plan.n_gpu_layers,
+            max_batch=options.parallel,
             chat_template_file=template_file,
         )
         # The port may have been taken while the weights were fetched; still cheaper to ask than to load.

@@ -64,7 +64,7 @@ def test_foreground_run_answers_then_stops_cleanly_on_sigint(stored_weights: Pat
 def test_detached_run_with_ps_logs_and_stop(stored_weights: Path, kit: Any) -> None:
     port = kit.free_port()
     started = kit.kaito("run", str(kit.example), "--port", str(port), "--detach", "--name", "gemma-bg",
-                        timeout=300)
+                        "--parallel", "2", timeout=300)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         assert re.search(kit.ready.pattern, started.stdout, re.MULTILINE), started.stdout
