@@ -141,6 +141,13 @@ class OciLayout:
             manifests.append(entry)
             _atomic_write(self.root / "index.json", _index_bytes(manifests))
 
+    def add(self, descriptor: dict[str, Any]) -> None:
+        """List a manifest in index.json without a tag (once)."""
+        with self._locked():
+            manifests = self.index().get("manifests", [])
+            if not any(e.get("digest") == descriptor["digest"] for e in manifests):
+                _atomic_write(self.root / "index.json", _index_bytes([*manifests, dict(descriptor)]))
+
     def tags(self) -> dict[str, str]:
         return {
             (e.get("annotations") or {}).get(mediatypes.REF_NAME, ""): e.get("digest", "")

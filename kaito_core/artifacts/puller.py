@@ -155,7 +155,7 @@ def _download(
             partial.unlink()
             offset = 0
         try:
-            moved, hexdigest = _stream_blob(client, partial, entry, offset, bar)
+            moved, hexdigest = _stream_blob(client, partial, entry, offset, bar, count_prefix=attempt == 0)
         except (
             OSError,
             http.client.HTTPException,
@@ -185,13 +185,14 @@ def _download(
 
 
 def _stream_blob(
-    client: RegistryClient, partial: Path, entry: FileEntry, offset: int, bar: Transfer
+    client: RegistryClient, partial: Path, entry: FileEntry, offset: int, bar: Transfer, count_prefix: bool
 ) -> tuple[int, str]:
     """Append the rest of the blob to ``partial`` while hashing; returns (bytes moved, hex digest)."""
     initial = hashlib.sha256()
     if offset:
         initial = _hash_prefix(partial, offset)
-        bar.advance(offset)
+        if count_prefix:  # bytes from an earlier run; a retry in this run has shown them already
+            bar.advance(offset)
     if offset == entry.size:
         return 0, initial.hexdigest()
     resp = client.open_blob(entry.digest, offset)
@@ -220,6 +221,10 @@ def _stream_blob(
             bar.advance(n)
             if moved > limit:
                 break  # more bytes than the manifest says: the digest check below fails it
+        if moved < limit:
+            # http.client's readinto reports a connection closed early as a plain end of body; keep
+            # the partial file and let the caller resume it instead of failing the digest check.
+            raise http.client.IncompleteRead(b"", limit - moved)
     finally:
         os.close(fd)
         resp.close()

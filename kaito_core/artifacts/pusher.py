@@ -188,6 +188,8 @@ def _push_layout(
     }
     if reference.tag:
         layout.tag(reference.tag, descriptor)
+    else:  # pinned by digest only: listed without a ref name, so the manifest is not garbage
+        layout.add(descriptor)
     # The blobs just copied were hashed on the way in: hardlink them into the pull cache as verified,
     # so a pull from the store moves nothing (same filesystem) and hashes nothing again.
     cache = BlobCache(cache_dir or default_cache_path())

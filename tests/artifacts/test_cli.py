@@ -57,9 +57,7 @@ def test_username_and_password_stdin(registry_factory, model_dir: Path, tmp_path
         input=f"{server.password}\n",
     )
     assert code == 0, err
-    code, _, err = run(
-        "model", "inspect", ref, "-u", server.username, "--password-stdin", input="wrong-pw\n"
-    )
+    code, _, err = run("model", "inspect", ref, "-u", server.username, "--password-stdin", input="wrong-pw\n")
     assert code == 1 and "rejected the credentials" in err and "wrong-pw" not in err
     code, _, err = run("model", "inspect", ref, "-u", server.username)
     assert code == 1 and "--password-stdin" in err

@@ -110,12 +110,16 @@ def test_5xx_is_retried_three_times_then_reported(failing_registry, tmp_path: Pa
 
 
 class ThrottlingProxy:
-    """A TCP proxy to the registry that slows responses down to ``rate`` bytes/s."""
+    """A TCP proxy to the registry that slows responses down to ``rate`` bytes/s, or cuts one off."""
 
-    def __init__(self, upstream: str, rate: int) -> None:
+    def __init__(self, upstream: str, rate: int | None, cut_after: int | None = None) -> None:
         self.upstream_host, port = upstream.rsplit(":", 1)
         self.upstream_port = int(port)
         self.rate = rate
+        self.cut_after = cut_after  # drop the connection once, after this many response bytes
+        self.requests = bytearray()  # everything clients sent (request lines and headers)
+        self._sent = 0
+        self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self._stop = False
@@ -128,16 +132,25 @@ class ThrottlingProxy:
             except OSError:
                 return
             upstream = socket.create_connection((self.upstream_host, self.upstream_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, self.rate), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, rate: int | None) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, to_client: bool) -> None:
         try:
             while data := source.recv(16384):
+                if not to_client:
+                    self.requests.extend(data)
+                elif self.cut_after is not None:
+                    with self._lock:
+                        allowed = self.cut_after - self._sent
+                        self._sent += len(data)
+                    if 0 <= allowed < len(data):
+                        self.cut_after = None  # only once
+                        sink.sendall(data[:allowed])
+                        break
                 sink.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
+                if to_client and self.rate:
+                    time.sleep(len(data) / self.rate)
         except OSError:
             pass
         finally:
@@ -201,3 +214,20 @@ def test_killed_pull_resumes_with_fewer_bytes(registry, tmp_path: Path) -> None:
     assert result.bytes_downloaded == size - kept  # resumed with a Range request
     assert (dest / "weights.gguf").read_bytes() == (model / "weights.gguf").read_bytes()
     assert not list((cache / "tmp").glob("*.partial"))
+
+
+def test_broken_connection_is_resumed_within_the_pull(registry, tmp_path: Path) -> None:
+    size = 3 * 1024 * 1024
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.gguf").write_bytes(os.urandom(size))
+    ref_path = f"resume/cut-{os.getpid()}-{time.monotonic_ns()}:v1"
+    push(model, f"{registry.host}/{ref_path}", progress=False)
+    proxy = ThrottlingProxy(registry.host, rate=None, cut_after=1024 * 1024)
+    try:
+        result = pull(f"{proxy.host}/{ref_path}", tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    finally:
+        proxy.close()
+    assert (tmp_path / "out" / "weights.gguf").read_bytes() == (model / "weights.gguf").read_bytes()
+    assert b"range: bytes=" in bytes(proxy.requests).lower()  # the rest came with a Range request
+    assert result.bytes_downloaded == size  # nothing fetched twice
