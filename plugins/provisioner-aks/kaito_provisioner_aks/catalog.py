@@ -51,8 +51,9 @@ _SKUS = (
     _sku("Standard_NC24ads_A100_v4", A100_80, 1, 24, 220),
     _sku("Standard_NC48ads_A100_v4", A100_80, 2, 48, 440),
     _sku("Standard_NC96ads_A100_v4", A100_80, 4, 96, 880),
-    # ND A100 v4: 8x A100 40GB; NDm A100 v4: 8x A100 80GB
-    _sku("Standard_ND96asr_A100_v4", A100_40, 8, 96, 900),
+    # ND A100 v4: 8x A100 40GB (Azure names it Standard_ND96asr_v4, without "A100";
+    # the shorthand "ND96asr_A100_v4" in notes is not a real VM size); NDm A100 v4: 8x A100 80GB
+    _sku("Standard_ND96asr_v4", A100_40, 8, 96, 900),
     _sku("Standard_ND96amsr_A100_v4", A100_80, 8, 96, 1900),
     # NC H100 v5: H100 NVL 94GB
     _sku("Standard_NC40ads_H100_v5", H100_NVL, 1, 40, 320),
