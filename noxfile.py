@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     install_project(session, "test")
     session.install("mypy", "types-PyYAML", "types-requests")
-    packages = ["kaito_core", *[str(next(Path(p).glob("kaito_*"))) for p in PLUGINS]]
+    packages = ["kaito_core", *[str(d) for p in PLUGINS for d in Path(p).glob("kaito_*/") if (d / "__init__.py").exists()]]
     session.run("mypy", *packages)
 
 
