@@ -158,9 +158,8 @@ class VllmEngine:
 
     async def _watch_child(self, child: ChildServer) -> None:
         await child.wait()
-        if self._health.alive or self._health.error is None:
-            self._health.alive = False
-            self._health.error = child.describe_exit()
+        self._health.alive = False
+        self._health.error = child.describe_exit()
 
     async def _poll_health(self) -> None:
         assert self._client is not None

@@ -128,3 +128,22 @@ def test_failed_start_explains_itself(serve_factory: Callable[..., Any], tmp_pat
         serve_factory("--exit-code", "3")
     assert "CUDA out of memory (simulated)" in str(err.value)
     assert "exited with code 3" in port_log.read_text()
+
+
+def test_a_killed_server_takes_vllm_with_it(serve_factory: Callable[..., Any]) -> None:
+    server = serve_factory()
+    upstream = server.upstream_pid()
+    server.process.kill()  # SIGKILL: no shutdown code runs in kaito serve
+    server.process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(upstream):
+        time.sleep(0.1)
+    assert not running(upstream), "the vLLM child outlived its kaito serve"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child waits as one until its new parent reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
