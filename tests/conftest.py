@@ -163,6 +163,7 @@ class TokenServer:
     issuer: str = "kaito-test-token-issuer"
     workdir: Path = field(default_factory=Path)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    refresh_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     _server: ThreadingHTTPServer | None = None
     _key: Any = None
     _cert_der: bytes = b""
@@ -223,6 +224,26 @@ class TokenServer:
                     return
                 token = outer.issue(query.get("scope", []))
                 body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                """The OAuth2 refresh-token grant (an ``identitytoken`` in a Docker config, as ACR uses)."""
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                outer.requests.append({"path": urlparse(self.path).path, "query": form, "authorization": ""})
+                if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [
+                    outer.refresh_token
+                ]:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                token = outer.issue(form.get("scope", []))
+                body = json.dumps({"access_token": token, "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -55,7 +55,7 @@ def choose_format(preset: Preset, fmt: str | None, quantization: str | None) -> 
 
 
 def pack_preset(
-    preset: Preset,
+    preset: Preset | str,
     *,
     push_ref: str | None = None,
     format: str | None = None,
@@ -68,7 +68,15 @@ def pack_preset(
     cache_dir: Path | None = None,
 ) -> PackResult:
     """Build the artifact of one preset format from its local upstream files, check them against the
-    preset's sizes and sha256, and push it to ``push_ref`` or into the embedded store."""
+    preset's sizes and sha256, and push it to ``push_ref`` or into the embedded store. ``preset`` may be a
+    name, looked up in the installed plugins."""
+    if isinstance(preset, str):
+        from kaito_core.plugins.registry import PluginError, default_registry
+
+        try:
+            preset = default_registry().preset(preset)
+        except PluginError as exc:
+            raise ArtifactError(str(exc)) from None
     weight_format = choose_format(preset, format, quantization)
     source = preset.local_files(weight_format) if preset.local_files is not None else None
     if source is None:

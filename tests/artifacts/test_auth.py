@@ -123,3 +123,30 @@ def test_bearer_token_flow(
     assert wrong not in str(info.value)
     with pytest.raises(ArtifactError, match="requires authentication"):
         pull(ref, tmp_path / "anon", cache_dir=tmp_path / "c3", progress=False)
+
+
+def test_identity_token_from_docker_config(
+    registry_factory, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``identitytoken`` (refresh token) is exchanged with POST realm grant_type=refresh_token."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    server = registry_factory(auth="token")
+    ref = f"{server.host}/tokened/idtoken:v1"
+    push(model_dir, ref, credentials=(server.username, server.password), progress=False)
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    # ACR writes the user "00000000-0000-0000-0000-000000000000" with an empty password
+                    server.host: {
+                        "auth": "MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==",
+                        "identitytoken": server.token_server.refresh_token,
+                    }
+                }
+            }
+        )
+    )
+    result = pull(ref, tmp_path / "out", registry_configs=[config], cache_dir=tmp_path / "c", progress=False)
+    assert (tmp_path / "out" / "config.json").exists() and result.bytes_downloaded > 0
+    assert any(r["query"].get("grant_type") == ["refresh_token"] for r in server.token_server.requests)

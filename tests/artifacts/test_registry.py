@@ -134,3 +134,23 @@ def test_oras_py_pulls_what_kaito_pushed(
     assert (tmp_path / "oras-out" / "model.safetensors").read_bytes() == (
         model_dir / "model.safetensors"
     ).read_bytes()
+
+
+def test_pull_across_filesystems_copies(registry, model_dir: Path, repo: str, tmp_path: Path) -> None:
+    """DEST on another filesystem than the cache (a pod's emptyDir vs a node cache): files are copied."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem here")
+    ref = f"{registry.host}/{repo}:xdev"
+    push(model_dir, ref, progress=False)
+    dest = shm / f"kaito-test-{repo.replace('/', '-')}"
+    try:
+        result = pull(ref, dest, cache_dir=tmp_path / "cache", progress=False)
+        again = pull(ref, dest, cache_dir=tmp_path / "cache", progress=False)
+        assert (dest / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+        assert result.bytes_downloaded > 0 and again.bytes_downloaded == 0
+        assert not any(p.name.endswith(".tmp") for p in dest.rglob("*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)
