@@ -189,6 +189,8 @@ def main() -> int:
         "file_bytes": size,
         "rounds": args.rounds,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        # Other work on the machine moves these numbers a lot on 2 cores: the load is part of the result.
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "times": stats,
         "ratios": {
             "kaito_cold_pull_throughput_vs_curl": round(curl / cold, 3),
@@ -225,7 +227,8 @@ def main() -> int:
     lines = [
         f"# Artifacts benchmark: {size / 1e6:.1f} MB Gemma GGUF, local distribution registry",
         "",
-        f"{report['machine']}; {args.rounds} rounds, interleaved; MB/s from the median.",
+        f"{report['machine']}, load average {report['load_average_1m_at_end']}; {args.rounds} rounds, "
+        "interleaved; MB/s from the median.",
         "",
         "| operation | client | median s | best s | MB/s |",
         "|---|---|---:|---:|---:|",

@@ -78,7 +78,7 @@ class Reference:
         path, digest = _split_digest(body)
         tag = None
         colon = path.rfind(":")
-        if digest is None and colon > path.rfind("/"):
+        if colon > path.rfind("/"):
             path, tag = path[:colon], path[colon + 1 :]
             if not tag:
                 raise ArtifactError(f"empty tag in {text!r}; write oci:PATH:TAG or oci:PATH@sha256:...")

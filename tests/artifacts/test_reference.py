@@ -47,6 +47,8 @@ def test_parse_layout_references(tmp_path: Path) -> None:
     pinned = Reference.parse(f"oci:{tmp_path}/store@{DIGEST}")
     assert pinned.digest == DIGEST and pinned.tag is None
     assert Reference.parse(f"oci:{tmp_path}/store").tag == "latest"
+    both = Reference.parse(f"oci:{tmp_path}/store:gemma@{DIGEST}")
+    assert (both.layout, both.tag, both.digest) == (tmp_path / "store", "gemma", DIGEST)
 
 
 @pytest.mark.parametrize(
