@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import contextlib
 import json
 import ssl
@@ -653,10 +654,11 @@ class ApiServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the server's loop (store operations must run there)."""
+        """Run ``fn`` on the server's loop (store operations must run there); returns a deep copy, as
+        stored objects must never be changed in place."""
 
         async def wrapper() -> T:
-            return fn(*args, **kwargs)
+            return copy.deepcopy(fn(*args, **kwargs))
 
         return self.run(wrapper())
 
@@ -691,11 +693,11 @@ class ApiServer:
                 current = store.get(rt, namespace, obj["metadata"]["name"])
             except ApiError:
                 return store.create(rt, namespace, obj, version)
-            return (
-                store.replace(rt, namespace, obj["metadata"]["name"], obj, None, version)
-                if obj.get("spec") != current.get("spec") or obj is None
-                else current
-            )
+            body = {
+                **obj,
+                "metadata": {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
+            }
+            return store.replace(rt, namespace, obj["metadata"]["name"], body, None, version)
 
         return self.call(self.store.mutate, do)
 

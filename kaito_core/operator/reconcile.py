@@ -1,0 +1,450 @@
+"""One reconciliation pass of a Workspace: nodes, then the workload, then the status.
+
+Level-triggered: every pass compares what should exist with what the API server shows and writes only
+the difference (a child whose ``kaito.sh/manifest-hash`` matches is left alone; an identical status is
+not written), so an unchanged Workspace costs reads only, and a pass interrupted at any point is
+completed by the next one without duplicates (children have fixed names; a create that meets
+``AlreadyExists`` re-reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from kaito_core.api import LabelSelector, Workspace
+from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.operator.kube import Kube
+from kaito_core.operator.status import (
+    Check,
+    build_status,
+    node_is_ready,
+    pod_failure,
+    same_status,
+    workload_check,
+)
+from kaito_core.planning import Hardware, Plan, PlanError, plan_workspace
+from kaito_core.planning.manifests import (
+    CONFIG_FILE,
+    MANIFEST_HASH_ANNOTATION,
+    WORKSPACE_LABEL,
+    inference_manifests,
+    template_manifests,
+)
+from kaito_core.plugins.contracts import NodeRequest
+from kaito_core.plugins.registry import PluginError, Registry
+
+T = TypeVar("T")
+log = logging.getLogger("kaito.operator")
+#: The kinds the operator creates for a Workspace (pruned when no longer desired).
+MANAGED_KINDS = ("ConfigMap", "Service", "Deployment", "StatefulSet")
+
+
+def selector_string(selector: LabelSelector) -> str:
+    """A LabelSelector in the API server's query syntax."""
+    terms = [f"{k}={v}" for k, v in sorted(selector.match_labels.items())]
+    for req in selector.match_expressions:
+        values = ",".join(req.values)
+        terms.append(
+            {
+                "In": f"{req.key} in ({values})",
+                "NotIn": f"{req.key} notin ({values})",
+                "Exists": req.key,
+                "DoesNotExist": f"!{req.key}",
+            }[req.operator]
+        )
+    return ",".join(terms)
+
+
+@dataclass
+class Resources:
+    check: Check
+    plan: Plan | None = None
+    plan_error: Check | None = None
+    ready_nodes: list[str] = field(default_factory=list)
+    target: int | None = None
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    requeue: float  # seconds until the next pass unless an event comes first
+    waiting_for_nodes: bool = False
+    wrote: int = 0  # objects created, replaced, deleted or status written
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, registry: Registry, config: OperatorConfig) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.config = config
+        self._semaphore: asyncio.Semaphore | None = None
+        self._written: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # key -> (rv, status)
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking API call in a worker thread, at most ``config.concurrency`` at once."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        async with self._semaphore:
+            return await asyncio.to_thread(fn, *args)
+
+    # ------------------------------------------------------------------ the pass
+
+    async def reconcile(self, body: Mapping[str, Any], prune: bool = False) -> Outcome:
+        meta = body.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace", "default")
+        generation = meta.get("generation")
+        current_status = self._known_status(namespace, name, body)
+        try:
+            ws = Workspace.model_validate({k: v for k, v in body.items() if k != "status"})
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            check = Check("False", "InvalidWorkspace", problem, failed=True)
+            status = build_status(current_status, generation=generation, resource=check, inference=check)
+            return await self._finish(namespace, name, current_status, status, 60.0, 0)
+
+        resources = await self._resources(ws)
+        requeue = self.config.resync_seconds
+        wrote = 0
+        job: Check | None = None
+        inference: Check | None = None
+        if ws.tuning is not None:
+            job, wrote = await self._tuning(ws, resources, prune)
+        elif not resources.check.ok:
+            inference = resources.plan_error or Check(
+                "False", "ResourceNotReady", "waiting for the GPU nodes to be ready"
+            )
+        elif resources.plan_error is not None:
+            inference = resources.plan_error
+        else:
+            inference, wrote = await self._inference(ws, resources.plan, prune)
+        work = job or inference
+        if not resources.check.ok:
+            requeue = self.config.requeue_seconds * (15 if resources.check.failed else 1)
+        elif work is not None and not work.ok:
+            requeue = self.config.requeue_seconds * (15 if work.failed else 5)
+        status = build_status(
+            current_status,
+            generation=generation,
+            resource=resources.check,
+            inference=inference,
+            job=job,
+            worker_nodes=resources.ready_nodes,
+            target_node_count=resources.target,
+        )
+        outcome = await self._finish(namespace, name, current_status, status, requeue, wrote)
+        outcome.waiting_for_nodes = not resources.check.ok
+        return outcome
+
+    def _known_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The body's status, or the one this operator wrote last if the body is older than that write."""
+        status = dict(body.get("status") or {})
+        written = self._written.get((namespace, name))
+        if written is not None:
+            try:
+                fresh = int((body.get("metadata") or {}).get("resourceVersion", "0")) >= written[0]
+            except ValueError:
+                fresh = True
+            if not fresh:
+                return dict(written[1])
+        return status
+
+    async def _finish(
+        self,
+        namespace: str,
+        name: str,
+        current: Mapping[str, Any],
+        status: dict[str, Any],
+        requeue: float,
+        wrote: int,
+    ) -> Outcome:
+        if not same_status(current, status):
+            reply = await self.io(self.kube.patch_workspace_status, namespace, name, status)
+            try:
+                self._written[(namespace, name)] = (int(reply["metadata"]["resourceVersion"]), status)
+            except (KeyError, ValueError):
+                self._written.pop((namespace, name), None)
+            wrote += 1
+        return Outcome(status=status, requeue=requeue, wrote=wrote)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._written.pop((namespace, name), None)
+
+    # ------------------------------------------------------------------ resources
+
+    async def _inference_config(self, ws: Workspace) -> dict[str, Any] | None:
+        if ws.inference is None or not ws.inference.config:
+            return None
+        config_map = await self.io(self.kube.read_config_map, ws.namespace, ws.inference.config)
+        if config_map is None:
+            raise PlanError(
+                f"inference.config: ConfigMap {ws.inference.config!r} not found in namespace "
+                f"{ws.namespace!r}; create it with an {CONFIG_FILE} key"
+            )
+        text = (config_map.get("data") or {}).get(CONFIG_FILE)
+        if text is None:
+            raise PlanError(f"inference.config: ConfigMap {ws.inference.config!r} has no {CONFIG_FILE} key")
+        try:
+            parsed = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise PlanError(
+                f"inference.config: {CONFIG_FILE} in ConfigMap {ws.inference.config!r} is not "
+                f"valid YAML: {exc}"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise PlanError(f"inference.config: {CONFIG_FILE} must hold a mapping")
+        return parsed
+
+    def _plan(self, ws: Workspace, hardware: Hardware, config: dict[str, Any] | None) -> Plan | None:
+        if ws.inference is None or ws.inference.preset is None:
+            return None  # a custom template or a tuning Workspace
+        return plan_workspace(ws, self.registry, hardware, config)
+
+    async def _resources(self, ws: Workspace) -> Resources:
+        try:
+            config = await self._inference_config(ws)
+        except PlanError as exc:
+            config = None
+            config_error: Check | None = Check("False", "InvalidInferenceConfig", str(exc), failed=True)
+        else:
+            config_error = None
+        selector = selector_string(ws.resource.label_selector)
+        if self.config.provisioner == NO_PROVISIONER:
+            resources = await self._nodes_brought(ws, selector, config)
+        else:
+            resources = await self._nodes_provisioned(ws, selector, config)
+        if config_error is not None:
+            resources.plan_error = config_error
+        return resources
+
+    async def _nodes_brought(self, ws: Workspace, selector: str, config: dict[str, Any] | None) -> Resources:
+        nodes = await self.io(self.kube.list_nodes, selector)
+        plan: Plan | None = None
+        plan_error: Check | None = None
+        target = ws.resource.count
+        if nodes:
+            try:
+                plan = self._plan(ws, Hardware.from_nodes(nodes), config)
+            except PlanError as exc:
+                plan_error = Check("False", "PlanFailed", str(exc), failed=True)
+            if plan is not None:
+                target = plan.node_count
+        need_gpu = plan is not None and plan.gpus_per_node > 0
+        ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
+        if len(ready) >= target and plan_error is None:
+            check = Check("True", "NodesReady", f"{len(ready)} node(s) ready")
+        elif not nodes:
+            check = Check(
+                "False", "NodesNotFound", f"No nodes found matching the specified label selector ({selector})"
+            )
+        else:
+            check = Check(
+                "False",
+                "NodesNotReady",
+                f"{len(ready)}/{target} nodes matching {selector} are ready"
+                + (" with nvidia.com/gpu capacity" if need_gpu else ""),
+            )
+        return Resources(check, plan, plan_error, ready, target)
+
+    async def _nodes_provisioned(
+        self, ws: Workspace, selector: str, config: dict[str, Any] | None
+    ) -> Resources:
+        try:
+            provisioner = self.registry.provisioner(self.config.provisioner)
+        except PluginError as exc:
+            return Resources(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
+        instance_type = ws.resource.instance_type or ""
+        catalog = provisioner.catalog()
+        sku = catalog.get(instance_type)
+        if sku is None:
+            message = (
+                f"Unsupported instance type {instance_type or '(empty)'}. Supported SKUs: "
+                f"{', '.join(sorted(catalog))}"
+            )
+            return Resources(Check("False", "UnknownInstanceType", message, failed=True))
+        plan: Plan | None = None
+        try:
+            plan = self._plan(ws, Hardware.from_instance_type(sku, ws.resource.count), config)
+        except PlanError as exc:
+            return Resources(
+                Check("False", "PlanFailed", str(exc), failed=True),
+                plan_error=Check("False", "PlanFailed", str(exc), failed=True),
+            )
+        target = plan.node_count if plan is not None else ws.resource.count
+        disk = 0
+        if plan is not None:
+            try:
+                disk = self.registry.preset(plan.preset).requirements.disk
+            except PluginError:
+                disk = 0
+        request = NodeRequest(
+            workspace=ws.name,
+            namespace=ws.namespace,
+            instance_type=sku.name,
+            count=target,
+            labels=dict(ws.resource.label_selector.match_labels),
+            disk_bytes=disk,
+        )
+        result = await self.io(provisioner.ensure_nodes, request)
+        if result.error:
+            return Resources(
+                Check("False", result.reason or "ProvisioningFailed", result.error, failed=True),
+                plan,
+                target=target,
+            )
+        if result.node_selector:
+            selector = ",".join([selector, *(f"{k}={v}" for k, v in sorted(result.node_selector.items()))])
+        nodes = await self.io(self.kube.list_nodes, selector)
+        need_gpu = plan.gpus_per_node > 0 if plan is not None else sku.gpu_count > 0
+        ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
+        if len(ready) >= target:
+            check = Check("True", "NodesReady", f"{len(ready)} node(s) of {sku.name} ready")
+        else:
+            check = Check(
+                "False",
+                "NodesNotReady",
+                f"{len(ready)}/{target} {sku.name} node(s) ready"
+                + (" with nvidia.com/gpu capacity" if need_gpu else "")
+                + (f"; {result.pending} being provisioned" if result.pending else ""),
+            )
+        return Resources(check, plan, None, ready, target)
+
+    # ------------------------------------------------------------------ children
+
+    async def _apply(
+        self, desired: list[dict[str, Any]], ws: Workspace, prune: bool
+    ) -> tuple[dict[str, dict[str, Any]], int, Check | None]:
+        """Create or replace what differs; returns the live objects by kind/name and the write count."""
+        live: dict[str, dict[str, Any]] = {}
+        wrote = 0
+        for obj in desired:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            current = await self.io(self.kube.get, kind, ws.namespace, name)
+            try:
+                if current is None:
+                    current = await self.io(self.kube.create, obj)
+                    wrote += 1
+                elif _hash(current) != _hash(obj):
+                    if not _owned_by(current, ws):
+                        return (
+                            live,
+                            wrote,
+                            Check(
+                                "False",
+                                "ManifestFailed",
+                                f"{kind} {ws.namespace}/{name} already exists and is not "
+                                f"owned by Workspace {ws.name}; delete or rename it",
+                                failed=True,
+                            ),
+                        )
+                    current = await self.io(self.kube.replace, obj, current)
+                    wrote += 1
+            except ApiException as exc:
+                if exc.status in (409, 404) or exc.status >= 500:
+                    raise  # a conflict or a transient error: the next pass starts from fresh reads
+                return (
+                    live,
+                    wrote,
+                    Check(
+                        "False",
+                        "ManifestFailed",
+                        f"{kind} {name}: the API server refused it: {_api_message(exc)}",
+                        failed=True,
+                    ),
+                )
+            live[f"{kind}/{name}"] = current
+        if prune or wrote:
+            wrote += await self._prune(ws, {f"{o['kind']}/{o['metadata']['name']}" for o in desired})
+        return live, wrote, None
+
+    async def _prune(self, ws: Workspace, desired: set[str]) -> int:
+        deleted = 0
+        for kind in MANAGED_KINDS:
+            for obj in await self.io(
+                self.kube.list_children, kind, ws.namespace, f"{WORKSPACE_LABEL}={ws.name}"
+            ):
+                name = obj["metadata"]["name"]
+                if f"{kind}/{name}" not in desired and _owned_by(obj, ws):
+                    await self.io(self.kube.delete, kind, ws.namespace, name)
+                    deleted += 1
+        return deleted
+
+    async def _inference(self, ws: Workspace, plan: Plan | None, prune: bool) -> tuple[Check, int]:
+        try:
+            if plan is None:
+                desired = template_manifests(ws)
+            else:
+                container = self.registry.runtime(plan.runtime).container(plan)
+                desired = inference_manifests(ws, plan, container, self.config.images)
+        except (PlanError, PluginError) as exc:
+            return Check("False", "ManifestFailed", str(exc), failed=True), 0
+        live, wrote, problem = await self._apply(desired, ws, prune)
+        if problem is not None:
+            return problem, wrote
+        workload = live.get(f"Deployment/{ws.name}") or live.get(f"StatefulSet/{ws.name}")
+        check = workload_check(workload)
+        if not check.ok:
+            pods = await self.io(self.kube.list_children, "Pod", ws.namespace, f"{WORKSPACE_LABEL}={ws.name}")
+            check = pod_failure(pods) or check
+        return check, wrote
+
+    async def _tuning(self, ws: Workspace, resources: Resources, prune: bool) -> tuple[Check, int]:
+        """The wiring point for tuning: the Job itself comes from ``kaito_core.planning.tuning``."""
+        if not resources.check.ok:
+            return Check("False", "ResourceNotReady", "waiting for the GPU nodes to be ready"), 0
+        try:
+            tuning = importlib.import_module("kaito_core.planning.tuning")
+        except ImportError:
+            return Check(
+                "False",
+                "TuningUnavailable",
+                "this build of kaito-core has no tuning Job builder "
+                "(kaito_core.planning.tuning); tuning Workspaces are not run",
+                failed=True,
+            ), 0
+        try:
+            desired = tuning.tuning_manifests(ws, self.registry, self.config.images)
+        except (PlanError, PluginError, ValueError) as exc:
+            return Check("False", "ManifestFailed", str(exc), failed=True), 0
+        live, wrote, problem = await self._apply(desired, ws, prune)
+        if problem is not None:
+            return problem, wrote
+        if any(key.startswith("Job/") for key in live):
+            return Check("True", "JobStarted", "the tuning Job has been created"), wrote
+        return Check("False", "JobMissing", "the tuning Job has not been created yet"), wrote
+
+    # ------------------------------------------------------------------ deletion
+
+    async def release(self, name: str, namespace: str) -> None:
+        """On delete: the provisioner deletes the nodes it made for the Workspace."""
+        self.forget(namespace, name)
+        if self.config.provisioner == NO_PROVISIONER:
+            return
+        provisioner = self.registry.provisioner(self.config.provisioner)
+        await self.io(provisioner.delete_nodes, name, namespace)
+
+
+def _hash(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(MANIFEST_HASH_ANNOTATION)
+
+
+def _owned_by(obj: Mapping[str, Any], ws: Workspace) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == ws.metadata.uid for r in refs)
+
+
+def _api_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)

@@ -1,0 +1,142 @@
+"""The validating admission webhook: the same rules as ``kaito validate`` (kaito_core.api).
+
+The webhook server is kopf's, over TLS. Without a certificate from the user, the operator makes a
+self-signed one at start-up for the names the API server uses; with ``manage_webhook_configuration``
+kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from kaito_core.api import Workspace, validate_workspace
+from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.plugins.registry import Registry
+
+WEBHOOK_PATH = "/validate"
+CONFIGURATION_NAME = "kaito-workspace-validation"
+
+
+def admission_problems(
+    body: Mapping[str, Any], old: Mapping[str, Any] | None, registry: Registry | None, provisioner: str
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for a Workspace on CREATE (``old`` None) or UPDATE."""
+
+    def parse(manifest: Mapping[str, Any]) -> Workspace:
+        return Workspace.model_validate({k: v for k, v in manifest.items() if k != "status"})
+
+    try:
+        ws = parse(body)
+    except ValidationError as exc:
+        return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()], []
+    previous: Workspace | None = None
+    if old:
+        try:
+            previous = parse(old)
+        except ValidationError:
+            previous = None  # an old object that no longer parses does not block fixing it
+    problems = validate_workspace(
+        ws, registry, old=previous, provisioner=None if provisioner == NO_PROVISIONER else provisioner
+    )
+    return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
+
+
+def self_signed_certificate(hostnames: Sequence[str], directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for ``hostnames``; returns (cert, key) PEM paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
+    alt_names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt_names.append(x509.DNSName(host))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """kopf's server, advertised to the API server through a Service instead of a URL."""
+
+    def __init__(
+        self, *, service_name: str, service_namespace: str, service_port: int, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.service = {"name": service_name, "namespace": service_namespace, "port": service_port}
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async for client_config in super().__call__(fn):
+            config: dict[str, Any] = {"service": {**self.service, "path": self.path or ""}}
+            if "caBundle" in client_config:
+                config["caBundle"] = client_config["caBundle"]
+            yield config
+
+
+def webhook_server(config: OperatorConfig) -> kopf.WebhookServer:
+    """The server for ``settings.admission.server``."""
+    host = config.webhook_host or "127.0.0.1"
+    cert, key = config.webhook_cert, config.webhook_key
+    cadata: bytes | None = None
+    if not cert or not key:
+        directory = Path(tempfile.mkdtemp(prefix="kaito-webhook-"))
+        names = (
+            [host]
+            if "." not in host or host.replace(".", "").isdigit()
+            else [host, host.split(".")[0], ".".join(host.split(".")[:2])]
+        )
+        cert_path, key_path = self_signed_certificate(names, directory)
+        cert, key = str(cert_path), str(key_path)
+        cadata = cert_path.read_bytes()
+    else:
+        cadata = Path(cert).read_bytes()
+    common: dict[str, Any] = {
+        "addr": "0.0.0.0" if config.webhook_host else "127.0.0.1",  # noqa: S104
+        "port": config.webhook_port,
+        "path": WEBHOOK_PATH,
+        "certfile": cert,
+        "pkeyfile": key,
+        "cadata": cadata,
+    }
+    if config.webhook_host and config.webhook_host.endswith(".svc"):
+        service, namespace = config.webhook_host.split(".")[:2]
+        return ServiceWebhookServer(
+            service_name=service,
+            service_namespace=namespace,
+            service_port=config.webhook_port or 443,
+            host=config.webhook_host,
+            **common,
+        )
+    return kopf.WebhookServer(host=host, **common)

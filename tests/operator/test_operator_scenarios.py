@@ -1,0 +1,173 @@
+"""The operator against the emulator: kopf for real, the test playing kubelet and controllers."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import CRD_FILE, Cluster, wait_for
+from kubernetes import client, config
+from operator_support import workspace_manifest
+
+from kaito_core.operator.run import OperatorThread
+from kaito_core.planning.manifests import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def as_tester(cluster: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(config.new_client_from_config(str(cluster.server.kubeconfig("tester"))))
+
+
+def create(cluster: Cluster, manifest: dict[str, Any]) -> dict[str, Any]:
+    ns = manifest["metadata"].get("namespace", "default")
+    return as_tester(cluster).create_namespaced_custom_object("kaito.sh", "v1beta1", ns, "workspaces", manifest)
+
+
+def children(cluster: Cluster, name: str, namespace: str = "default") -> dict[str, dict[str, Any]]:
+    found = {}
+    for api_version, kind in (("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment"),
+                              ("apps/v1", "StatefulSet")):
+        for obj in cluster.server.list(api_version, kind, namespace, f"{WORKSPACE_LABEL}={name}"):
+            found[f"{kind}/{obj['metadata']['name']}"] = obj
+    return found
+
+
+def status_schema() -> dict[str, Any]:
+    crd = next(d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    return version["schema"]["openAPIV3Schema"]["properties"]["status"]
+
+
+def test_create_provisions_nodes_then_serves(cluster: Cluster, operator: OperatorThread) -> None:
+    created = create(cluster, workspace_manifest("phi"))
+    uid = created["metadata"]["uid"]
+    # The provisioner creates the node; it is NotReady, so nothing else happens yet.
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=phi"), what="a node")
+    cond = wait_for(lambda: cluster.condition("phi", "ResourceReady"), what="ResourceReady")
+    assert cond["status"] == "False" and cond["reason"] == "NodesNotReady"
+    assert children(cluster, "phi") == {}
+    ws = cluster.workspace("phi")
+    assert ws is not None and "workspace.finalizer.kaito.sh" in ws["metadata"]["finalizers"]
+
+    nodes = cluster.kubelet.nodes_ready("phi")
+    wait_for(lambda: len(children(cluster, "phi")) == 3, what="the children")
+    objects = children(cluster, "phi")
+    assert set(objects) == {"ConfigMap/phi-inference-config", "Deployment/phi", "Service/phi"}
+    for obj in objects.values():
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert obj["metadata"]["labels"][WORKSPACE_LABEL] == "phi"
+        clean = {k: v for k, v in obj.items() if k != "status"}
+        clean["metadata"] = {k: v for k, v in obj["metadata"].items()
+                             if k in ("name", "namespace", "labels", "annotations", "ownerReferences")}
+        kubernetes_validate.validate(clean, "1.33.0", strict=True)
+    pod = objects["Deployment/phi"]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["args"][2] == "registry.example.com/models/kaito-test-model-4k:bf16"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    inference = wait_for(lambda: cluster.condition("phi", "InferenceReady"), what="InferenceReady")
+    assert inference["status"] == "False"
+
+    cluster.kubelet.deployment_ready("default", "phi")
+    wait_for(lambda: (cluster.condition("phi", "WorkspaceSucceeded") or {}).get("status") == "True",
+             what="WorkspaceSucceeded")
+    ws = cluster.workspace("phi")
+    assert ws is not None
+    status = ws["status"]
+    assert status["state"] == "Ready" and status["workerNodes"] == nodes and status["targetNodeCount"] == 1
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "ResourceReady": "True", "InferenceReady": "True", "WorkspaceSucceeded": "True",
+        "WorkspaceReady": "True"}
+    jsonschema.validate(status, status_schema())
+
+
+def test_unchanged_workspace_writes_nothing(cluster: Cluster, operator: OperatorThread) -> None:
+    wait_for(lambda: (cluster.condition("phi", "WorkspaceSucceeded") or {}).get("status") == "True")
+    before = len(cluster.operator_writes())
+    reads = len(cluster.server.emulator.calls_by("operator"))
+    # Events about the children and the nodes wake the operator (a kubelet heartbeat, a controller's
+    # status write); nothing the operator owns changed, so it reads and writes nothing.
+    cluster.server.patch_status("apps/v1", "Deployment", "phi", "default", {"conditions": [
+        {"type": "Available", "status": "True", "lastUpdateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ")}]})
+    wait_for(lambda: len(cluster.server.emulator.calls_by("operator")) > reads + 3, what="a reconcile pass")
+    time.sleep(0.5)
+    assert cluster.operator_writes()[before:] == []
+
+
+def test_image_pull_failure_is_classified(cluster: Cluster, operator: OperatorThread) -> None:
+    create(cluster, workspace_manifest("broken"))
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=broken"))
+    cluster.kubelet.nodes_ready("broken")
+    wait_for(lambda: "Deployment/broken" in children(cluster, "broken"))
+    cluster.kubelet.pod_failing("default", "broken", "ImagePullBackOff",
+                                'Back-off pulling image "example.com/kaito:1"')
+    cond = wait_for(lambda: (c := cluster.condition("broken", "InferenceReady")) and
+                    c["reason"] == "ImagePullError" and c, what="ImagePullError")
+    assert cond["status"] == "False" and "ImagePullBackOff" in cond["message"]
+    ws = cluster.workspace("broken")
+    assert ws is not None and ws["status"]["state"] == "Failed"
+
+
+def test_provisioning_errors_reach_the_status_verbatim(cluster: Cluster, operator: OperatorThread) -> None:
+    message = ("Operation could not be completed as it results in exceeding approved "
+               "standardNCADSA100v4Family Cores quota. Current Limit: 0")
+    cluster.provisioner.errors["quota"] = ("QuotaExceeded", message)
+    create(cluster, workspace_manifest("quota"))
+    cond = wait_for(lambda: cluster.condition("quota", "ResourceReady"), what="ResourceReady")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "QuotaExceeded", message)
+    succeeded = cluster.condition("quota", "WorkspaceSucceeded")
+    assert succeeded is not None and succeeded["message"] == message
+
+
+def test_spec_change_rewrites_only_what_changed(cluster: Cluster, operator: OperatorThread) -> None:
+    before = children(cluster, "phi")
+    ws = cluster.workspace("phi")
+    assert ws is not None
+    ws["metadata"]["annotations"] = {**ws["metadata"].get("annotations", {}), "kaito.sh/enablelb": "True"}
+    as_tester(cluster).replace_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "phi", ws)
+    wait_for(lambda: children(cluster, "phi")["Service/phi"]["spec"]["type"] == "LoadBalancer",
+             what="a LoadBalancer Service")
+    after = children(cluster, "phi")
+    assert after["Deployment/phi"]["metadata"]["resourceVersion"] == \
+        before["Deployment/phi"]["metadata"]["resourceVersion"]
+    assert after["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"] == \
+        before["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
+    assert after["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] != \
+        before["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+
+
+def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
+    as_tester(cluster).delete_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "phi")
+    wait_for(lambda: cluster.workspace("phi") is None, what="the Workspace to go")
+    assert ("default", "phi") in cluster.provisioner.deleted
+    assert cluster.server.list("v1", "Node", selector="kaito.sh/workspace=phi") == []
+    assert children(cluster, "phi") == {}  # owner references: the garbage collector took them
+
+
+def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator: OperatorThread) -> None:
+    from kaito_core.testing.apiserver import Fault
+
+    cluster.server.inject(Fault(verb="create", resource="deployments", code=409, times=2, user="operator"))
+    cluster.server.inject(Fault(verb="patch", resource="workspaces/status", code=500, times=1, user="operator"))
+    create(cluster, workspace_manifest("flaky"))
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=flaky"))
+    cluster.server.drop_watches()
+    cluster.server.compact()  # the next watch from an old resourceVersion gets 410 Gone
+    cluster.kubelet.nodes_ready("flaky")
+    wait_for(lambda: "Deployment/flaky" in children(cluster, "flaky"), what="the Deployment despite 409s")
+    cluster.kubelet.deployment_ready("default", "flaky")
+    wait_for(lambda: (cluster.condition("flaky", "WorkspaceSucceeded") or {}).get("status") == "True",
+             what="WorkspaceSucceeded after dropped watches")
+    codes = {(c.verb, c.resource, c.code) for c in cluster.server.emulator.calls_by("operator")}
+    assert ("create", "deployments", 409) in codes and ("create", "deployments", 201) in codes
+    assert len([k for k in children(cluster, "flaky") if k.startswith("Deployment/")]) == 1
+
+
+def test_status_is_written_as_merge_patch_json(cluster: Cluster) -> None:
+    ws = cluster.workspace("flaky")
+    assert ws is not None
+    json.dumps(ws)  # the stored object is plain JSON
