@@ -14,13 +14,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from operator_support import EmulatedProvisioner, Kubelet, make_registry  # noqa: E402
+from operator_support import EmulatedProvisioner, Kubelet, make_registry
 
-from kaito_core.operator.config import OperatorConfig  # noqa: E402
-from kaito_core.operator.run import OperatorThread  # noqa: E402
-from kaito_core.planning.manifests import ImageSettings  # noqa: E402
-from kaito_core.plugins.registry import Registry  # noqa: E402
-from kaito_core.testing.apiserver import ApiServer, Call  # noqa: E402
+from kaito_core.operator.config import OperatorConfig
+from kaito_core.operator.run import OperatorThread
+from kaito_core.planning.manifests import ImageSettings
+from kaito_core.plugins.registry import Registry
+from kaito_core.testing.apiserver import ApiServer, Call
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "kaito.sh_workspaces.yaml"
@@ -58,7 +58,9 @@ class Cluster:
     def config(self, **overrides: Any) -> OperatorConfig:
         values: dict[str, Any] = dict(
             provisioner="emulated",
-            images=ImageSettings(puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"),
+            images=ImageSettings(
+                puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"
+            ),
             kubeconfig=str(self.server.kubeconfig(OPERATOR_USER)),
             requeue_seconds=0.2,
             resync_seconds=600.0,
@@ -74,8 +76,11 @@ class Cluster:
         return next((c for c in (ws.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
     def operator_writes(self) -> list[Call]:
-        return [c for c in self.server.emulator.calls_by(OPERATOR_USER)
-                if c.verb in ("create", "update", "patch", "delete")]
+        return [
+            c
+            for c in self.server.emulator.calls_by(OPERATOR_USER)
+            if c.verb in ("create", "update", "patch", "delete")
+        ]
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,9 @@ PRESET = Preset(
     family="test",
     source=ModelSource("example/test-model", "0123456789abcdef"),
     formats=(WeightFormat("safetensors", "bf16", (WeightFile("model.safetensors", 7 * GiB, "ab" * 32),)),),
-    architecture=Architecture(parameters=3_800_000_000, layers=32, attention_heads=32, kv_heads=32,
-                              head_dim=96, context_length=4096),
+    architecture=Architecture(
+        parameters=3_800_000_000, layers=32, attention_heads=32, kv_heads=32, head_dim=96, context_length=4096
+    ),
     requirements=Requirements(gpu_count=1, total_gpu_memory=9 * GiB, per_gpu_memory=9 * GiB, disk=80 * GiB),
     runtimes=("vllm",),
     default_runtime="vllm",
@@ -57,10 +58,23 @@ class GpuRuntime:
         return 2 * GiB
 
     def container(self, plan: Any) -> dict[str, Any]:
-        return {"name": plan.workspace, "image": self.image, "command": ["kaito"],
-                "args": ["serve", "--runtime", "vllm", "--model", plan.model_dir, "--port", str(plan.port),
-                         "--max-model-len", str(plan.context_length)],
-                "ports": [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}]}
+        return {
+            "name": plan.workspace,
+            "image": self.image,
+            "command": ["kaito"],
+            "args": [
+                "serve",
+                "--runtime",
+                "vllm",
+                "--model",
+                plan.model_dir,
+                "--port",
+                str(plan.port),
+                "--max-model-len",
+                str(plan.context_length),
+            ],
+            "ports": [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}],
+        }
 
     def engine(self, config: Any) -> Any:
         raise NotImplementedError("the operator tests never serve")
@@ -79,8 +93,9 @@ class EmulatedProvisioner:
         return {SKU.name: SKU}
 
     def _nodes(self, workspace: str, namespace: str) -> list[dict[str, Any]]:
-        return self.server.list("v1", "Node", selector=f"kaito.sh/workspace={workspace},"
-                                                        f"kaito.sh/workspacenamespace={namespace}")
+        return self.server.list(
+            "v1", "Node", selector=f"kaito.sh/workspace={workspace},kaito.sh/workspacenamespace={namespace}"
+        )
 
     def ensure_nodes(self, request: NodeRequest) -> ProvisionResult:
         if request.workspace in self.errors:
@@ -89,19 +104,34 @@ class EmulatedProvisioner:
         with self.lock:
             nodes = self._nodes(request.workspace, request.namespace)
             for index in range(len(nodes), request.count):
-                digest = hashlib.sha256(f"{request.namespace}/{request.workspace}/{index}".encode()).hexdigest()
-                self.server.apply({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": f"ws{digest[:9]}", "labels": {
-                        **request.labels, "kaito.sh/workspace": request.workspace,
-                        "kaito.sh/workspacenamespace": request.namespace,
-                        "node.kubernetes.io/instance-type": request.instance_type}},
-                    "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
-                })
+                digest = hashlib.sha256(
+                    f"{request.namespace}/{request.workspace}/{index}".encode()
+                ).hexdigest()
+                self.server.apply(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {
+                            "name": f"ws{digest[:9]}",
+                            "labels": {
+                                **request.labels,
+                                "kaito.sh/workspace": request.workspace,
+                                "kaito.sh/workspacenamespace": request.namespace,
+                                "node.kubernetes.io/instance-type": request.instance_type,
+                            },
+                        },
+                        "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+                    }
+                )
             nodes = self._nodes(request.workspace, request.namespace)
-        ready = tuple(n["metadata"]["name"] for n in nodes if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (n.get("status") or {}).get("conditions", [])))
+        ready = tuple(
+            n["metadata"]["name"]
+            for n in nodes
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (n.get("status") or {}).get("conditions", [])
+            )
+        )
         return ProvisionResult(ready_nodes=ready, pending=request.count - len(ready))
 
     def delete_nodes(self, workspace: str, namespace: str) -> None:
@@ -120,11 +150,17 @@ class Kubelet:
         names = []
         for node in self.server.list("v1", "Node", selector=f"kaito.sh/workspace={workspace}"):
             name = node["metadata"]["name"]
-            self.server.patch_status("v1", "Node", name, "", {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-                "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "24", "memory": "220Gi"},
-                "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "23", "memory": "200Gi"},
-            })
+            self.server.patch_status(
+                "v1",
+                "Node",
+                name,
+                "",
+                {
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                    "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "24", "memory": "220Gi"},
+                    "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "23", "memory": "200Gi"},
+                },
+            )
             names.append(name)
         return names
 
@@ -132,21 +168,51 @@ class Kubelet:
         deployment = self.server.get("apps/v1", "Deployment", name, namespace)
         assert deployment is not None
         replicas = deployment["spec"].get("replicas", 1)
-        self.server.patch_status("apps/v1", "Deployment", name, namespace, {
-            "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-            "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas})
+        self.server.patch_status(
+            "apps/v1",
+            "Deployment",
+            name,
+            namespace,
+            {
+                "observedGeneration": deployment["metadata"]["generation"],
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas,
+            },
+        )
 
     def pod_failing(self, namespace: str, workspace: str, reason: str, message: str) -> None:
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": f"{workspace}-7d9f-abcde", "namespace": namespace,
-                            "labels": {"kaito.sh/workspace": workspace}},
-               "spec": {"containers": [{"name": workspace, "image": "example.com/kaito-vllm:0.1"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{workspace}-7d9f-abcde",
+                "namespace": namespace,
+                "labels": {"kaito.sh/workspace": workspace},
+            },
+            "spec": {"containers": [{"name": workspace, "image": "example.com/kaito-vllm:0.1"}]},
+        }
         self.server.apply(pod)
-        self.server.patch_status("v1", "Pod", pod["metadata"]["name"], namespace, {
-            "phase": "Pending",
-            "initContainerStatuses": [{"name": "model-weights", "ready": False, "restartCount": 0,
-                                       "image": "example.com/kaito:1", "imageID": "",
-                                       "state": {"waiting": {"reason": reason, "message": message}}}]})
+        self.server.patch_status(
+            "v1",
+            "Pod",
+            pod["metadata"]["name"],
+            namespace,
+            {
+                "phase": "Pending",
+                "initContainerStatuses": [
+                    {
+                        "name": "model-weights",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "example.com/kaito:1",
+                        "imageID": "",
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    }
+                ],
+            },
+        )
 
 
 def make_registry(provisioner: EmulatedProvisioner) -> Registry:
@@ -170,7 +236,8 @@ def make_registry(provisioner: EmulatedProvisioner) -> Registry:
 
 def workspace_manifest(name: str, namespace: str = "default", **extra: Any) -> dict[str, Any]:
     manifest: dict[str, Any] = {
-        "apiVersion": "kaito.sh/v1beta1", "kind": "Workspace",
+        "apiVersion": "kaito.sh/v1beta1",
+        "kind": "Workspace",
         "metadata": {"name": name, "namespace": namespace},
         "resource": {"instanceType": SKU.name, "labelSelector": {"matchLabels": {"apps": name}}},
         "inference": {"preset": {"name": PRESET.name}},

@@ -28,12 +28,16 @@ SETTINGS = ImageSettings(puller_image="example.com/kaito:1", registry_prefix="re
 
 def workspace(**extra: Any) -> Workspace:
     manifest: dict[str, Any] = {
-        "apiVersion": "kaito.sh/v1beta1", "kind": "Workspace",
+        "apiVersion": "kaito.sh/v1beta1",
+        "kind": "Workspace",
         "metadata": {"name": "phi", "namespace": "team", "uid": "1111-2222", "annotations": {}},
-        "resource": {"instanceType": "Standard_NC24ads_A100_v4",
-                     "labelSelector": {"matchLabels": {"apps": "phi"}}},
-        "inference": {"preset": {"name": "phi-3-mini-4k-instruct",
-                                 "presetOptions": {"imagePullSecrets": ["regcred"]}}},
+        "resource": {
+            "instanceType": "Standard_NC24ads_A100_v4",
+            "labelSelector": {"matchLabels": {"apps": "phi"}},
+        },
+        "inference": {
+            "preset": {"name": "phi-3-mini-4k-instruct", "presetOptions": {"imagePullSecrets": ["regcred"]}}
+        },
     }
     for key, value in extra.items():
         manifest[key] = value
@@ -42,18 +46,31 @@ def workspace(**extra: Any) -> Workspace:
 
 def plan(nodes: int = 1, **extra: Any) -> Plan:
     fields: dict[str, Any] = dict(
-        workspace="phi", namespace="team", preset="phi-3-mini-4k-instruct", runtime="vllm", runtime_reason="GPU",
-        weights_format="safetensors", quantization="bf16",
-        files=(WeightFile("model.safetensors", 20 * GiB),), context_length=4096, node_count=nodes,
-        gpus_per_node=1, resources=Resources(gpu=1),
+        workspace="phi",
+        namespace="team",
+        preset="phi-3-mini-4k-instruct",
+        runtime="vllm",
+        runtime_reason="GPU",
+        weights_format="safetensors",
+        quantization="bf16",
+        files=(WeightFile("model.safetensors", 20 * GiB),),
+        context_length=4096,
+        node_count=nodes,
+        gpus_per_node=1,
+        resources=Resources(gpu=1),
     )
     fields.update(extra)
     return Plan(**fields)
 
 
-CONTAINER = {"name": "phi", "image": "vllm:1", "command": ["kaito"], "args": ["serve"],
-             "ports": [{"name": "http", "containerPort": 5000}],
-             "startupProbe": {"httpGet": {"path": "/health", "port": 5000}, "periodSeconds": 10}}
+CONTAINER = {
+    "name": "phi",
+    "image": "vllm:1",
+    "command": ["kaito"],
+    "args": ["serve"],
+    "ports": [{"name": "http", "containerPort": 5000}],
+    "startupProbe": {"httpGet": {"path": "/health", "port": 5000}, "periodSeconds": 10},
+}
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -66,8 +83,16 @@ def test_single_node_preset_builds_configmap_deployment_service() -> None:
     for obj in objects.values():
         meta = obj["metadata"]
         assert meta["labels"][WORKSPACE_LABEL] == "phi" and meta["namespace"] == "team"
-        assert meta["ownerReferences"] == [{"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "name": "phi",
-                                            "uid": "1111-2222", "controller": True, "blockOwnerDeletion": True}]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "kaito.sh/v1beta1",
+                "kind": "Workspace",
+                "name": "phi",
+                "uid": "1111-2222",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         assert meta["annotations"][MANIFEST_HASH_ANNOTATION]
     config = yaml.safe_load(objects["ConfigMap/phi-inference-config"]["data"][CONFIG_FILE])
     assert config["max_model_len"] == 4096 and config["runtime"] == "vllm"
@@ -80,8 +105,12 @@ def test_pod_pulls_weights_and_runs_restricted() -> None:
     deployment = by_kind(inference_manifests(workspace(), plan(), CONTAINER, SETTINGS))["Deployment/phi"]
     pod = deployment["spec"]["template"]["spec"]
     (puller,) = pod["initContainers"]
-    assert puller["args"][:4] == ["model", "pull", "registry.example.com/models/kaito-phi-3-mini-4k-instruct:bf16",
-                                  "/workspace/weights"]
+    assert puller["args"][:4] == [
+        "model",
+        "pull",
+        "registry.example.com/models/kaito-phi-3-mini-4k-instruct:bf16",
+        "/workspace/weights",
+    ]
     assert puller["args"][4:] == ["--registry-config", "/etc/kaito/registry-auth/regcred/.dockerconfigjson"]
     secret_volumes = [v for v in pod["volumes"] if "secret" in v]
     assert secret_volumes[0]["secret"]["secretName"] == "regcred"
@@ -93,7 +122,9 @@ def test_pod_pulls_weights_and_runs_restricted() -> None:
     assert main["readinessProbe"]["httpGet"]["path"] == "/health" and main["livenessProbe"]
     assert {"name": "weights", "mountPath": "/workspace/weights", "readOnly": True} in main["volumeMounts"]
     assert pod["tolerations"] == [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
-    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     assert terms == [{"matchExpressions": [{"key": "apps", "operator": "In", "values": ["phi"]}]}]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -109,9 +140,15 @@ def test_startup_timeout_grows_with_size_and_is_capped() -> None:
 
 
 def test_multi_node_uses_statefulset_with_headless_service() -> None:
-    objects = by_kind(inference_manifests(workspace(), plan(nodes=3, pipeline_parallel=3), CONTAINER, SETTINGS))
-    assert set(objects) == {"ConfigMap/phi-inference-config", "Service/phi-headless", "StatefulSet/phi",
-                            "Service/phi"}
+    objects = by_kind(
+        inference_manifests(workspace(), plan(nodes=3, pipeline_parallel=3), CONTAINER, SETTINGS)
+    )
+    assert set(objects) == {
+        "ConfigMap/phi-inference-config",
+        "Service/phi-headless",
+        "StatefulSet/phi",
+        "Service/phi",
+    }
     sts = objects["StatefulSet/phi"]["spec"]
     assert sts["replicas"] == 3 and sts["serviceName"] == "phi-headless"
     assert objects["Service/phi-headless"]["spec"]["clusterIP"] == "None"
@@ -119,28 +156,47 @@ def test_multi_node_uses_statefulset_with_headless_service() -> None:
 
 
 def test_adapters_are_pulled_into_their_own_directories() -> None:
-    adapters = (AdapterPlan("falcon-lora", "registry.example.com/adapters/falcon:1",
-                            image_pull_secrets=("adapter-cred",)),)
-    pod = by_kind(inference_manifests(workspace(), plan(adapters=adapters), CONTAINER, SETTINGS)
-                  )["Deployment/phi"]["spec"]["template"]["spec"]
+    adapters = (
+        AdapterPlan(
+            "falcon-lora", "registry.example.com/adapters/falcon:1", image_pull_secrets=("adapter-cred",)
+        ),
+    )
+    pod = by_kind(inference_manifests(workspace(), plan(adapters=adapters), CONTAINER, SETTINGS))[
+        "Deployment/phi"
+    ]["spec"]["template"]["spec"]
     adapter = pod["initContainers"][1]
-    assert adapter["args"][:4] == ["model", "pull", "registry.example.com/adapters/falcon:1",
-                                   "/mnt/adapter/falcon-lora"]
+    assert adapter["args"][:4] == [
+        "model",
+        "pull",
+        "registry.example.com/adapters/falcon:1",
+        "/mnt/adapter/falcon-lora",
+    ]
     assert "/etc/kaito/registry-auth/adapter-cred/.dockerconfigjson" in adapter["args"]
     assert {"name": "adapters", "mountPath": "/mnt/adapter"} in adapter["volumeMounts"]
     assert {v["name"] for v in pod["volumes"]} >= {"adapters", "weights", "config"}
 
 
 def test_enablelb_makes_a_load_balancer() -> None:
-    ws = workspace(metadata={"name": "phi", "namespace": "team", "uid": "1",
-                             "annotations": {"kaito.sh/enablelb": "True"}})
-    assert by_kind(inference_manifests(ws, plan(), CONTAINER, SETTINGS))["Service/phi"]["spec"]["type"] == \
-        "LoadBalancer"
+    ws = workspace(
+        metadata={
+            "name": "phi",
+            "namespace": "team",
+            "uid": "1",
+            "annotations": {"kaito.sh/enablelb": "True"},
+        }
+    )
+    assert (
+        by_kind(inference_manifests(ws, plan(), CONTAINER, SETTINGS))["Service/phi"]["spec"]["type"]
+        == "LoadBalancer"
+    )
 
 
 def test_custom_template_is_used_as_written() -> None:
-    template = {"spec": {"containers": [{"name": "custom", "image": "my/server:2",
-                                         "ports": [{"containerPort": 8080}]}]}}
+    template = {
+        "spec": {
+            "containers": [{"name": "custom", "image": "my/server:2", "ports": [{"containerPort": 8080}]}]
+        }
+    }
     ws = workspace(inference={"template": template})
     objects = by_kind(template_manifests(ws))
     pod = objects["Deployment/phi"]["spec"]["template"]
@@ -157,18 +213,24 @@ def test_hashes_are_stable_and_follow_the_spec() -> None:
     first = inference_manifests(workspace(), plan(), CONTAINER, SETTINGS)
     assert first == inference_manifests(workspace(), plan(), CONTAINER, SETTINGS)
     changed = inference_manifests(workspace(), plan(context_length=2048), CONTAINER, SETTINGS)
-    assert [o["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] for o in first] != \
-        [o["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] for o in changed]
-    other = workspace(resource={"instanceType": "Standard_NC48ads_A100_v4",
-                                "labelSelector": {"matchLabels": {"apps": "phi"}}})
+    assert [o["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] for o in first] != [
+        o["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] for o in changed
+    ]
+    other = workspace(
+        resource={
+            "instanceType": "Standard_NC48ads_A100_v4",
+            "labelSelector": {"matchLabels": {"apps": "phi"}},
+        }
+    )
     assert spec_hash(other) != spec_hash(workspace())
 
 
 @pytest.mark.parametrize("nodes", [1, 3])
 def test_every_object_validates_against_the_kubernetes_schemas(nodes: int) -> None:
     adapters = (AdapterPlan("a1", "registry.example.com/adapters/a1:1"),)
-    objects = inference_manifests(workspace(), plan(nodes=nodes, adapters=adapters,
-                                                    model_access_secret="hf"), CONTAINER, SETTINGS)
+    objects = inference_manifests(
+        workspace(), plan(nodes=nodes, adapters=adapters, model_access_secret="hf"), CONTAINER, SETTINGS
+    )
     template = {"spec": {"containers": [{"name": "custom", "image": "my/server:2"}]}}
     objects += template_manifests(workspace(inference={"template": template}))
     for obj in objects:

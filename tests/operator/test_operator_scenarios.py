@@ -26,13 +26,19 @@ def as_tester(cluster: Cluster) -> client.CustomObjectsApi:
 
 def create(cluster: Cluster, manifest: dict[str, Any]) -> dict[str, Any]:
     ns = manifest["metadata"].get("namespace", "default")
-    return as_tester(cluster).create_namespaced_custom_object("kaito.sh", "v1beta1", ns, "workspaces", manifest)
+    return as_tester(cluster).create_namespaced_custom_object(
+        "kaito.sh", "v1beta1", ns, "workspaces", manifest
+    )
 
 
 def children(cluster: Cluster, name: str, namespace: str = "default") -> dict[str, dict[str, Any]]:
     found = {}
-    for api_version, kind in (("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment"),
-                              ("apps/v1", "StatefulSet")):
+    for api_version, kind in (
+        ("v1", "ConfigMap"),
+        ("v1", "Service"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+    ):
         for obj in cluster.server.list(api_version, kind, namespace, f"{WORKSPACE_LABEL}={name}"):
             found[f"{kind}/{obj['metadata']['name']}"] = obj
     return found
@@ -63,8 +69,11 @@ def test_create_provisions_nodes_then_serves(cluster: Cluster, operator: Operato
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
         assert obj["metadata"]["labels"][WORKSPACE_LABEL] == "phi"
         clean = {k: v for k, v in obj.items() if k != "status"}
-        clean["metadata"] = {k: v for k, v in obj["metadata"].items()
-                             if k in ("name", "namespace", "labels", "annotations", "ownerReferences")}
+        clean["metadata"] = {
+            k: v
+            for k, v in obj["metadata"].items()
+            if k in ("name", "namespace", "labels", "annotations", "ownerReferences")
+        }
         kubernetes_validate.validate(clean, "1.33.0", strict=True)
     pod = objects["Deployment/phi"]["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["args"][2] == "registry.example.com/models/kaito-test-model-4k:bf16"
@@ -73,15 +82,20 @@ def test_create_provisions_nodes_then_serves(cluster: Cluster, operator: Operato
     assert inference["status"] == "False"
 
     cluster.kubelet.deployment_ready("default", "phi")
-    wait_for(lambda: (cluster.condition("phi", "WorkspaceSucceeded") or {}).get("status") == "True",
-             what="WorkspaceSucceeded")
+    wait_for(
+        lambda: (cluster.condition("phi", "WorkspaceSucceeded") or {}).get("status") == "True",
+        what="WorkspaceSucceeded",
+    )
     ws = cluster.workspace("phi")
     assert ws is not None
     status = ws["status"]
     assert status["state"] == "Ready" and status["workerNodes"] == nodes and status["targetNodeCount"] == 1
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "ResourceReady": "True", "InferenceReady": "True", "WorkspaceSucceeded": "True",
-        "WorkspaceReady": "True"}
+        "ResourceReady": "True",
+        "InferenceReady": "True",
+        "WorkspaceSucceeded": "True",
+        "WorkspaceReady": "True",
+    }
     jsonschema.validate(status, status_schema())
 
 
@@ -91,8 +105,17 @@ def test_unchanged_workspace_writes_nothing(cluster: Cluster, operator: Operator
     reads = len(cluster.server.emulator.calls_by("operator"))
     # Events about the children and the nodes wake the operator (a kubelet heartbeat, a controller's
     # status write); nothing the operator owns changed, so it reads and writes nothing.
-    cluster.server.patch_status("apps/v1", "Deployment", "phi", "default", {"conditions": [
-        {"type": "Available", "status": "True", "lastUpdateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ")}]})
+    cluster.server.patch_status(
+        "apps/v1",
+        "Deployment",
+        "phi",
+        "default",
+        {
+            "conditions": [
+                {"type": "Available", "status": "True", "lastUpdateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            ]
+        },
+    )
     wait_for(lambda: len(cluster.server.emulator.calls_by("operator")) > reads + 3, what="a reconcile pass")
     time.sleep(0.5)
     assert cluster.operator_writes()[before:] == []
@@ -103,18 +126,25 @@ def test_image_pull_failure_is_classified(cluster: Cluster, operator: OperatorTh
     wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=broken"))
     cluster.kubelet.nodes_ready("broken")
     wait_for(lambda: "Deployment/broken" in children(cluster, "broken"))
-    cluster.kubelet.pod_failing("default", "broken", "ImagePullBackOff",
-                                'Back-off pulling image "example.com/kaito:1"')
-    cond = wait_for(lambda: (c := cluster.condition("broken", "InferenceReady")) and
-                    c["reason"] == "ImagePullError" and c, what="ImagePullError")
+    cluster.kubelet.pod_failing(
+        "default", "broken", "ImagePullBackOff", 'Back-off pulling image "example.com/kaito:1"'
+    )
+    cond = wait_for(
+        lambda: (
+            (c := cluster.condition("broken", "InferenceReady")) and c["reason"] == "ImagePullError" and c
+        ),
+        what="ImagePullError",
+    )
     assert cond["status"] == "False" and "ImagePullBackOff" in cond["message"]
     ws = cluster.workspace("broken")
     assert ws is not None and ws["status"]["state"] == "Failed"
 
 
 def test_provisioning_errors_reach_the_status_verbatim(cluster: Cluster, operator: OperatorThread) -> None:
-    message = ("Operation could not be completed as it results in exceeding approved "
-               "standardNCADSA100v4Family Cores quota. Current Limit: 0")
+    message = (
+        "Operation could not be completed as it results in exceeding approved "
+        "standardNCADSA100v4Family Cores quota. Current Limit: 0"
+    )
     cluster.provisioner.errors["quota"] = ("QuotaExceeded", message)
     create(cluster, workspace_manifest("quota"))
     cond = wait_for(lambda: cluster.condition("quota", "ResourceReady"), what="ResourceReady")
@@ -128,16 +158,26 @@ def test_spec_change_rewrites_only_what_changed(cluster: Cluster, operator: Oper
     ws = cluster.workspace("phi")
     assert ws is not None
     ws["metadata"]["annotations"] = {**ws["metadata"].get("annotations", {}), "kaito.sh/enablelb": "True"}
-    as_tester(cluster).replace_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "phi", ws)
-    wait_for(lambda: children(cluster, "phi")["Service/phi"]["spec"]["type"] == "LoadBalancer",
-             what="a LoadBalancer Service")
+    as_tester(cluster).replace_namespaced_custom_object(
+        "kaito.sh", "v1beta1", "default", "workspaces", "phi", ws
+    )
+    wait_for(
+        lambda: children(cluster, "phi")["Service/phi"]["spec"]["type"] == "LoadBalancer",
+        what="a LoadBalancer Service",
+    )
     after = children(cluster, "phi")
-    assert after["Deployment/phi"]["metadata"]["resourceVersion"] == \
-        before["Deployment/phi"]["metadata"]["resourceVersion"]
-    assert after["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"] == \
-        before["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
-    assert after["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] != \
-        before["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+    assert (
+        after["Deployment/phi"]["metadata"]["resourceVersion"]
+        == before["Deployment/phi"]["metadata"]["resourceVersion"]
+    )
+    assert (
+        after["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
+        == before["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
+    )
+    assert (
+        after["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+        != before["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+    )
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
@@ -152,7 +192,9 @@ def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator:
     from kaito_core.testing.apiserver import Fault
 
     cluster.server.inject(Fault(verb="create", resource="deployments", code=409, times=2, user="operator"))
-    cluster.server.inject(Fault(verb="patch", resource="workspaces/status", code=500, times=1, user="operator"))
+    cluster.server.inject(
+        Fault(verb="patch", resource="workspaces/status", code=500, times=1, user="operator")
+    )
     create(cluster, workspace_manifest("flaky"))
     wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=flaky"))
     cluster.server.drop_watches()
@@ -160,8 +202,10 @@ def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator:
     cluster.kubelet.nodes_ready("flaky")
     wait_for(lambda: "Deployment/flaky" in children(cluster, "flaky"), what="the Deployment despite 409s")
     cluster.kubelet.deployment_ready("default", "flaky")
-    wait_for(lambda: (cluster.condition("flaky", "WorkspaceSucceeded") or {}).get("status") == "True",
-             what="WorkspaceSucceeded after dropped watches")
+    wait_for(
+        lambda: (cluster.condition("flaky", "WorkspaceSucceeded") or {}).get("status") == "True",
+        what="WorkspaceSucceeded after dropped watches",
+    )
     codes = {(c.verb, c.resource, c.code) for c in cluster.server.emulator.calls_by("operator")}
     assert ("create", "deployments", 409) in codes and ("create", "deployments", 201) in codes
     assert len([k for k in children(cluster, "flaky") if k.startswith("Deployment/")]) == 1

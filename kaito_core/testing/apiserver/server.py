@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import contextlib
+import copy
 import json
 import ssl
 import tempfile
