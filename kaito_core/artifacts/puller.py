@@ -35,7 +35,7 @@ from kaito_core.artifacts.manifest import Artifact, FileEntry, digest_bytes, par
 from kaito_core.artifacts.paths import default_cache_path
 from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
-from kaito_core.artifacts.transport import RegistryClient
+from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, RegistryClient
 
 #: A broken blob download is resumed this many times within one pull before giving up.
 STREAM_TRIES = 3
@@ -73,8 +73,11 @@ def pull(
     progress: bool = True,
     verify_cache: bool = False,
     jobs: int = 4,
+    timeout: float = READ_TIMEOUT,
 ) -> PullResult:
-    """Pull ``ref`` into ``dest``; raises :class:`ArtifactError` unless every file is verified."""
+    """Pull ``ref`` into ``dest``; raises :class:`ArtifactError` unless every file is verified.
+
+    ``timeout`` bounds each connect and each wait for data, in seconds (not the whole pull)."""
     reference = Reference.parse(ref)
     dest = Path(dest).expanduser()
     cache = BlobCache(Path(cache_dir) if cache_dir else default_cache_path())
@@ -82,7 +85,11 @@ def pull(
         return _pull_layout(reference, dest, cache, verify_cache, progress)
     host_creds = resolve_credentials(reference.api_host, credentials, registry_configs)
     with RegistryClient(
-        reference, credentials=host_creds, plain_http=plain_http, pool_size=max(4, jobs)
+        reference,
+        credentials=host_creds,
+        plain_http=plain_http,
+        pool_size=max(4, jobs),
+        timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
     ) as client:
         artifact = fetch_artifact(client, reference)
         counter = _Counter()

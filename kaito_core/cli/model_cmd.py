@@ -145,6 +145,13 @@ def push_cmd(
 @click.option(
     "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 32), help="Parallel downloads."
 )
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds to wait for data.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @OUTPUT_OPTION
 @_registry_options
@@ -155,6 +162,7 @@ def pull_cmd(
     cache_dir: Path | None,
     verify_cache: bool,
     jobs: int,
+    timeout: float,
     no_progress: bool,
     output: str,
     registry_configs: tuple[Path, ...],
@@ -175,6 +183,7 @@ def pull_cmd(
         progress=not no_progress,
         verify_cache=verify_cache,
         jobs=jobs,
+        timeout=timeout,
     )
     if output == "table":
         click.echo(

@@ -231,3 +231,33 @@ def test_broken_connection_is_resumed_within_the_pull(registry, tmp_path: Path) 
     assert (tmp_path / "out" / "weights.gguf").read_bytes() == (model / "weights.gguf").read_bytes()
     assert b"range: bytes=" in bytes(proxy.requests).lower()  # the rest came with a Range request
     assert result.bytes_downloaded == size  # nothing fetched twice
+
+
+def test_silent_registry_times_out_with_a_clear_line(tmp_path: Path) -> None:
+    """A registry that accepts connections and never answers: bounded by --timeout, 3 tries."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    host = f"127.0.0.1:{listener.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(ArtifactError) as info:
+            pull(
+                f"{host}/models/x:1", tmp_path / "out", cache_dir=tmp_path / "c", progress=False, timeout=0.3
+            )
+    finally:
+        stop.set()
+        listener.close()
+        for sock in accepted:
+            sock.close()
+    assert time.monotonic() - started < 5
+    assert "timed out" in str(info.value) and host in str(info.value) and "3 tries" in str(info.value)
