@@ -84,6 +84,41 @@ def time_baseline(gguf: Path, n_ctx: int, threads: int) -> float:
     return time.monotonic() - started
 
 
+CONTEXTS = """
+import json, os, time
+import llama_cpp.llama_cpp as L
+
+L.llama_backend_init()
+params = L.llama_model_default_params()
+params.use_extra_bufts = False
+model = L.llama_model_load_from_file({path!r}.encode(), params)
+vocab = L.llama_model_get_vocab(model)
+started = time.monotonic()
+eog = [t for t in range(L.llama_vocab_n_tokens(vocab)) if L.llama_vocab_is_eog(vocab, t)]
+result = {{"eog_scan": time.monotonic() - started}}
+for sequences in (1, 8):
+    cparams = L.llama_context_default_params()
+    cparams.n_ctx = {n_ctx} * sequences
+    cparams.n_seq_max = sequences
+    cparams.kv_unified = False
+    cparams.n_threads = cparams.n_threads_batch = {threads}
+    started = time.monotonic()
+    ctx = L.llama_init_from_model(model, cparams)
+    result[f"context_{{sequences}}"] = time.monotonic() - started
+    L.llama_free(ctx)
+print(json.dumps(result), flush=True)
+os._exit(0)
+"""
+
+
+def time_contexts(gguf: Path, n_ctx: int, threads: int) -> dict[str, float]:
+    """llama.cpp pieces of the server's model load: creating a context (KV cache) for 1 and for 8
+    sequences of n_ctx, and scanning the vocabulary for end-of-generation tokens in Python."""
+    code = CONTEXTS.format(path=str(gguf), n_ctx=n_ctx, threads=threads or 2)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def time_import_cli() -> float:
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "import kaito_core.cli.main"], check=True)
@@ -177,7 +212,7 @@ def main() -> int:
     time_kaito_run()
 
     names = ("baseline", "kaito_ready", "kaito_first_chat", "kaito_reported", "kaito_ready_parallel_1",
-             "import_cli", "prepare", "serve_only")
+             "import_cli", "prepare", "serve_only", "context_1", "context_8", "eog_scan")
     samples: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.repeat):
         samples["baseline"].append(time_baseline(gguf, n_ctx, threads))
@@ -189,6 +224,8 @@ def main() -> int:
         samples["import_cli"].append(time_import_cli())
         samples["prepare"].append(time_prepare_only())
         samples["serve_only"].append(time_serve_only(gguf, n_ctx, threads))
+        for key, value in time_contexts(gguf, n_ctx, threads).items():
+            samples[key].append(value)
     median = {k: statistics.median(v) for k, v in samples.items()}
     base = median["baseline"]
 
@@ -201,6 +238,11 @@ def main() -> int:
         ("  part: python + import kaito CLI", median["import_cli"]),
         ("  part: validate + plan + locate weights (own process)", median["prepare"]),
         ("  part: kaito serve alone -> /health 200", median["serve_only"]),
+        (f"  inside: llama.cpp context (KV cache) for 1 sequence x {n_ctx}", median["context_1"]),
+        (f"  inside: llama.cpp context (KV cache) for 8 sequences x {n_ctx} (kaito serve's default)",
+         median["context_8"]),
+        ("  inside: scanning the whole vocabulary for end-of-generation tokens in Python",
+         median["eog_scan"]),
     ]
     lines = [
         "# kaito run start-up",
