@@ -62,7 +62,6 @@ class VllmEngine:
         self.settings = settings_from(config, environ)
         self.options = engine_options_from(config, environ)
         self.health_interval = self.options.health_interval
-        self._environ = environ
         self._context_length = config.context_length or self.settings.max_model_len
         self._health = EngineHealth(loaded=False)
         self._child: ChildServer | None = None
@@ -107,7 +106,7 @@ class VllmEngine:
                     "on a machine with an NVIDIA GPU, or choose the llamacpp runtime"
                 )
             port = free_port()
-            self._child = ChildServer(self.command(port), env=self._environ)
+            self._child = ChildServer(self.command(port))  # our environment (HF_*, CUDA_*, VLLM_*)
             await self._child.start()
             self._base_url = f"http://127.0.0.1:{port}"
         # No timeout on reads: a generation streams for as long as it streams; connects are loopback.
