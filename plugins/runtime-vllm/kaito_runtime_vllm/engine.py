@@ -303,7 +303,7 @@ class VllmEngine:
             if payload == "[DONE]":
                 break
             event = json.loads(payload)
-            if "error" in event:
+            if "error" in event or event.get("object") == "error":  # newer and older vLLM error bodies
                 raise UpstreamError(f"vLLM failed mid-stream: {_error_message(payload.encode())}")
             if event.get("usage"):
                 usage = int(event["usage"].get("completion_tokens") or 0)

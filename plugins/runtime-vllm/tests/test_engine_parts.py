@@ -88,6 +88,8 @@ async def test_sse_without_finish_or_with_error_fails() -> None:
         await collect(sse(choice("a"), "[DONE]"))
     with pytest.raises(UpstreamError, match="boom"):
         await collect(sse(choice("a"), {"error": {"message": "boom", "code": 500}}))
+    with pytest.raises(UpstreamError, match="old boom"):
+        await collect(sse(choice("a"), {"object": "error", "message": "old boom", "code": 500}))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
