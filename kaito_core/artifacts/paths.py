@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 HOME_ENV = "KAITO_HOME"
@@ -11,7 +12,13 @@ HOME_ENV = "KAITO_HOME"
 
 def kaito_home() -> Path:
     value = os.environ.get(HOME_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "kaito"
+    if value:
+        return Path(value).expanduser()
+    try:
+        return Path.home() / ".cache" / "kaito"
+    except (RuntimeError, KeyError):
+        # A container user without a passwd entry and no $HOME: Path.home() cannot answer.
+        return Path(tempfile.gettempdir()) / f"kaito-{os.getuid()}"
 
 
 def default_cache_path() -> Path:

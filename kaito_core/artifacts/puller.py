@@ -37,6 +37,8 @@ from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, RegistryClient
 
+#: The cache inside DEST used when the default cache location cannot be written.
+FALLBACK_CACHE = ".kaito-cache"
 #: A broken blob download is resumed this many times within one pull before giving up.
 STREAM_TRIES = 3
 
@@ -80,7 +82,7 @@ def pull(
     ``timeout`` bounds each connect and each wait for data, in seconds (not the whole pull)."""
     reference = Reference.parse(ref)
     dest = Path(dest).expanduser()
-    cache = BlobCache(Path(cache_dir) if cache_dir else default_cache_path())
+    cache = _open_cache(cache_dir, dest)
     if reference.is_layout:
         return _pull_layout(reference, dest, cache, verify_cache, progress)
     host_creds = resolve_credentials(reference.api_host, credentials, registry_configs)
@@ -114,6 +116,18 @@ def pull(
         bytes_downloaded=counter.downloaded,
         bytes_from_cache=counter.cached,
     )
+
+
+def _open_cache(cache_dir: Path | None, dest: Path) -> BlobCache:
+    """The given cache, else the default one; when the default is not writable (a pod with a read-only
+    root filesystem and no --cache-dir), ``DEST/.kaito-cache``: same filesystem, so files are still
+    hardlinked rather than stored twice."""
+    if cache_dir is not None:
+        return BlobCache(Path(cache_dir))
+    try:
+        return BlobCache(default_cache_path())
+    except ArtifactError:
+        return BlobCache(dest / FALLBACK_CACHE)
 
 
 def fetch_artifact(client: RegistryClient, reference: Reference) -> Artifact:

@@ -154,3 +154,19 @@ def test_pull_across_filesystems_copies(registry, model_dir: Path, repo: str, tm
         import shutil
 
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_unwritable_default_cache_falls_back_into_dest(
+    registry, model_dir: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An init container with a read-only root filesystem and no --cache-dir still pulls."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory would go: mkdir fails, even for root")
+    monkeypatch.setenv("KAITO_HOME", str(blocked))
+    ref = f"{registry.host}/{repo}:ro"
+    push(model_dir, ref, progress=False)
+    result = pull(ref, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (
+        model_dir / "model.safetensors"
+    ).read_bytes()
+    assert (tmp_path / "out" / ".kaito-cache" / "sha256").is_dir() and result.bytes_downloaded > 0
