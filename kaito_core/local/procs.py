@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+_HAS_PROC = Path("/proc/self/stat").exists()
+
 
 def process_start_time(pid: int) -> int | None:
     """An opaque, stable start stamp of process ``pid`` (None when it does not exist).
@@ -15,9 +17,10 @@ def process_start_time(pid: int) -> int | None:
     On Linux this is field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), which never changes for
     a process and differs for a later process that reuses the pid. Elsewhere psutil is used if present.
     """
-    stat = Path(f"/proc/{pid}/stat")
+    if not _HAS_PROC:
+        return _psutil_start_time(pid)
     try:
-        text = stat.read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return None
     except OSError:
