@@ -105,10 +105,12 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
         stream: bool = False,
+        retry: bool = True,
     ) -> requests.Response:
         """Send a request, answering auth challenges and retrying 5xx/connection errors a bounded
-        number of times. ``body`` is a factory so a retry can send the body again."""
-        tries = len(self.retry_delays) + 1
+        number of times (``retry=False``: once). ``body`` is a factory so a retry can send it again.
+        A registry that stays unreachable or failing raises :class:`RegistryUnavailable`."""
+        tries = len(self.retry_delays) + 1 if retry else 1
         authenticated_once = False
         attempt = 0
         while True:
@@ -150,7 +152,7 @@ class RegistryClient:
                     continue
                 raise self._status_error(resp, what, tries=attempt + 1)
             if attempt + 1 >= tries:
-                raise ArtifactError(
+                raise RegistryUnavailable(
                     f"cannot reach registry {self.host} ({problem}, {tries} tries) while {what} {self.ref}; "
                     "check that the registry is running and the address is right"
                 )
@@ -183,8 +185,8 @@ class RegistryClient:
                 f"{where} has no {what.split(' ')[-1] if ' ' in what else what} for {self.ref} "
                 f"({label}); check the repository, tag and digest"
             )
-        if status >= 500:
-            return ArtifactError(
+        if status in RETRY_STATUS or status >= 500:
+            return RegistryUnavailable(
                 f"{where} failed while {what} {self.ref} ({label} after {tries} tries); "
                 "the registry is unhealthy, try again later or check its logs"
             )
@@ -333,24 +335,48 @@ class RegistryClient:
         chunk_size: int = UPLOAD_CHUNK,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Chunked upload: POST, then one PATCH per chunk streamed from disk, then PUT ?digest=."""
+        """Chunked upload: POST, then one PATCH per chunk streamed from disk, then PUT ?digest=.
+
+        A PATCH that fails on the way (connection lost, 5xx) is retried after asking the registry how
+        much it holds (GET on the upload URL): from there when it matches the chunk start, else from a
+        new upload session (distribution refuses to resume an upload whose size moved under it).
+        """
+        reported = 0  # bytes shown on the progress bar, so a resent chunk is not counted twice
+
+        def advance(position: int) -> None:
+            nonlocal reported
+            if progress is not None and position > reported:
+                progress(position - reported)
+                reported = position
+
         location = self._start_upload()
         offset = 0
+        failures = 0
         while offset < size:
             length = min(chunk_size, size - offset)
-            start = offset
-            resp = self.request(
-                "PATCH",
-                location,
-                what="uploading a blob",
-                expected=(202,),
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{start}-{start + length - 1}",
-                    "Content-Length": str(length),
-                },
-                body=functools.partial(_FileSlice, path, start, length, progress),
-            )
+            sent = _Position(offset, advance)
+            try:
+                resp = self.request(
+                    "PATCH",
+                    location,
+                    what="uploading a blob",
+                    expected=(202,),
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + length - 1}",
+                        "Content-Length": str(length),
+                    },
+                    body=functools.partial(_FileSlice, path, offset, length, sent.add),
+                    retry=False,
+                )
+            except RegistryUnavailable:
+                failures += 1
+                if failures > len(self.retry_delays):
+                    raise
+                time.sleep(self.retry_delays[failures - 1])
+                if self._upload_offset(location) != offset:
+                    location, offset = self._start_upload(), 0
+                continue
             location = urljoin(location, resp.headers.get("Location", location))
             resp.close()
             offset += length
@@ -362,6 +388,19 @@ class RegistryClient:
             headers={"Content-Length": "0"},
         )
 
+    def _upload_offset(self, location: str) -> int | None:
+        """How many bytes an upload session holds (``Range: 0-N`` -> N + 1), or None when unknown."""
+        try:
+            resp = self.request("GET", location, what="checking an upload", expected=(204,))
+        except ArtifactError:
+            return None
+        value = resp.headers.get("Range", "")
+        resp.close()
+        try:
+            return int(value.rsplit("-", 1)[1]) + 1 if value else 0
+        except (IndexError, ValueError):
+            return None
+
     def _start_upload(self) -> str:
         resp = self.request("POST", self.url("blobs/uploads/"), what="starting an upload", expected=(202,))
         location = resp.headers.get("Location")
@@ -371,6 +410,21 @@ class RegistryClient:
                 f"registry {self.host} started an upload for {self.ref} without a Location header"
             )
         return urljoin(self.base + "/", location)
+
+
+class RegistryUnavailable(ArtifactError):
+    """The registry could not be reached, or kept answering 5xx/429: worth retrying later."""
+
+
+class _Position:
+    """Tracks the absolute file position of a streamed chunk and reports it."""
+
+    def __init__(self, start: int, report: Callable[[int], None]) -> None:
+        self.position, self.report = start, report
+
+    def add(self, n: int) -> None:
+        self.position += n
+        self.report(self.position)
 
 
 class _FileSlice:

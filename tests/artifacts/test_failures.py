@@ -112,12 +112,19 @@ def test_5xx_is_retried_three_times_then_reported(failing_registry, tmp_path: Pa
 class ThrottlingProxy:
     """A TCP proxy to the registry that slows responses down to ``rate`` bytes/s, or cuts one off."""
 
-    def __init__(self, upstream: str, rate: int | None, cut_after: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        rate: int | None,
+        cut_after: int | None = None,
+        cut_request_after: int | None = None,
+    ) -> None:
         self.upstream_host, port = upstream.rsplit(":", 1)
         self.upstream_port = int(port)
         self.rate = rate
         self.cut_after = cut_after  # drop the connection once, after this many response bytes
         self.requests = bytearray()  # everything clients sent (request lines and headers)
+        self.cut_request_after = cut_request_after  # the same, for bytes clients send (uploads)
         self._sent = 0
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -139,6 +146,12 @@ class ThrottlingProxy:
         try:
             while data := source.recv(16384):
                 if not to_client:
+                    if (
+                        self.cut_request_after is not None
+                        and len(self.requests) + len(data) > self.cut_request_after
+                    ):
+                        self.cut_request_after = None  # only once
+                        break
                     self.requests.extend(data)
                 elif self.cut_after is not None:
                     with self._lock:
@@ -261,3 +274,22 @@ def test_silent_registry_times_out_with_a_clear_line(tmp_path: Path) -> None:
             sock.close()
     assert time.monotonic() - started < 5
     assert "timed out" in str(info.value) and host in str(info.value) and "3 tries" in str(info.value)
+
+
+def test_upload_cut_mid_chunk_is_retried(registry, tmp_path: Path) -> None:
+    """A PATCH whose connection drops halfway: kaito asks the registry where the upload stands and
+    continues (or restarts the session); the pushed blob is intact."""
+    model = tmp_path / "model"
+    model.mkdir()
+    payload = os.urandom(6 * 1024 * 1024)
+    (model / "weights.gguf").write_bytes(payload)
+    ref_path = f"upload/cut-{os.getpid()}-{time.monotonic_ns()}:v1"
+    proxy = ThrottlingProxy(registry.host, rate=None, cut_request_after=3 * 1024 * 1024)
+    try:
+        digest = push(model, f"{proxy.host}/{ref_path}", progress=False, chunk_size=2 * 1024 * 1024)
+    finally:
+        proxy.close()
+    assert proxy.cut_request_after is None  # the cut happened
+    result = pull(f"{registry.host}/{ref_path}", tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    assert result.digest == digest
+    assert (tmp_path / "out" / "weights.gguf").read_bytes() == payload
