@@ -1,9 +1,158 @@
-"""Subcommands of `kaito` (filled by the issue that owns them)."""
+"""`kaito operator`: run the Kubernetes operator (kopf) with the installed plugins."""
 
 from __future__ import annotations
+
+import logging
 
 import click
 
 
+@click.command("operator")
+@click.option(
+    "--provisioner",
+    envvar="KAITO_PROVISIONER",
+    default="none",
+    show_default=True,
+    help="Node provisioner plugin, or 'none' for nodes the user brings (labelSelector).",
+)
+@click.option(
+    "--registry-prefix",
+    envvar="KAITO_REGISTRY_PREFIX",
+    default="",
+    help="Registry for preset weights: <prefix>/kaito-<preset>:<tag>.",
+)
+@click.option(
+    "--weights-tag",
+    envvar="KAITO_WEIGHTS_TAG",
+    default="",
+    help="Tag of preset artifacts (default: the planned quantization, lower-cased).",
+)
+@click.option(
+    "--puller-image",
+    envvar="KAITO_PULLER_IMAGE",
+    default=None,
+    help="Image with the kaito command, for the init container that pulls weights.",
+)
+@click.option(
+    "--plain-http",
+    envvar="KAITO_REGISTRY_PLAIN_HTTP",
+    is_flag=True,
+    help="Pull weights over plain HTTP (a registry without TLS inside the cluster).",
+)
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig file; default: in-cluster credentials, else ~/.kube/config.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable); default: all namespaces.",
+)
+@click.option("--peering", default=None, help="kopf peering name (several replicas); default: standalone.")
+@click.option("--webhook-port", type=int, default=None, help="Serve the validating webhook on this port.")
+@click.option(
+    "--webhook-host",
+    default=None,
+    help="Name the API server reaches the webhook by; '<service>.<namespace>.svc' for a Service.",
+)
+@click.option(
+    "--webhook-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TLS certificate (PEM) for the webhook; default: a self-signed one made at start-up.",
+)
+@click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--manage-webhook-configuration",
+    is_flag=True,
+    help="Create/update the ValidatingWebhookConfiguration with the webhook's CA bundle.",
+)
+@click.option("--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--requeue-seconds",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Polling interval while waiting for nodes or a workload (events also wake it).",
+)
+@click.option(
+    "--resync-seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Re-check interval of settled Workspaces.",
+)
+@click.option("--concurrency", type=int, default=8, show_default=True, help="API calls in flight at once.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def operator_command(
+    provisioner: str,
+    registry_prefix: str,
+    weights_tag: str,
+    puller_image: str | None,
+    plain_http: bool,
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
+    peering: str | None,
+    webhook_port: int | None,
+    webhook_host: str | None,
+    webhook_cert: str | None,
+    webhook_key: str | None,
+    manage_webhook_configuration: bool,
+    liveness: str | None,
+    requeue_seconds: float,
+    resync_seconds: float,
+    concurrency: int,
+    verbose: bool,
+) -> None:
+    """Reconcile Workspaces into GPU nodes, inference workloads and status (Ctrl-C stops)."""
+    from kaito_core.cli.output import fail
+    from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+    from kaito_core.operator.run import run_operator
+    from kaito_core.planning.manifests import ImageSettings
+    from kaito_core.plugins import default_registry
+    from kaito_core.plugins.registry import PluginError
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    registry = default_registry()
+    if provisioner != NO_PROVISIONER:
+        try:
+            registry.provisioner(provisioner)
+        except PluginError as exc:
+            fail(f"--provisioner: {exc}")
+    if (webhook_cert is None) != (webhook_key is None):
+        fail("--webhook-cert and --webhook-key go together")
+    defaults = ImageSettings()
+    config = OperatorConfig(
+        provisioner=provisioner,
+        images=ImageSettings(
+            puller_image=puller_image or defaults.puller_image,
+            registry_prefix=registry_prefix,
+            weights_tag=weights_tag,
+            plain_http=plain_http,
+        ),
+        kubeconfig=kubeconfig,
+        namespaces=namespaces,
+        peering=peering,
+        webhook_port=webhook_port,
+        webhook_host=webhook_host,
+        webhook_cert=webhook_cert,
+        webhook_key=webhook_key,
+        manage_webhook_configuration=manage_webhook_configuration,
+        liveness=liveness,
+        requeue_seconds=requeue_seconds,
+        resync_seconds=resync_seconds,
+        concurrency=concurrency,
+    )
+    run_operator(config, registry)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to `group`."""
+    group.add_command(operator_command)

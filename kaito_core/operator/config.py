@@ -1,8 +1,7 @@
-"""Operator configuration, from flags and environment variables (``KAITO_*``)."""
+"""Operator configuration (``kaito operator`` fills it from its flags and ``KAITO_*`` variables)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from kaito_core.planning.manifests import ImageSettings
@@ -32,22 +31,3 @@ class OperatorConfig:
     webhook_url: str | None = None  # the URL the API server calls (when not derived from host/port)
     manage_webhook_configuration: bool = False  # kopf creates/updates the ValidatingWebhookConfiguration
     liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> OperatorConfig:
-        """Values from ``KAITO_*`` environment variables, then the explicit overrides (flags)."""
-        env = os.environ
-        images = ImageSettings(
-            puller_image=env.get("KAITO_PULLER_IMAGE", ImageSettings.puller_image),
-            registry_prefix=env.get("KAITO_REGISTRY_PREFIX", ""),
-            weights_tag=env.get("KAITO_WEIGHTS_TAG", ""),
-            plain_http=env.get("KAITO_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
-        )
-        values: dict[str, object] = {
-            "provisioner": env.get("KAITO_PROVISIONER", NO_PROVISIONER),
-            "images": images,
-            "kubeconfig": env.get("KUBECONFIG") or None,
-            "namespaces": tuple(n for n in env.get("KAITO_NAMESPACES", "").split(",") if n),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]

@@ -293,7 +293,11 @@ class Reconciler:
             labels=dict(ws.resource.label_selector.match_labels),
             disk_bytes=disk,
         )
-        result = await self.io(provisioner.ensure_nodes, request)
+        try:
+            result = await self.io(provisioner.ensure_nodes, request)
+        except Exception as exc:  # a plugin's bug or an unreachable cloud: shown, then retried
+            message = f"provisioner {provisioner.name} failed: {type(exc).__name__}: {exc}"
+            return Resources(Check("False", "ProvisioningFailed", message, failed=True), plan, target=target)
         if result.error:
             return Resources(
                 Check("False", result.reason or "ProvisioningFailed", result.error, failed=True),

@@ -87,7 +87,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     server = ApiServer(bookmark_interval=1.0).start()
     load_crd(server)
-    provisioner = EmulatedProvisioner(server)
+    provisioner = EmulatedProvisioner(str(server.kubeconfig("provisioner")))
     yield Cluster(server, provisioner, make_registry(provisioner), Kubelet(server))
     OPERATOR_CALLS.extend(server.emulator.calls_by(OPERATOR_USER))
     server.stop()

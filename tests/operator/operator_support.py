@@ -14,6 +14,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes import client, config
+
 from kaito_core.plugins import hookimpl
 from kaito_core.plugins.contracts import (
     Architecture,
@@ -81,10 +83,12 @@ class GpuRuntime:
 
 
 class EmulatedProvisioner:
+    """Creates Node objects through the API (as user ``provisioner``), as a cloud would register VMs."""
+
     name = "emulated"
 
-    def __init__(self, server: ApiServer) -> None:
-        self.server = server
+    def __init__(self, kubeconfig: str) -> None:
+        self.core = client.CoreV1Api(config.new_client_from_config(kubeconfig))
         self.errors: dict[str, tuple[str, str]] = {}  # workspace -> (reason, message)
         self.deleted: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -92,10 +96,9 @@ class EmulatedProvisioner:
     def catalog(self) -> Mapping[str, InstanceType]:
         return {SKU.name: SKU}
 
-    def _nodes(self, workspace: str, namespace: str) -> list[dict[str, Any]]:
-        return self.server.list(
-            "v1", "Node", selector=f"kaito.sh/workspace={workspace},kaito.sh/workspacenamespace={namespace}"
-        )
+    def _nodes(self, workspace: str, namespace: str) -> list[Any]:
+        selector = f"kaito.sh/workspace={workspace},kaito.sh/workspacenamespace={namespace}"
+        return list(self.core.list_node(label_selector=selector).items)
 
     def ensure_nodes(self, request: NodeRequest) -> ProvisionResult:
         if request.workspace in self.errors:
@@ -104,39 +107,36 @@ class EmulatedProvisioner:
         with self.lock:
             nodes = self._nodes(request.workspace, request.namespace)
             for index in range(len(nodes), request.count):
-                digest = hashlib.sha256(
-                    f"{request.namespace}/{request.workspace}/{index}".encode()
-                ).hexdigest()
-                self.server.apply(
+                key = f"{request.namespace}/{request.workspace}/{index}"
+                labels = {
+                    **request.labels,
+                    "kaito.sh/workspace": request.workspace,
+                    "kaito.sh/workspacenamespace": request.namespace,
+                    "node.kubernetes.io/instance-type": request.instance_type,
+                }
+                self.core.create_node(
                     {
-                        "apiVersion": "v1",
-                        "kind": "Node",
                         "metadata": {
-                            "name": f"ws{digest[:9]}",
-                            "labels": {
-                                **request.labels,
-                                "kaito.sh/workspace": request.workspace,
-                                "kaito.sh/workspacenamespace": request.namespace,
-                                "node.kubernetes.io/instance-type": request.instance_type,
-                            },
+                            "name": f"ws{hashlib.sha256(key.encode()).hexdigest()[:9]}",
+                            "labels": labels,
                         },
                         "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
                     }
                 )
             nodes = self._nodes(request.workspace, request.namespace)
         ready = tuple(
-            n["metadata"]["name"]
+            n.metadata.name
             for n in nodes
             if any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (n.get("status") or {}).get("conditions", [])
+                c.type == "Ready" and c.status == "True"
+                for c in ((n.status.conditions if n.status else None) or [])
             )
         )
         return ProvisionResult(ready_nodes=ready, pending=request.count - len(ready))
 
     def delete_nodes(self, workspace: str, namespace: str) -> None:
         for node in self._nodes(workspace, namespace):
-            self.server.delete("v1", "Node", node["metadata"]["name"])
+            self.core.delete_node(node.metadata.name)
         self.deleted.append((namespace, workspace))
 
 
