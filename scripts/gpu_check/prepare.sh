@@ -15,11 +15,13 @@ PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY="python3"
 LLAMA_CPP_VERSION="0.3.36"
 LIMIT_MIB=60
-#: The serving stack beside what the GPU image has (httpx, click, jinja2, numpy, pluggy, pyyaml,
-#: prometheus-client, setuptools, cmake, ninja are there). Versions: those installed here, so the
-#: GPU machine runs the combination the tests ran; the latest where not installed here.
-PACKAGES=(fastapi starlette pydantic pydantic-core annotated-types typing-inspection uvicorn
-          openai jiter distro sniffio gguf diskcache scikit-build-core pyproject-metadata)
+#: What `kaito serve` (llama.cpp and vLLM runtimes), the checks and the llama-cpp-python build import,
+#: beyond the interpreter. Their dependency closure is read from the installed distributions here (the
+#: versions the tests ran), minus PROVIDED; names not installed here are downloaded at their latest.
+ROOTS=(pydantic fastapi uvicorn openai httpx gguf diskcache scikit-build-core pyproject-metadata)
+#: On the GPU image already (see docs/gpu-check.md) and large or compiled: not carried.
+PROVIDED=(numpy pyyaml requests tqdm jinja2 markupsafe click h11 certifi idna urllib3 charset-normalizer
+          pluggy prometheus-client packaging pathspec rich pygments markdown-it-py mdurl setuptools)
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,12 +55,44 @@ tar -C "$TMP" -cf - "llama_cpp_python-$LLAMA_CPP_VERSION" | gzip -9 > "$OUT/llam
 
 echo "== wheels for CPython $PYVER, manylinux x86_64"
 specs=()
-for name in "${PACKAGES[@]}"; do
-    version="$("$PY" -c 'import importlib.metadata as m, sys
-try: print(m.version(sys.argv[1]))
-except m.PackageNotFoundError: pass' "$name")"
-    specs+=("$name${version:+==$version}")
-done
+while IFS= read -r spec; do specs+=("$spec"); done < <("$PY" - "$PYVER" "${#ROOTS[@]}" "${ROOTS[@]}" "${PROVIDED[@]}" <<'PYEOF'
+"""Print name==version for the closure of ROOTS over installed requirements, markers for the target."""
+import importlib.metadata as md
+import re
+import sys
+
+try:
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+except ImportError:  # pip's vendored copy
+    from pip._vendor.packaging.markers import default_environment
+    from pip._vendor.packaging.requirements import Requirement
+
+pyver, count = sys.argv[1], int(sys.argv[2])
+roots, provided = sys.argv[3:3 + count], set(sys.argv[3 + count:])
+env = {**default_environment(), "python_version": pyver, "python_full_version": pyver + ".0",
+       "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+seen, todo, out = set(), [norm(r) for r in roots], []
+while todo:
+    name = todo.pop()
+    if name in seen or name in provided:
+        continue
+    seen.add(name)
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        out.append(name)  # not here: the latest
+        continue
+    out.append(f"{name}=={dist.version}")
+    for raw in dist.requires or []:
+        req = Requirement(raw)
+        if req.marker is None or req.marker.evaluate(env):
+            todo.append(norm(req.name))
+print("\n".join(sorted(out)))
+PYEOF
+)
+echo "   ${specs[*]}"
 abi="cp${PYVER/./}"
 "${PIP[@]}" download --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp --abi "$abi" \
     --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
