@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaito_core.planning.errors import PlanError
+
 #: Flags the Plan (or the serving wrapper) decides. An extra naming one of them is refused: silently
 #: letting the ConfigMap override e.g. the tensor-parallel size would break the GPU fit the planner
 #: computed, and host/port belong to the wrapper that health-checks the child process.
@@ -54,8 +56,12 @@ DTYPES: Mapping[str, str] = {
 }
 
 
-class VllmOptionError(ValueError):
-    """An inference-ConfigMap extra that cannot be passed to vLLM; the message names key and fix."""
+class VllmOptionError(PlanError):
+    """An inference-ConfigMap extra that cannot be passed to vLLM; the message names key and fix.
+
+    A PlanError (a ValueError), so the operator reports it on the Workspace (ManifestFailed) and
+    `kaito plan` prints it, like any other reason a Workspace cannot be planned.
+    """
 
 
 def normalize_key(key: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 from kaito_runtime_vllm import OVERHEAD_BYTES, VllmOptionError, VllmRuntime, option_args, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV, settings_from
 
+from kaito_core.planning.errors import PlanError
 from kaito_core.planning.plan import AdapterPlan, Plan, Resources
 from kaito_core.plugins.contracts import GiB, Runtime, WeightFile
 from kaito_core.serving.engine import EngineConfig
@@ -156,8 +157,9 @@ def test_max_batch_follows_max_num_seqs() -> None:
 ], ids=lambda v: str(v)[:40])
 def test_refused_extras_name_the_key(options: dict[str, Any], message: str) -> None:
     plan = replace(BASE, runtime_options=options)
-    with pytest.raises(VllmOptionError) as err:
+    with pytest.raises(PlanError) as err:  # what the operator reports as ManifestFailed
         VllmRuntime().container(plan)
+    assert isinstance(err.value, VllmOptionError)
     assert message in str(err.value)
     assert repr(next(iter(options))) in str(err.value)
 
