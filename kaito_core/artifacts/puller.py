@@ -39,6 +39,8 @@ from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, Regist
 
 #: The cache inside DEST used when the default cache location cannot be written.
 FALLBACK_CACHE = ".kaito-cache"
+#: Local write failures: retrying the download cannot help.
+_LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 #: A broken blob download is resumed this many times within one pull before giving up.
 STREAM_TRIES = 3
 
@@ -183,6 +185,11 @@ def _download(
             urllib3.exceptions.HTTPError,
             requests.exceptions.RequestException,
         ) as exc:
+            if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+                raise ArtifactError(
+                    f"cannot write {partial} ({exc.strerror}) while pulling {entry.name} of {reference}; "
+                    "free space or pass a --cache-dir on a volume with room for the model"
+                ) from None
             kept = partial.stat().st_size if partial.exists() else 0
             counter.add(downloaded=max(0, kept - offset))
             if attempt + 1 < STREAM_TRIES:
@@ -283,6 +290,15 @@ def _hash_prefix(path: Path, length: int) -> Any:
 
 def _materialize(blob: Path, dest: Path, name: str) -> Path:
     """Place a verified blob at DEST/name: hardlink (or copy) under a temporary name, then rename."""
+    try:
+        return _place(blob, dest, name)
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot write {dest / name} ({exc.strerror}); free space, or clear what is in the way in {dest}"
+        ) from None
+
+
+def _place(blob: Path, dest: Path, name: str) -> Path:
     target = dest / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):

@@ -170,3 +170,14 @@ def test_unwritable_default_cache_falls_back_into_dest(
         model_dir / "model.safetensors"
     ).read_bytes()
     assert (tmp_path / "out" / ".kaito-cache" / "sha256").is_dir() and result.bytes_downloaded > 0
+
+
+def test_a_directory_in_the_way_is_a_clear_error(
+    registry, model_dir: Path, repo: str, tmp_path: Path
+) -> None:
+    ref = f"{registry.host}/{repo}:blocked"
+    push(model_dir, ref, progress=False)
+    (tmp_path / "out" / "config.json").mkdir(parents=True)  # a directory where a file goes
+    with pytest.raises(ArtifactError, match=r"cannot write .*config\.json") as info:
+        pull(ref, tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    assert "\n" not in str(info.value)
