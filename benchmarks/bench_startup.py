@@ -44,7 +44,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare() -> tuple[Path, int, int]:
+def prepare() -> tuple[str, Path, int, int]:
     """Validate, plan and put the weights in the local store (once, not measured); the GGUF path."""
     from kaito_core.local.prepare import prepare as prepare_workspace
     from kaito_core.local.weights import locate
@@ -52,8 +52,8 @@ def prepare() -> tuple[Path, int, int]:
 
     prepared = prepare_workspace(EXAMPLE, default_registry())
     weights = locate(prepared, progress=True)
-    gguf = next(path for name, path in weights.files.items() if name.endswith(".gguf"))
-    return gguf, prepared.plan.context_length, prepared.plan.threads
+    name, gguf = next((name, path) for name, path in weights.files.items() if name.endswith(".gguf"))
+    return name, gguf, prepared.plan.context_length, prepared.plan.threads
 
 
 BASELINE = """
@@ -206,7 +206,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (median is reported)")
     args = parser.parse_args()
 
-    gguf, n_ctx, threads = prepare()
+    model_name, gguf, n_ctx, threads = prepare()
     # one unmeasured round of each so that every side starts with the same warm page cache
     time_baseline(gguf, n_ctx, threads)
     time_kaito_run()
@@ -247,7 +247,7 @@ def main() -> int:
     lines = [
         "# kaito run start-up",
         "",
-        f"Model: {gguf.name} ({gguf.stat().st_size / 2**20:.0f} MiB), n_ctx {n_ctx}, "
+        f"Model: {model_name} ({gguf.stat().st_size / 2**20:.0f} MiB), n_ctx {n_ctx}, "
         f"threads {threads or 'auto'}; "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {args.repeat} runs, "
         "weights already in the local store, page cache warm.",
@@ -265,7 +265,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "startup.md").write_text(text + "\n")
     (RESULTS / "startup.json").write_text(json.dumps({
-        "model": gguf.name, "n_ctx": n_ctx, "threads": threads, "cpus": os.cpu_count(), "repeat": args.repeat,
+        "model": model_name, "n_ctx": n_ctx, "threads": threads, "cpus": os.cpu_count(), "repeat": args.repeat,
         "median_s": median, "samples_s": samples,
         "ratio_ready": median["kaito_ready"] / base, "ratio_first_chat": median["kaito_first_chat"] / base,
         "target_ratio": TARGET,
