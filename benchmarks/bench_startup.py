@@ -265,7 +265,8 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "startup.md").write_text(text + "\n")
     (RESULTS / "startup.json").write_text(json.dumps({
-        "model": model_name, "n_ctx": n_ctx, "threads": threads, "cpus": os.cpu_count(), "repeat": args.repeat,
+        "model": model_name, "n_ctx": n_ctx, "threads": threads, "cpus": os.cpu_count(),
+        "repeat": args.repeat,
         "median_s": median, "samples_s": samples,
         "ratio_ready": median["kaito_ready"] / base, "ratio_first_chat": median["kaito_first_chat"] / base,
         "target_ratio": TARGET,
