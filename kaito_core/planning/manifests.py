@@ -94,14 +94,14 @@ def owner_reference(ws: Workspace) -> dict[str, Any]:
     }
 
 
-def _metadata(
-    ws: Workspace, name: str, revision: str, extra_labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def _metadata(ws: Workspace, name: str, revision: str | None = None) -> dict[str, Any]:
+    """``revision`` (the Workspace spec hash) goes on workloads only: a Service or ConfigMap whose own
+    content did not change is not rewritten because some other part of the spec did."""
     return {
         "name": name,
         "namespace": ws.namespace,
-        "labels": {WORKSPACE_LABEL: ws.name, **(extra_labels or {})},
-        "annotations": {REVISION_ANNOTATION: revision},
+        "labels": {WORKSPACE_LABEL: ws.name},
+        "annotations": {REVISION_ANNOTATION: revision} if revision else {},
         "ownerReferences": [owner_reference(ws)],
     }
 
@@ -364,17 +364,17 @@ def inference_config(plan: Plan) -> dict[str, Any]:
     }
 
 
-def config_map(ws: Workspace, plan: Plan, revision: str) -> dict[str, Any]:
+def config_map(ws: Workspace, plan: Plan) -> dict[str, Any]:
     data = yaml.safe_dump(inference_config(plan), sort_keys=True, default_flow_style=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(ws, config_map_name(ws), revision),
+        "metadata": _metadata(ws, config_map_name(ws)),
         "data": {CONFIG_FILE: data},
     }
 
 
-def service(ws: Workspace, revision: str, target_port: int | str, statefulset: bool) -> dict[str, Any]:
+def service(ws: Workspace, target_port: int | str, statefulset: bool) -> dict[str, Any]:
     load_balancer = ws.annotations.get(ENABLE_LB_ANNOTATION) == "True"
     selector = {WORKSPACE_LABEL: ws.name}
     if statefulset:  # the leader (pod 0) serves; the others are its pipeline-parallel workers
@@ -382,7 +382,7 @@ def service(ws: Workspace, revision: str, target_port: int | str, statefulset: b
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(ws, ws.name, revision),
+        "metadata": _metadata(ws, ws.name),
         "spec": {
             "type": "LoadBalancer" if load_balancer else "ClusterIP",
             "selector": selector,
@@ -391,11 +391,11 @@ def service(ws: Workspace, revision: str, target_port: int | str, statefulset: b
     }
 
 
-def headless_service(ws: Workspace, plan: Plan, revision: str) -> dict[str, Any]:
+def headless_service(ws: Workspace, plan: Plan) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(ws, f"{ws.name}-headless", revision),
+        "metadata": _metadata(ws, f"{ws.name}-headless"),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -411,12 +411,12 @@ def inference_manifests(
     """Every object serving a preset Workspace, sealed, in the order to apply them."""
     settings = settings or ImageSettings()
     revision = spec_hash(ws)
-    config = config_map(ws, plan, revision)
+    config = config_map(ws, plan)
     template = _pod_template(ws, plan, container, settings, content_hash(config["data"]))
     selector = {"matchLabels": {WORKSPACE_LABEL: ws.name}}
     objects: list[dict[str, Any]] = [config]
     if plan.node_count > 1:
-        objects.append(headless_service(ws, plan, revision))
+        objects.append(headless_service(ws, plan))
         objects.append(
             {
                 "apiVersion": "apps/v1",
@@ -445,7 +445,7 @@ def inference_manifests(
                 },
             }
         )
-    objects.append(service(ws, revision, plan.port, statefulset=plan.node_count > 1))
+    objects.append(service(ws, plan.port, statefulset=plan.node_count > 1))
     return [seal(obj) for obj in objects]
 
 
@@ -471,4 +471,4 @@ def template_manifests(ws: Workspace) -> list[dict[str, Any]]:
             "template": template,
         },
     }
-    return [seal(deployment), seal(service(ws, revision, target, statefulset=False))]
+    return [seal(deployment), seal(service(ws, target, statefulset=False))]

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
+import yaml
 from kubernetes import client, config
 
+from kaito_core.operator.config import OperatorConfig
+from kaito_core.planning.manifests import ImageSettings
 from kaito_core.plugins import hookimpl
 from kaito_core.plugins.contracts import (
     Architecture,
@@ -30,7 +36,9 @@ from kaito_core.plugins.contracts import (
     WeightFormat,
 )
 from kaito_core.plugins.registry import Registry
-from kaito_core.testing.apiserver import ApiServer
+from kaito_core.testing.apiserver import ApiServer, Call
+
+T = TypeVar("T")
 
 SKU = InstanceType("Standard_NC24ads_A100_v4", "NVIDIA A100", 1, 80 * GiB, "8.0", 24, 220 * GiB)
 PRESET = Preset(
@@ -45,6 +53,29 @@ PRESET = Preset(
     runtimes=("vllm",),
     default_runtime="vllm",
     license="MIT",
+)
+
+#: Too big for one A100 node: the planner spreads it over two (a StatefulSet).
+BIG_PRESET = Preset(
+    name="test-model-big",
+    family="test",
+    source=ModelSource("example/test-model-big", "fedcba9876543210"),
+    formats=(WeightFormat("safetensors", "bf16", (WeightFile("model.safetensors", 100 * GiB, "cd" * 32),)),),
+    architecture=Architecture(
+        parameters=50_000_000_000,
+        layers=64,
+        attention_heads=64,
+        kv_heads=8,
+        head_dim=128,
+        context_length=4096,
+    ),
+    requirements=Requirements(
+        gpu_count=2, total_gpu_memory=100 * GiB, per_gpu_memory=50 * GiB, disk=300 * GiB
+    ),
+    runtimes=("vllm",),
+    default_runtime="vllm",
+    license="MIT",
+    distributed_inference=True,
 )
 
 
@@ -220,6 +251,7 @@ def make_registry(provisioner: EmulatedProvisioner) -> Registry:
         @hookimpl
         def kaito_register_presets(self, register: Any) -> None:
             register(PRESET)
+            register(BIG_PRESET)
 
         @hookimpl
         def kaito_register_runtimes(self, register: Any) -> None:
@@ -244,3 +276,62 @@ def workspace_manifest(name: str, namespace: str = "default", **extra: Any) -> d
     }
     manifest.update(extra)
     return manifest
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "kaito.sh_workspaces.yaml"
+OPERATOR_USER = "operator"
+#: every request the operator made, over all the tests of the session (the RBAC test reads it)
+OPERATOR_CALLS: list[Call] = []
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def load_crd(server: ApiServer) -> None:
+    for doc in yaml.safe_load_all(CRD_FILE.read_text()):
+        if doc:
+            server.apply(doc)
+
+
+@dataclass
+class Cluster:
+    server: ApiServer
+    provisioner: EmulatedProvisioner
+    registry: Registry
+    kubelet: Kubelet
+
+    def config(self, **overrides: Any) -> OperatorConfig:
+        values: dict[str, Any] = dict(
+            provisioner="emulated",
+            images=ImageSettings(
+                puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"
+            ),
+            kubeconfig=str(self.server.kubeconfig(OPERATOR_USER)),
+            requeue_seconds=0.2,
+            resync_seconds=600.0,
+        )
+        values.update(overrides)
+        return OperatorConfig(**values)
+
+    def workspace(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        return self.server.get("kaito.sh/v1beta1", "Workspace", name, namespace)
+
+    def condition(self, name: str, type_: str, namespace: str = "default") -> dict[str, Any] | None:
+        ws = self.workspace(name, namespace) or {}
+        return next((c for c in (ws.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
+
+    def operator_writes(self) -> list[Call]:
+        return [
+            c
+            for c in self.server.emulator.calls_by(OPERATOR_USER)
+            if c.verb in ("create", "update", "patch", "delete")
+        ]

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR_USER, Cluster, wait_for
-from operator_support import workspace_manifest
+from operator_support import OPERATOR_USER, Cluster, wait_for, workspace_manifest
 from test_operator_scenarios import children, create
 
 from kaito_core.testing.apiserver import Fault
@@ -66,6 +65,32 @@ def test_killed_mid_reconcile_then_restarted_converges(cluster: Cluster, spawn: 
     before = children(cluster, "crash")
     assert "Service/crash" not in before
     cluster.server.call(cluster.server.emulator.faults.clear)
+    # Leftovers of an older revision (owned by the Workspace, no longer desired) are pruned on restart.
+    owner = before["Deployment/crash"]["metadata"]["ownerReferences"]
+    stale_meta = {
+        "name": "crash-stale",
+        "namespace": "default",
+        "labels": {"kaito.sh/workspace": "crash"},
+        "ownerReferences": owner,
+    }
+    pod = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    for stale in (
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": stale_meta},
+        {"apiVersion": "v1", "kind": "Service", "metadata": stale_meta, "spec": {"ports": [{"port": 80}]}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": stale_meta,
+            "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": pod},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": stale_meta,
+            "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "x", "template": pod},
+        },
+    ):
+        cluster.server.apply(stale)
 
     second = spawn()  # type: ignore[operator]
     wait_for(lambda: "Service/crash" in children(cluster, "crash"), what="the Service after the restart")
@@ -73,6 +98,10 @@ def test_killed_mid_reconcile_then_restarted_converges(cluster: Cluster, spawn: 
     wait_for(
         lambda: (cluster.condition("crash", "WorkspaceSucceeded") or {}).get("status") == "True",
         what="WorkspaceSucceeded after the restart",
+    )
+    wait_for(
+        lambda: not any(k.endswith("/crash-stale") for k in children(cluster, "crash")),
+        what="the stale children to be pruned",
     )
     after = children(cluster, "crash")
     assert set(after) == {"ConfigMap/crash-inference-config", "Deployment/crash", "Service/crash"}

@@ -10,9 +10,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import CRD_FILE, Cluster, wait_for
 from kubernetes import client, config
-from operator_support import workspace_manifest
+from operator_support import CRD_FILE, Cluster, wait_for, workspace_manifest
 
 from kaito_core.operator.run import OperatorThread
 from kaito_core.planning.manifests import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
@@ -178,6 +177,58 @@ def test_spec_change_rewrites_only_what_changed(cluster: Cluster, operator: Oper
         after["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
         != before["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
     )
+
+
+def test_adapter_change_rewrites_config_and_workload_not_service(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    before = children(cluster, "phi")
+    ws = cluster.workspace("phi")
+    assert ws is not None
+    ws["inference"]["adapters"] = [
+        {"source": {"name": "support-lora", "image": "registry.example.com/adapters/support:1"}}
+    ]
+    as_tester(cluster).replace_namespaced_custom_object(
+        "kaito.sh", "v1beta1", "default", "workspaces", "phi", ws
+    )
+    wait_for(
+        lambda: (
+            len(children(cluster, "phi")["Deployment/phi"]["spec"]["template"]["spec"]["initContainers"]) == 2
+        ),
+        what="the adapter puller",
+    )
+    after = children(cluster, "phi")
+    assert (
+        after["Service/phi"]["metadata"]["resourceVersion"]
+        == before["Service/phi"]["metadata"]["resourceVersion"]
+    )
+    assert "support-lora" in after["ConfigMap/phi-inference-config"]["data"]["inference_config.yaml"]
+    assert (
+        after["Deployment/phi"]["metadata"]["generation"]
+        == before["Deployment/phi"]["metadata"]["generation"] + 1
+    )
+
+
+def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: OperatorThread) -> None:
+    manifest = workspace_manifest("big", inference={"preset": {"name": "test-model-big"}})
+    manifest["resource"]["count"] = 2
+    create(cluster, manifest)
+    wait_for(
+        lambda: len(cluster.server.list("v1", "Node", selector="kaito.sh/workspace=big")) == 2,
+        what="two nodes",
+    )
+    cluster.kubelet.nodes_ready("big")
+    wait_for(lambda: "StatefulSet/big" in children(cluster, "big"), what="the StatefulSet")
+    objects = children(cluster, "big")
+    assert set(objects) == {
+        "ConfigMap/big-inference-config",
+        "Service/big",
+        "Service/big-headless",
+        "StatefulSet/big",
+    }
+    assert objects["StatefulSet/big"]["spec"]["replicas"] == 2
+    ws = cluster.workspace("big")
+    assert ws is not None and ws["status"]["targetNodeCount"] == 2
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
