@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,14 +45,16 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def describe_files(files: Sequence[tuple[str, Path]], jobs: int = 2) -> list[FileEntry]:
+def describe_files(
+    files: Sequence[tuple[str, Path]], jobs: int = 2, progress: Callable[[int], None] | None = None
+) -> list[FileEntry]:
     """Hash every file (in parallel: hashlib releases the GIL)."""
 
     def one(item: tuple[str, Path]) -> FileEntry:
         name, full = item
         return FileEntry(
             name=name,
-            digest=sha256_file(full),
+            digest=sha256_file(full, progress),
             size=full.stat().st_size,
             media_type=mediatypes.layer_media_type(name),
         )
@@ -116,7 +118,8 @@ def push(
     """
     reference = Reference.parse(ref)
     files = collect_files(Path(path))
-    entries = describe_files(files)
+    with Transfer(f"hash {path}", sum(full.stat().st_size for _, full in files), progress) as hashing:
+        entries = describe_files(files, progress=hashing.advance)
     for entry in entries:
         want = (expected or {}).get(entry.name)
         if want and want != entry.digest:
