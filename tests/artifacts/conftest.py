@@ -35,3 +35,11 @@ def model_dir(tmp_path: Path) -> Path:
 def repo() -> str:
     """A fresh repository name, so tests sharing the session registry never collide."""
     return f"kaito-test/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def kaito_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default cache and store under the test's temporary directory, never the user's ~/.cache/kaito."""
+    home = tmp_path / "kaito-home"
+    monkeypatch.setenv("KAITO_HOME", str(home))
+    return home
