@@ -517,15 +517,17 @@ class Emulator:
         )
         for config in list(configs.values()):
             for hook in config.get("webhooks") or []:
-                if not _rule_matches(hook.get("rules") or [], rt, version, operation):
+                sent_version = _rule_matches(hook, rt, version, operation)
+                if sent_version is None:
                     continue
-                await self._call_webhook(hook, rt, version, operation, namespace, obj, old)
+                await self._call_webhook(hook, rt, sent_version, version, operation, namespace, obj, old)
 
     async def _call_webhook(
         self,
         hook: dict[str, Any],
         rt: ResourceType,
         version: str,
+        request_version: str,
         operation: str,
         namespace: str,
         obj: dict[str, Any],
@@ -555,8 +557,8 @@ class Emulator:
                 "uid": obj.get("metadata", {}).get("uid") or "00000000-0000-0000-0000-000000000000",
                 "kind": {"group": rt.group, "version": version, "kind": rt.kind},
                 "resource": {"group": rt.group, "version": version, "resource": rt.plural},
-                "requestKind": {"group": rt.group, "version": version, "kind": rt.kind},
-                "requestResource": {"group": rt.group, "version": version, "resource": rt.plural},
+                "requestKind": {"group": rt.group, "version": request_version, "kind": rt.kind},
+                "requestResource": {"group": rt.group, "version": request_version, "resource": rt.plural},
                 "name": obj.get("metadata", {}).get("name", ""),
                 "namespace": namespace,
                 "operation": operation,
@@ -591,20 +593,30 @@ class Emulator:
             )
 
 
-def _rule_matches(rules: list[dict[str, Any]], rt: ResourceType, version: str, operation: str) -> bool:
-    for rule in rules:
+def _rule_matches(hook: dict[str, Any], rt: ResourceType, version: str, operation: str) -> str | None:
+    """The version to send the object in when a webhook's rules cover the request, else None.
 
-        def has(values: list[str] | None, value: str) -> bool:
-            return values is not None and ("*" in values or value in values)
+    ``matchPolicy: Equivalent`` (the default) matches the resource in any served version; the object
+    is then sent converted to a version the rule names (conversion strategy None: only apiVersion).
+    """
+    equivalent = hook.get("matchPolicy", "Equivalent") == "Equivalent"
 
-        if (
+    def has(values: list[str] | None, value: str) -> bool:
+        return values is not None and ("*" in values or value in values)
+
+    for rule in hook.get("rules") or []:
+        if not (
             has(rule.get("operations"), operation)
             and has(rule.get("apiGroups"), rt.group)
-            and has(rule.get("apiVersions"), version)
             and has(rule.get("resources"), rt.plural)
         ):
-            return True
-    return False
+            continue
+        versions = rule.get("apiVersions") or []
+        if has(versions, version):
+            return version
+        if equivalent:
+            return next((v for v in versions if v in rt.versions), None)
+    return None
 
 
 class ApiServer:
