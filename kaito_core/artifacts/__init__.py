@@ -11,7 +11,7 @@ from kaito_core.artifacts.inspector import inspect_artifact
 from kaito_core.artifacts.pack import PackResult, pack_preset, store_reference, store_tag
 from kaito_core.artifacts.paths import default_cache_path, default_store_path, kaito_home
 from kaito_core.artifacts.puller import PullResult, pull
-from kaito_core.artifacts.pusher import push
+from kaito_core.artifacts.pusher import copy_artifact, push
 from kaito_core.artifacts.reference import Reference
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PackResult",
     "PullResult",
     "Reference",
+    "copy_artifact",
     "default_cache_path",
     "default_store_path",
     "inspect_artifact",

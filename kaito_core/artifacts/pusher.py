@@ -140,6 +140,94 @@ def push(
     if reference.is_layout:
         _push_layout(reference, entries, by_name, config, manifest, cache_dir)
         return digest
+    _push_registry(
+        reference,
+        entries,
+        by_name,
+        config,
+        manifest,
+        credentials,
+        registry_configs,
+        plain_http,
+        progress,
+        chunk_size,
+        jobs,
+    )
+    return digest
+
+
+def copy_artifact(
+    source: str,
+    ref: str,
+    *,
+    credentials: Credentials | tuple[str, str] | None = None,
+    registry_configs: Sequence[str | Path] = (),
+    plain_http: bool = False,
+    progress: bool = True,
+    chunk_size: int = UPLOAD_CHUNK,
+    jobs: int = 4,
+) -> str:
+    """Copy an artifact from an OCI layout (``oci:PATH:TAG``) to a registry or another layout, with the
+    same manifest bytes, so the digest (and any pin on it) is kept: pack on a connected machine, push
+    into an air-gapped registry. Every blob is verified before it is sent."""
+    from kaito_core.artifacts.puller import read_layout_artifact
+
+    origin = Reference.parse(source)
+    if not origin.is_layout:
+        raise ArtifactError(
+            f"copying from a registry ({source}) is not supported; pull it into a directory and push that, "
+            "or copy from an oci:PATH:TAG store"
+        )
+    layout, artifact = read_layout_artifact(origin)
+    with Transfer(f"verify {origin}", artifact.total_bytes, progress) as bar:
+        for entry in artifact.files:
+            blob = layout.blob_path(entry.digest)
+            if (
+                not layout.has_blob(entry.digest, entry.size)
+                or sha256_file(blob, bar.advance) != entry.digest
+            ):
+                raise ArtifactError(
+                    f"blob {entry.name} ({entry.digest[:19]}) in {layout.root} is missing or corrupt; "
+                    f"re-pack {origin}"
+                )
+    config = layout.read_blob(artifact.config_digest, "config")
+    manifest = layout.read_blob(artifact.digest, "manifest")
+    by_name = {entry.name: layout.blob_path(entry.digest) for entry in artifact.files}
+    target = Reference.parse(ref)
+    if target.digest and target.digest != artifact.digest:
+        raise ArtifactError(f"{source} has digest {artifact.digest}, not the {target.digest} given in {ref}")
+    if target.is_layout:
+        _push_layout(target, artifact.files, by_name, config, manifest, None)
+    else:
+        _push_registry(
+            target,
+            artifact.files,
+            by_name,
+            config,
+            manifest,
+            credentials,
+            registry_configs,
+            plain_http,
+            progress,
+            chunk_size,
+            jobs,
+        )
+    return artifact.digest
+
+
+def _push_registry(
+    reference: Reference,
+    entries: Sequence[FileEntry],
+    by_name: dict[str, Path],
+    config: bytes,
+    manifest: bytes,
+    credentials: Credentials | tuple[str, str] | None,
+    registry_configs: Sequence[str | Path],
+    plain_http: bool,
+    progress: bool,
+    chunk_size: int,
+    jobs: int,
+) -> None:
     host_creds = resolve_credentials(reference.api_host, credentials, registry_configs)
     with (
         RegistryClient(reference, credentials=host_creds, plain_http=plain_http, push=True) as client,
@@ -161,8 +249,7 @@ def push(
         if client.blob_size(config_digest) != len(config):
             client.upload_bytes(config, config_digest)
         bar.advance(len(config))
-        client.put_manifest(reference.tag or digest, manifest, mediatypes.OCI_MANIFEST)
-    return digest
+        client.put_manifest(reference.tag or digest_bytes(manifest), manifest, mediatypes.OCI_MANIFEST)
 
 
 def _push_layout(

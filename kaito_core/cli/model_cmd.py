@@ -91,7 +91,7 @@ def model() -> None:
 
 
 @model.command("push")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path")
 @click.argument("ref")
 @click.option(
     "--format", "fmt", default=None, help="Weight format recorded in the config (gguf, safetensors)."
@@ -104,7 +104,7 @@ def model() -> None:
 @_registry_options
 @_errors_as_one_line
 def push_cmd(
-    path: Path,
+    path: str,
     ref: str,
     fmt: str | None,
     quantization: str | None,
@@ -115,15 +115,32 @@ def push_cmd(
     password_stdin: bool,
     plain_http: bool,
 ) -> None:
-    """Push a model file or directory PATH to REF (HOST/REPO:TAG, or oci:DIR:TAG for a local store)."""
-    from kaito_core.artifacts import push
+    """Push a model file or directory PATH to REF (HOST/REPO:TAG, or oci:DIR:TAG for a local store).
 
+    PATH may also be an artifact in a local store (oci:DIR:TAG): it is copied with its digest unchanged."""
+    from kaito_core.artifacts import copy_artifact, push
+
+    credentials = _credentials(username, password_stdin)
+    if path.startswith("oci:"):
+        digest = copy_artifact(
+            path,
+            ref,
+            credentials=credentials,
+            registry_configs=registry_configs,
+            plain_http=plain_http,
+            progress=not no_progress,
+            chunk_size=chunk_size * 1024 * 1024,
+        )
+        click.echo(f"pushed {ref.split('@')[0]}@{digest}")
+        return
+    if not Path(path).exists():
+        fail(f"{path} does not exist; give a model file, a directory of model files, or oci:DIR:TAG")
     digest = push(
-        path,
+        Path(path),
         ref,
         format=fmt,
         quantization=quantization,
-        credentials=_credentials(username, password_stdin),
+        credentials=credentials,
         registry_configs=registry_configs,
         plain_http=plain_http,
         progress=not no_progress,

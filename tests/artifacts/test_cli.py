@@ -86,3 +86,33 @@ def test_unknown_host_is_named(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=r"cannot reach registry no-such-registry\.invalid:5000") as info:
         pull("no-such-registry.invalid:5000/a/b:1", tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     assert "\n" not in str(info.value) and "a/b:1" in str(info.value)
+
+
+def test_copy_from_the_store_to_a_registry_keeps_the_digest(
+    registry, model_dir: Path, repo: str, tmp_path: Path
+) -> None:
+    """Pack on a connected machine, push the stored artifact to (an air-gapped) registry: same digest."""
+    store = tmp_path / "store"
+    code, out, err = run("model", "push", str(model_dir), f"oci:{store}:tiny")
+    assert code == 0, err
+    digest = out.strip().rsplit("@", 1)[1]
+    code, out, err = run("model", "push", f"oci:{store}:tiny", f"{registry.host}/{repo}:copied")
+    assert code == 0, err
+    assert out.strip().endswith(f"@{digest}")
+    code, out, _ = run(
+        "model",
+        "pull",
+        f"{registry.host}/{repo}@{digest}",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert (
+        code == 0
+        and (tmp_path / "out" / "model.safetensors").read_bytes()
+        == (model_dir / "model.safetensors").read_bytes()
+    )
+    code, _, err = run("model", "push", f"oci:{store}:nope", f"{registry.host}/{repo}:x")
+    assert code == 1 and "has no tag nope" in err
+    code, _, err = run("model", "push", str(tmp_path / "missing"), f"{registry.host}/{repo}:x")
+    assert code == 1 and "does not exist" in err
