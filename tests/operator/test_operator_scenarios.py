@@ -229,6 +229,17 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
     assert objects["StatefulSet/big"]["spec"]["replicas"] == 2
     ws = cluster.workspace("big")
     assert ws is not None and ws["status"]["targetNodeCount"] == 2
+    ws["inference"]["adapters"] = [{"source": {"name": "a1", "image": "registry.example.com/adapters/a1:1"}}]
+    as_tester(cluster).replace_namespaced_custom_object(
+        "kaito.sh", "v1beta1", "default", "workspaces", "big", ws
+    )
+    wait_for(
+        lambda: (
+            len(children(cluster, "big")["StatefulSet/big"]["spec"]["template"]["spec"]["initContainers"])
+            == 2
+        ),
+        what="the StatefulSet updated with the adapter",
+    )
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
