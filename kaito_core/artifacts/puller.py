@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,15 @@ def _run_parallel(fn: Any, entries: Sequence[FileEntry], jobs: int) -> list[Path
     if len(entries) <= 1 or jobs <= 1:
         return [fn(e) for e in entries]
     with ThreadPoolExecutor(min(jobs, len(entries))) as pool:
-        return list(pool.map(fn, entries))
+        futures = [pool.submit(fn, entry) for entry in entries]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                for pending in futures:  # fail fast: files not started yet are not downloaded
+                    pending.cancel()
+                raise error
+        return [future.result() for future in futures]
 
 
 def _prepare_dest(dest: Path, reference: Reference) -> None:
