@@ -92,6 +92,8 @@ while todo:
 print("\n".join(sorted(out)))
 PYEOF
 )
+# --no-build-isolation builds kaito with the environment's setuptools: PEP 639 license strings need 77+.
+specs+=("setuptools>=77")
 echo "   ${specs[*]}"
 abi="cp${PYVER/./}"
 "${PIP[@]}" download --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp --abi "$abi" \
