@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,7 +83,7 @@ class BlobCache:
         final = self.blob_path(digest)
         if final.exists():
             return final
-        tmp = self.root / "tmp" / f"{_hex(digest)}.adopt.{os.getpid()}"
+        tmp = self.root / "tmp" / f"{_hex(digest)}.adopt.{os.getpid()}-{secrets.token_hex(4)}"
         try:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -103,7 +104,7 @@ class BlobCache:
     def _write_marker(self, digest: str, path: Path) -> None:
         stat = path.stat()
         marker = self._marker_path(digest)
-        tmp = marker.with_suffix(f".tmp{os.getpid()}")
+        tmp = marker.with_suffix(f".tmp{os.getpid()}-{secrets.token_hex(4)}")
         tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}))
         os.replace(tmp, marker)
 

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,10 +88,17 @@ class OciLayout:
         final = self.blob_path(digest)
         if self.has_blob(digest, size):
             return final
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, final)
+        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ArtifactError(
+                f"cannot write {final} into the OCI layout {self.root} ({exc.strerror}); free space or "
+                "choose another store directory"
+            ) from None
         return final
 
     def read_blob(self, digest: str, what: str) -> bytes:
@@ -172,6 +180,6 @@ def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
     tmp.write_bytes(data)
     os.replace(tmp, path)

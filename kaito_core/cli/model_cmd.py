@@ -70,6 +70,9 @@ def _errors_as_one_line(func: F) -> F:
             return func(*args, **kwargs)
         except ArtifactError as exc:
             fail(str(exc))
+        except OSError as exc:  # a local file problem the artifacts package did not word itself
+            where = f" ({exc.filename})" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}; check the paths and free space")
         except KeyboardInterrupt:
             fail("interrupted; run the same command again to resume", code=130)
 
