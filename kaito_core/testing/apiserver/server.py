@@ -25,6 +25,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from kaito_core.testing.apiserver import openapi
 from kaito_core.testing.apiserver.resources import ResourceType
 from kaito_core.testing.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kaito_core.testing.apiserver.store import ApiError, Event, Store, Watcher, not_found
@@ -134,6 +135,18 @@ class Emulator:
                 return web.Response(text="ok")
             if path == "/version":
                 return _json(VERSION_INFO)
+            if path == "/openapi/v3":
+                return _json(openapi.root(self.store.resources.values()))
+            if path.startswith("/openapi/v3/"):
+                rest = parts[2:]
+                group, version = ("", rest[1]) if rest[0] == "api" else (rest[1], rest[2])
+                doc = openapi.document(self.store.resources.values(), group, version)
+                if doc is None:
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                return _json(doc)
+            if path == "/_emulator/calls":  # not a Kubernetes path: the request log, for benchmarks
+                user = request.query.get("user")
+                return _json([c.__dict__ for c in self.calls if user is None or c.user == user])
             if path == "/api":
                 return _json(
                     {
@@ -248,6 +261,9 @@ class Emulator:
                     f"injected fault {fault.code} for {verb} {resource}",
                 )
                 return _json(error.status(), fault.code)
+        if verb == "watch":  # recorded when it starts: a stream may stay open for minutes
+            self.calls.append(call)
+            return await self._serve(request, target, verb, query)
         try:
             response = await self._serve(request, target, verb, query)
         except ApiError as exc:
