@@ -93,7 +93,7 @@ class Emulator:
         return len(self.request("GET", path)["items"])
 
     def calls(self, user: str) -> list[dict[str, Any]]:
-        return self.http.get(f"{self.url}/_emulator/calls", params={"user": user}, timeout=60).json()  # type: ignore[no-any-return]
+        return self.http.get(f"{self.url}/_emulator/calls", params={"user": user}, timeout=60).json()
 
     def stop(self) -> None:
         self.process.terminate()

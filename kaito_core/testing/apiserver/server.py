@@ -160,10 +160,10 @@ class Emulator:
             if path == "/apis":
                 return _json(self._group_list())
             if parts[0] == "apis" and len(parts) == 2:
-                group = next((g for g in self._group_list()["groups"] if g["name"] == parts[1]), None)
-                if group is None:
+                found = next((g for g in self._group_list()["groups"] if g["name"] == parts[1]), None)
+                if found is None:
                     raise ApiError(404, "NotFound", "the server could not find the requested resource")
-                return _json({"kind": "APIGroup", "apiVersion": "v1", **group})
+                return _json({"kind": "APIGroup", "apiVersion": "v1", **found})
             if parts[0] == "api" and len(parts) == 2:
                 return _json(self._resource_list("", parts[1]))
             if parts[0] == "apis" and len(parts) == 3:
