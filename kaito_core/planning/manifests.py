@@ -44,6 +44,8 @@ GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "
 #: KAITO: the startup probe allows 15 minutes plus 18 s per GiB of weights, at most 180 minutes.
 STARTUP_BASE_S, STARTUP_PER_GIB_S, STARTUP_CAP_S = 15 * 60, 18, 180 * 60
 NON_ROOT_UID = 1000
+#: KAITO_HOME of the pullers (their blob cache), an emptyDir of its own
+PULL_CACHE_DIR = "/var/cache/kaito"
 
 
 @dataclass(frozen=True)
@@ -201,13 +203,15 @@ def _puller(
         "args": args,
         "volumeMounts": [
             {"name": mount, "mountPath": target.rsplit("/", 1)[0] if mount == "adapters" else target},
+            {"name": "pull-cache", "mountPath": PULL_CACHE_DIR},
             *(
                 {"name": _secret_volume_name(s), "mountPath": f"{REGISTRY_AUTH_DIR}/{s}", "readOnly": True}
                 for s in secrets
             ),
         ],
+        "env": [{"name": "KAITO_HOME", "value": PULL_CACHE_DIR}],  # the pull cache, on its own volume
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-        "securityContext": _restricted_container_context(),
+        "securityContext": {**_restricted_container_context(), "readOnlyRootFilesystem": True},
     }
 
 
@@ -309,6 +313,7 @@ def _pod_template(
         {"name": "weights", "emptyDir": {}},
         {"name": "config", "configMap": {"name": config_map_name(ws)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "pull-cache", "emptyDir": {}},
     ]
     if plan.adapters:
         volumes.append({"name": "adapters", "emptyDir": {}})
