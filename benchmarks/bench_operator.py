@@ -286,7 +286,10 @@ def run(size: int, workdir: Path) -> dict[str, Any]:
             interval=0.5,
         )
         resync_done = time.monotonic()
-        time.sleep(2.0)
+        settled = -1
+        while settled != len(emulator.calls("operator")):  # until the operator has gone quiet for 2 s
+            settled = len(emulator.calls("operator"))
+            time.sleep(2.0)
         resync_calls = emulator.calls("operator")[len(first_calls) :]
         resync.stop()
     finally:

@@ -87,6 +87,7 @@ class Reconciler:
         self.registry = registry
         self.config = config
         self._semaphore: asyncio.Semaphore | None = None
+        self._passes: asyncio.Semaphore | None = None
         self._written: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # key -> (rv, status)
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
@@ -99,6 +100,14 @@ class Reconciler:
     # ------------------------------------------------------------------ the pass
 
     async def reconcile(self, body: Mapping[str, Any], prune: bool = False) -> Outcome:
+        """One pass; at most ``2 x concurrency`` passes run at once, which bounds the memory a burst of
+        events (an operator start over a thousand Workspaces) can hold in flight."""
+        if self._passes is None:
+            self._passes = asyncio.Semaphore(2 * self.config.concurrency)
+        async with self._passes:
+            return await self._reconcile(body, prune)
+
+    async def _reconcile(self, body: Mapping[str, Any], prune: bool) -> Outcome:
         meta = body.get("metadata") or {}
         name, namespace = meta.get("name", ""), meta.get("namespace", "default")
         generation = meta.get("generation")
