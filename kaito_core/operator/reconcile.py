@@ -423,8 +423,16 @@ class Reconciler:
                 "(kaito_core.planning.tuning); tuning Workspaces are not run",
                 failed=True,
             ), 0
+        builder = getattr(tuning, "tuning_manifests", None)
+        if builder is None:
+            return Check(
+                "False",
+                "TuningUnavailable",
+                "kaito_core.planning.tuning has no tuning_manifests(workspace, registry, image_settings)",
+                failed=True,
+            ), 0
         try:
-            desired = tuning.tuning_manifests(ws, self.registry, self.config.images)
+            desired = builder(ws, self.registry, self.config.images)
         except (PlanError, PluginError, ValueError) as exc:
             return Check("False", "ManifestFailed", str(exc), failed=True), 0
         live, wrote, problem = await self._apply(desired, ws, prune)

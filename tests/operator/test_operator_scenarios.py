@@ -218,7 +218,7 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
         what="two nodes",
     )
     cluster.kubelet.nodes_ready("big")
-    wait_for(lambda: "StatefulSet/big" in children(cluster, "big"), what="the StatefulSet")
+    wait_for(lambda: len(children(cluster, "big")) == 4, what="the StatefulSet and its Services")
     objects = children(cluster, "big")
     assert set(objects) == {
         "ConfigMap/big-inference-config",
@@ -240,6 +240,36 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
         ),
         what="the StatefulSet updated with the adapter",
     )
+
+
+def test_tuning_workspace_gets_nodes_and_a_clear_job_condition(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    manifest = workspace_manifest("tune")
+    del manifest["inference"]
+    manifest["tuning"] = {
+        "preset": {"name": "test-model-4k"},
+        "method": "qlora",
+        "input": {"urls": ["https://example.com/data.parquet"]},
+        "output": {"image": "registry.example.com/adapters/tuned:1", "imagePushSecret": "push"},
+    }
+    create(cluster, manifest)
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=tune"), what="a node")
+    cluster.kubelet.nodes_ready("tune")
+    job = wait_for(
+        lambda: (c := cluster.condition("tune", "JobStarted")) and c["reason"] != "ResourceNotReady" and c,
+        what="JobStarted after the nodes",
+    )
+    resource = cluster.condition("tune", "ResourceReady")
+    assert resource is not None and resource["status"] == "True"
+    try:
+        import kaito_core.planning.tuning  # noqa: F401
+    except ImportError:
+        assert (job["status"], job["reason"]) == ("False", "TuningUnavailable")
+    else:
+        wait_for(
+            lambda: (cluster.condition("tune", "JobStarted") or {}).get("status") == "True", what="a Job"
+        )
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
