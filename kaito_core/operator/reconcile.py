@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,7 +43,6 @@ from kaito_core.plugins.contracts import NodeRequest
 from kaito_core.plugins.registry import PluginError, Registry
 
 T = TypeVar("T")
-log = logging.getLogger("kaito.operator")
 #: The kinds the operator creates for a Workspace (pruned when no longer desired).
 MANAGED_KINDS = ("ConfigMap", "Service", "Deployment", "StatefulSet")
 
@@ -463,8 +462,6 @@ def _owned_by(obj: Mapping[str, Any], ws: Workspace) -> bool:
 
 
 def _api_message(exc: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except (ValueError, AttributeError):
