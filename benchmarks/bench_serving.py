@@ -43,8 +43,9 @@ THREADS = 2
 CONTEXT = 512  # per sequence
 MAX_BATCH = 8
 TOKENS = 64  # generated per request
-REQUESTS_PER_CLIENT = 2
-SINGLE_REPEATS = 3
+REQUESTS_PER_CLIENT = 1
+ROUNDS = 3
+SINGLE_REPEATS = 5
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 MODEL_NAME = "gemma-3-270m"
 
@@ -101,6 +102,7 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     body_extra: dict[str, Any] = field(default_factory=dict)  # how this server is told to ignore EOS
+    ready_path: str = "/health"  # 200 once the model is loaded (llama_cpp.server has no /health)
     log: Path | None = None
 
     def wait_healthy(self, timeout: float = 180) -> None:
@@ -110,7 +112,7 @@ class Server:
                 log = self.log.read_text()[-3000:] if self.log else ""
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{log}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -177,6 +179,7 @@ async def concurrent_run(server: Server, clients: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=clients + 2)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         await stream_completion(client, server)  # warm the connection pool and the server
+        await asyncio.sleep(0.2)
 
         async def one_client() -> list[tuple[float, float, int]]:
             return [await stream_completion(client, server) for _ in range(REQUESTS_PER_CLIENT)]
@@ -194,8 +197,7 @@ async def concurrent_run(server: Server, clients: int) -> dict[str, Any]:
         "tokens_per_request": sorted({r[2] for r in flat}),
         "wall_s": round(wall, 3),
         "tokens_per_s": round(tokens / wall, 2),
-        "ttft_p50_s": round(percentile(ttfts, 50), 4),
-        "ttft_p99_s": round(percentile(ttfts, 99), 4),
+        "ttfts": ttfts,
     }
 
 
@@ -384,7 +386,13 @@ def start_llama_cpp_server(model: Path) -> Server:
     ]
     # llama_cpp.server has no ignore_eos: a logit bias keeps every end-of-generation token out instead
     bias = {str(t): -100.0 for t in eog_tokens(model)}
-    server = start("llama_cpp.server", argv, f"http://127.0.0.1:{port}", body_extra={"logit_bias": bias})
+    server = start(
+        "llama_cpp.server",
+        argv,
+        f"http://127.0.0.1:{port}",
+        body_extra={"logit_bias": bias},
+        ready_path="/v1/models",
+    )
     return server
 
 
@@ -410,7 +418,9 @@ def render(results: dict[str, Any]) -> str:
         f"{results['machine']}; load average at start {results['loadavg_start']}, "
         f"at end {results['loadavg_end']}.",
         f"Every request generates exactly {TOKENS} tokens (EOS suppressed), greedy; "
-        f"{REQUESTS_PER_CLIENT} streaming requests per client. Command: `{results['command']}`.",
+        f"each client sends {REQUESTS_PER_CLIENT} streaming request(s) per round; tokens/s is the median of "
+        f"{results['rounds']} rounds in which the servers take turns (so a noisy neighbour hits all alike), "
+        f"time to first token pools the rounds. Command: `{results['command']}`.",
         "",
         "| measure | kaito serve | llama-server (C++) | llama_cpp.server "
         "| kaito / llama-server | kaito / llama_cpp.server |",
@@ -449,8 +459,23 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one (server, clients) cell: the median round's throughput, TTFTs pooled."""
+    ttfts = [t for run in runs for t in run["ttfts"]]
+    rates = [run["tokens_per_s"] for run in runs]
+    return {
+        "tokens_per_s": round(statistics.median(rates), 2),
+        "rounds_tokens_per_s": [round(r, 2) for r in rates],
+        "requests": sum(run["requests"] for run in runs),
+        "tokens_per_request": sorted({n for run in runs for n in run["tokens_per_request"]}),
+        "ttft_p50_s": round(percentile(ttfts, 50), 4),
+        "ttft_p99_s": round(percentile(ttfts, 99), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds per cell")
     parser.add_argument(
         "--skip-llama-cpp-server", action="store_true", help="skip python -m llama_cpp.server"
     )
@@ -462,65 +487,64 @@ def main() -> None:
         "command": ".venv/bin/python benchmarks/bench_serving.py",
         "tokens_per_request": TOKENS,
         "threads": THREADS,
+        "rounds": args.rounds,
         "peak_rss_mib": {},
         "verified_tokens": {},
     }
+    started = time.monotonic()
 
-    # 1. kaito serve: single stream vs in-process, then concurrency
-    print("kaito serve ...", flush=True)
+    # 1. single stream: /chat vs llama-cpp-python in-process, alternating
+    print("single stream: kaito serve /chat vs llama-cpp-python in-process ...", flush=True)
     kaito = start_kaito(model)
+    servers: dict[str, Server] = {"kaito": kaito}
     try:
-        results["verified_tokens"]["kaito"] = verify_tokens(kaito)
         inprocess = inprocess_tokens_per_s(model)
         chat_tokens_per_s(kaito)  # warm-up
         inproc_runs, chat_runs = [], []
         for _ in range(SINGLE_REPEATS):  # alternate, so a noisy neighbour hits both alike
             inproc_runs.append(round(inprocess(), 2))
             chat_runs.append(round(chat_tokens_per_s(kaito), 2))
+        del inprocess
         results["single_stream"] = {
             "inprocess_tokens_per_s": statistics.median(inproc_runs),
             "chat_tokens_per_s": statistics.median(chat_runs),
             "inprocess_runs": inproc_runs,
             "chat_runs": chat_runs,
         }
-        print(f"  single stream: {results['single_stream']}", flush=True)
-        results["kaito"] = {}
-        for clients in (1, 4, 8):
-            results["kaito"][str(clients)] = asyncio.run(concurrent_run(kaito, clients))
-            print(f"  {clients} clients: {results['kaito'][str(clients)]}", flush=True)
-    finally:
-        results["peak_rss_mib"]["kaito"] = round(kaito.stop(), 1)
+        print(f"  {results['single_stream']}", flush=True)
 
-    # 2. llama-server with as many slots as clients
-    results["llama_server"] = {}
-    for clients in (1, 4, 8):
-        print(f"llama-server -np {clients} ...", flush=True)
-        server = start_llama_server(model, clients)
-        try:
-            results["verified_tokens"][f"llama_server_np{clients}"] = verify_tokens(server)
-            results["llama_server"][str(clients)] = asyncio.run(concurrent_run(server, clients))
-            print(f"  {clients} clients: {results['llama_server'][str(clients)]}", flush=True)
-        finally:
-            results["peak_rss_mib"][f"llama_server_np{clients}"] = round(server.stop(), 1)
-
-    # 3. llama-cpp-python's own server (one request at a time)
-    if not args.skip_llama_cpp_server:
-        print("python -m llama_cpp.server ...", flush=True)
-        try:
-            server = start_llama_cpp_server(model)
-        except RuntimeError as exc:
-            print(f"  not run: {exc}", flush=True)
-        else:
+        # 2. concurrency: every server up at once, cells interleaved round by round
+        print("starting llama-server (-np 1, 4, 8) and llama_cpp.server ...", flush=True)
+        for slots in (1, 4, 8):
+            servers[f"llama_server_np{slots}"] = start_llama_server(model, slots)
+        if not args.skip_llama_cpp_server:
             try:
-                results["verified_tokens"]["llama_cpp_server"] = verify_tokens(server)
-                results["llama_cpp_server"] = {}
-                for clients in (1, 4, 8):
-                    results["llama_cpp_server"][str(clients)] = asyncio.run(concurrent_run(server, clients))
-                    print(f"  {clients} clients: {results['llama_cpp_server'][str(clients)]}", flush=True)
-            finally:
-                results["peak_rss_mib"]["llama_cpp_server"] = round(server.stop(), 1)
+                servers["llama_cpp_server"] = start_llama_cpp_server(model)
+            except RuntimeError as exc:
+                print(f"  llama_cpp.server not run: {exc}", flush=True)
+        for name, server in servers.items():
+            results["verified_tokens"][name] = verify_tokens(server)
+        cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for round_no in range(1, args.rounds + 1):
+            for clients in (1, 4, 8):
+                contenders = {"kaito": servers["kaito"], "llama_server": servers[f"llama_server_np{clients}"]}
+                if "llama_cpp_server" in servers:
+                    contenders["llama_cpp_server"] = servers["llama_cpp_server"]
+                for name, server in contenders.items():
+                    run = asyncio.run(concurrent_run(server, clients))
+                    cells.setdefault((name, clients), []).append(run)
+                    print(
+                        f"  round {round_no}, {clients} clients, {name}: {run['tokens_per_s']} tokens/s",
+                        flush=True,
+                    )
+        for (name, clients), runs in cells.items():
+            results.setdefault(name, {})[str(clients)] = summarize(runs)
+    finally:
+        for name, server in servers.items():
+            results["peak_rss_mib"][name] = round(server.stop(), 1)
 
     results["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["duration_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     table = render(results)
     (RESULTS / "serving.md").write_text(table)
