@@ -5,14 +5,49 @@ config media type; see docs/artifacts.md. Registries are spoken to directly over
 API (``transport``); an OCI image layout directory (``oci:PATH:TAG``) works wherever a registry does.
 """
 
-from kaito_core.artifacts.auth import Credentials
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from kaito_core.artifacts.errors import ArtifactError
-from kaito_core.artifacts.inspector import inspect_artifact
-from kaito_core.artifacts.pack import PackResult, pack_preset, store_reference, store_tag
-from kaito_core.artifacts.paths import default_cache_path, default_store_path, kaito_home
-from kaito_core.artifacts.puller import PullResult, pull
-from kaito_core.artifacts.pusher import copy_artifact, push
+from kaito_core.artifacts.paths import (
+    default_cache_path,
+    default_store_path,
+    kaito_home,
+    store_reference,
+    store_tag,
+)
 from kaito_core.artifacts.reference import Reference
+
+if TYPE_CHECKING:
+    from kaito_core.artifacts.auth import Credentials
+    from kaito_core.artifacts.inspector import inspect_artifact
+    from kaito_core.artifacts.pack import PackResult, pack_preset
+    from kaito_core.artifacts.puller import PullResult, pull
+    from kaito_core.artifacts.pusher import copy_artifact, push
+
+# The registry client (requests, TLS) is imported on first use only: `kaito run` with weights already in
+# the local store, and every other `kaito` command, should not pay for it at start-up.
+_LAZY = {
+    "Credentials": "kaito_core.artifacts.auth",
+    "inspect_artifact": "kaito_core.artifacts.inspector",
+    "PackResult": "kaito_core.artifacts.pack",
+    "pack_preset": "kaito_core.artifacts.pack",
+    "PullResult": "kaito_core.artifacts.puller",
+    "pull": "kaito_core.artifacts.puller",
+    "copy_artifact": "kaito_core.artifacts.pusher",
+    "push": "kaito_core.artifacts.pusher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "ArtifactError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from kaito_core.artifacts.auth import Credentials
 from kaito_core.artifacts.errors import ArtifactError
-from kaito_core.artifacts.paths import default_store_path
+from kaito_core.artifacts.paths import store_reference
 from kaito_core.artifacts.pusher import push
 from kaito_core.plugins.contracts import Preset, WeightFormat
 
@@ -22,16 +21,6 @@ class PackResult:
     format: str
     quantization: str
     files: tuple[str, ...]
-
-
-def store_tag(preset_name: str, fmt: str, quantization: str) -> str:
-    """The tag a preset's format gets in the embedded store, e.g. ``gemma-3-270m-gguf-q4_k_m``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{preset_name}-{fmt}-{quantization}".lower())[:128]
-
-
-def store_reference(preset_name: str, fmt: str, quantization: str, store: Path | None = None) -> str:
-    """``oci:<store>:<tag>``: where ``pack_preset`` puts a preset format when not pushing."""
-    return f"oci:{store or default_store_path()}:{store_tag(preset_name, fmt, quantization)}"
 
 
 def choose_format(preset: Preset, fmt: str | None, quantization: str | None) -> WeightFormat:
