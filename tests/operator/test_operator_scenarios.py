@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -11,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 from operator_support import CRD_FILE, Cluster, wait_for, workspace_manifest
 
 from kaito_core.operator.run import OperatorThread
@@ -28,6 +30,23 @@ def create(cluster: Cluster, manifest: dict[str, Any]) -> dict[str, Any]:
     return as_tester(cluster).create_namespaced_custom_object(
         "kaito.sh", "v1beta1", ns, "workspaces", manifest
     )
+
+
+def update(cluster: Cluster, name: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+    """Read, change, replace; again on 409 (the operator writes the same object), as clients must."""
+    for _ in range(20):
+        ws = cluster.workspace(name)
+        assert ws is not None
+        mutate(ws)
+        try:
+            as_tester(cluster).replace_namespaced_custom_object(
+                "kaito.sh", "v1beta1", "default", "workspaces", name, ws
+            )
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise AssertionError(f"could not update Workspace {name}: 20 conflicts")
 
 
 def children(cluster: Cluster, name: str, namespace: str = "default") -> dict[str, dict[str, Any]]:
@@ -154,11 +173,10 @@ def test_provisioning_errors_reach_the_status_verbatim(cluster: Cluster, operato
 
 def test_spec_change_rewrites_only_what_changed(cluster: Cluster, operator: OperatorThread) -> None:
     before = children(cluster, "phi")
-    ws = cluster.workspace("phi")
-    assert ws is not None
-    ws["metadata"]["annotations"] = {**ws["metadata"].get("annotations", {}), "kaito.sh/enablelb": "True"}
-    as_tester(cluster).replace_namespaced_custom_object(
-        "kaito.sh", "v1beta1", "default", "workspaces", "phi", ws
+    update(
+        cluster,
+        "phi",
+        lambda ws: ws["metadata"].setdefault("annotations", {}).update({"kaito.sh/enablelb": "True"}),
     )
     wait_for(
         lambda: children(cluster, "phi")["Service/phi"]["spec"]["type"] == "LoadBalancer",
@@ -183,13 +201,14 @@ def test_adapter_change_rewrites_config_and_workload_not_service(
     cluster: Cluster, operator: OperatorThread
 ) -> None:
     before = children(cluster, "phi")
-    ws = cluster.workspace("phi")
-    assert ws is not None
-    ws["inference"]["adapters"] = [
-        {"source": {"name": "support-lora", "image": "registry.example.com/adapters/support:1"}}
-    ]
-    as_tester(cluster).replace_namespaced_custom_object(
-        "kaito.sh", "v1beta1", "default", "workspaces", "phi", ws
+    update(
+        cluster,
+        "phi",
+        lambda ws: ws["inference"].update(
+            adapters=[
+                {"source": {"name": "support-lora", "image": "registry.example.com/adapters/support:1"}}
+            ]
+        ),
     )
     wait_for(
         lambda: (
@@ -227,11 +246,16 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
         "StatefulSet/big",
     }
     assert objects["StatefulSet/big"]["spec"]["replicas"] == 2
-    ws = cluster.workspace("big")
-    assert ws is not None and ws["status"]["targetNodeCount"] == 2
-    ws["inference"]["adapters"] = [{"source": {"name": "a1", "image": "registry.example.com/adapters/a1:1"}}]
-    as_tester(cluster).replace_namespaced_custom_object(
-        "kaito.sh", "v1beta1", "default", "workspaces", "big", ws
+    wait_for(
+        lambda: ((cluster.workspace("big") or {}).get("status") or {}).get("targetNodeCount") == 2,
+        what="targetNodeCount",
+    )
+    update(
+        cluster,
+        "big",
+        lambda ws: ws["inference"].update(
+            adapters=[{"source": {"name": "a1", "image": "registry.example.com/adapters/a1:1"}}]
+        ),
     )
     wait_for(
         lambda: (
