@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -242,3 +243,34 @@ def test_the_schema_check_can_fail() -> None:
     broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("workspace-*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_with_the_installed_plugins_build_valid_manifests(example: Path) -> None:
+    """End to end through the real planner and runtime plugins (those installed), on the example's
+    instance type from the installed provisioners' catalogs."""
+    from kaito_core.api import load_workspaces
+    from kaito_core.planning import Hardware, plan_workspace
+    from kaito_core.plugins import default_registry
+
+    registry = default_registry()
+    for ws in load_workspaces(example.read_text()):
+        if ws.inference is None or ws.inference.preset is None:
+            continue  # tuning: its Job is the tuning builder's
+        if ws.inference.preset.name not in registry.presets():
+            pytest.skip(f"preset {ws.inference.preset.name} is not installed")
+        ws.metadata.uid = "00000000-0000-0000-0000-000000000001"
+        if ws.resource.instance_type is None:  # nodes the user brings: plan for a CPU node
+            hardware = Hardware.cpu_only(8, 32 * GiB, "a CPU node")
+        else:
+            sku = registry.instance_types().get(ws.resource.instance_type)
+            if sku is None:
+                pytest.skip(f"no installed provisioner offers {ws.resource.instance_type}")
+            hardware = Hardware.from_instance_type(sku, ws.resource.count)
+        plan = plan_workspace(ws, registry, hardware)
+        container = registry.runtime(plan.runtime).container(plan)
+        for obj in inference_manifests(ws, plan, container, SETTINGS):
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
