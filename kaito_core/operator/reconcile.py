@@ -234,33 +234,35 @@ class Reconciler:
         return resources
 
     async def _nodes_brought(self, ws: Workspace, selector: str, config: dict[str, Any] | None) -> Resources:
+        """Nodes the user brings: found by the label selector, planned for by their GPU labels."""
         nodes = await self.io(self.kube.list_nodes, selector)
-        plan: Plan | None = None
-        plan_error: Check | None = None
         target = ws.resource.count
-        if nodes:
-            try:
-                plan = self._plan(ws, Hardware.from_nodes(nodes), config)
-            except PlanError as exc:
-                plan_error = Check("False", "PlanFailed", str(exc), failed=True)
-            if plan is not None:
-                target = plan.node_count
+        if not nodes:
+            message = f"No nodes found matching the specified label selector ({selector})"
+            return Resources(Check("False", "NodesNotFound", message), target=target)
+        if not any(node_is_ready(n, need_gpu=False) for n in nodes):
+            return Resources(
+                Check("False", "NodesNotReady", f"0/{len(nodes)} nodes matching {selector} are Ready"),
+                target=target,
+            )
+        plan: Plan | None = None
+        try:
+            plan = self._plan(ws, Hardware.from_nodes(nodes), config)
+        except PlanError as exc:
+            failure = Check("False", "PlanFailed", str(exc), failed=True)
+            return Resources(failure, plan_error=failure, target=target)
+        if plan is not None:
+            target = plan.node_count
         need_gpu = plan is not None and plan.gpus_per_node > 0
         ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
-        if len(ready) >= target and plan_error is None:
+        if len(ready) >= target:
             check = Check("True", "NodesReady", f"{len(ready)} node(s) ready")
-        elif not nodes:
-            check = Check(
-                "False", "NodesNotFound", f"No nodes found matching the specified label selector ({selector})"
-            )
         else:
+            gpu = " with nvidia.com/gpu capacity" if need_gpu else ""
             check = Check(
-                "False",
-                "NodesNotReady",
-                f"{len(ready)}/{target} nodes matching {selector} are ready"
-                + (" with nvidia.com/gpu capacity" if need_gpu else ""),
+                "False", "NodesNotReady", f"{len(ready)}/{target} nodes matching {selector} are ready{gpu}"
             )
-        return Resources(check, plan, plan_error, ready, target)
+        return Resources(check, plan, None, ready, target)
 
     async def _nodes_provisioned(
         self, ws: Workspace, selector: str, config: dict[str, Any] | None
