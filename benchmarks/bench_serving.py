@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ TOKENS = 64  # generated per request
 REQUESTS_PER_CLIENT = 1
 ROUNDS = 3
 SINGLE_REPEATS = 5
+_REQUEST_NUMBERS = itertools.count(1)
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 MODEL_NAME = "gemma-3-270m"
 
@@ -146,10 +148,12 @@ def start(name: str, argv: list[str], url: str, env: dict[str, str] | None = Non
 
 
 async def stream_completion(client: httpx.AsyncClient, server: Server) -> tuple[float, float, int]:
-    """One streaming /v1/completions request: (time to first token, total time, tokens)."""
+    """One streaming /v1/completions request: (time to first token, total time, tokens).
+
+    Every request's prompt starts differently, so no server answers from a cached prefix."""
     body = {
         "model": MODEL_NAME,
-        "prompt": PROMPT,
+        "prompt": f"Request {next(_REQUEST_NUMBERS)}. {PROMPT}",
         "max_tokens": TOKENS,
         "temperature": 0,
         "stream": True,
@@ -383,6 +387,9 @@ def start_llama_cpp_server(model: Path) -> Server:
         str(port),
         "--model_alias",
         MODEL_NAME,
+        # by default a new request interrupts the stream in progress (cut off mid-body); queue instead
+        "--interrupt_requests",
+        "False",
     ]
     # llama_cpp.server has no ignore_eos: a logit bias keeps every end-of-generation token out instead
     bias = {str(t): -100.0 for t in eog_tokens(model)}
@@ -531,7 +538,12 @@ def main() -> None:
                 if "llama_cpp_server" in servers:
                     contenders["llama_cpp_server"] = servers["llama_cpp_server"]
                 for name, server in contenders.items():
-                    run = asyncio.run(concurrent_run(server, clients))
+                    try:
+                        run = asyncio.run(concurrent_run(server, clients))
+                    except (httpx.HTTPError, OSError) as exc:
+                        print(f"  round {round_no}, {clients} clients, {name}: failed: {exc!r}", flush=True)
+                        results.setdefault("failures", []).append(f"{name}, {clients} clients: {exc!r}")
+                        continue
                     cells.setdefault((name, clients), []).append(run)
                     print(
                         f"  round {round_no}, {clients} clients, {name}: {run['tokens_per_s']} tokens/s",

@@ -152,9 +152,12 @@ class ServerState:
 
     # -- shared request checks ----------------------------------------------------------------------
 
-    def prepare(self, prompt: str, params: SamplingParams) -> tuple[int, SamplingParams]:
+    def prepare(
+        self, prompt: str, params: SamplingParams, prompt_tokens: int | None = None
+    ) -> tuple[int, SamplingParams]:
         """Count the prompt, refuse one longer than the context, fit max_tokens into what is left."""
-        prompt_tokens = self.engine.count_tokens(prompt)
+        if prompt_tokens is None:
+            prompt_tokens = self.engine.count_tokens(prompt)
         context = self.engine.context_length
         if prompt_tokens >= context:
             raise RequestError(
@@ -162,7 +165,6 @@ class ServerState:
                 "sequence (--context-length); shorten the prompt",
                 param="prompt",
             )
-        self.metrics.prompt_tokens.inc(prompt_tokens)
         room = context - prompt_tokens
         if params.max_tokens > room:
             params = dataclasses.replace(params, max_tokens=room)
@@ -412,8 +414,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise RequestError("Text generation parameter prompt required", param="prompt")
         prompt_tokens = engine.count_tokens(prompt)
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
-        _, params = state.prepare(prompt, params)
+        _, params = state.prepare(prompt, params, prompt_tokens)
         await state.admit(1)
+        state.metrics.prompt_tokens.inc(prompt_tokens)
         try:
             result: Generation = await _unless_disconnected(request, state.collect(prompt, params, started))
         finally:
@@ -464,6 +467,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                 param="n",
             )
         await state.admit(slots)
+        state.metrics.prompt_tokens.inc(prompt_tokens)
         if not stream:
             try:
                 results: list[Generation] = await _unless_disconnected(

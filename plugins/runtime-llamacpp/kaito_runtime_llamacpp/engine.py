@@ -122,6 +122,7 @@ class LlamaCppEngine:
         self._active: list[_Sequence] = []
         self._free_ids: list[int] = list(range(self.max_batch - 1, -1, -1))
         self._thread: threading.Thread | None = None
+        self._loading: asyncio.Future[None] | None = None
         self._stopping = False
         self._loaded = False
         self._fatal: str | None = None
@@ -136,7 +137,12 @@ class LlamaCppEngine:
         return self._n_ctx_seq
 
     async def load(self) -> None:
-        await asyncio.to_thread(self._load)
+        # shielded: a cancelled load (SIGTERM while loading) must not free the model under _load's feet;
+        # close() waits for this future instead
+        self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+        await asyncio.shield(self._loading)
+        if self._stopping:
+            return
         self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
         self._thread.start()
 
@@ -196,6 +202,8 @@ class LlamaCppEngine:
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        if self._loading is not None and not self._loading.done():
+            await asyncio.wait([self._loading])
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
