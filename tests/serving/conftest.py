@@ -33,6 +33,7 @@ class ScriptedEngine:
         self.cancelled = 0
         self.last_progress = time.monotonic()
         self.stalled = False
+        self.dead: str | None = None
 
     @property
     def context_length(self) -> int:
@@ -69,7 +70,13 @@ class ScriptedEngine:
         return " ".join(m.content for m in messages)
 
     def health(self) -> EngineHealth:
-        return EngineHealth(loaded=self.loaded, last_progress=self.last_progress, running=self.running)
+        return EngineHealth(
+            loaded=self.loaded,
+            alive=self.dead is None,
+            error=self.dead,
+            last_progress=self.last_progress,
+            running=self.running,
+        )
 
     async def close(self) -> None:
         pass

@@ -59,6 +59,15 @@ def test_health_turns_503_when_decoding_stalls(serve, engine_factory, waiter) ->
     waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
 
 
+def test_health_turns_503_when_the_engine_dies(serve, engine_factory, waiter) -> None:
+    engine = engine_factory()
+    server = serve(engine)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    engine.dead = "decode loop crashed: llama_decode failed with -3"
+    response = httpx.get(server.url + "/health")
+    assert response.status_code == 503 and "llama_decode failed" in response.json()["error"]
+
+
 def test_full_queue_answers_429_with_retry_after(serve, engine_factory, waiter) -> None:
     engine = engine_factory(delay=0.05)
     server = serve(engine, max_concurrency=1, queue_size=1, retry_after=7)
