@@ -158,6 +158,14 @@ class ServerState:
         """Count the prompt, refuse one longer than the context, fit max_tokens into what is left."""
         if prompt_tokens is None:
             prompt_tokens = self.engine.count_tokens(prompt)
+        self.check_context(prompt_tokens)
+        context = self.engine.context_length
+        room = context - prompt_tokens
+        if params.max_tokens > room:
+            params = dataclasses.replace(params, max_tokens=room)
+        return prompt_tokens, params
+
+    def check_context(self, prompt_tokens: int) -> None:
         context = self.engine.context_length
         if prompt_tokens >= context:
             raise RequestError(
@@ -165,10 +173,6 @@ class ServerState:
                 "sequence (--context-length); shorten the prompt",
                 param="prompt",
             )
-        room = context - prompt_tokens
-        if params.max_tokens > room:
-            params = dataclasses.replace(params, max_tokens=room)
-        return prompt_tokens, params
 
     def check_n(self, n: int) -> None:
         if n < 1:
@@ -362,6 +366,11 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     async def _client_gone(request: Request, exc: ClientGone) -> Response:
         return Response(status_code=499)
 
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request to %s failed: %s: %s", request.url.path, type(exc).__name__, exc)
+        return _error(500, f"generation failed: {exc}")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
@@ -413,6 +422,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         if not prompt:
             raise RequestError("Text generation parameter prompt required", param="prompt")
         prompt_tokens = engine.count_tokens(prompt)
+        state.check_context(prompt_tokens)  # before max_length arithmetic: name the real limit
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
         _, params = state.prepare(prompt, params, prompt_tokens)
         await state.admit(1)
@@ -497,24 +507,25 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         async def events() -> AsyncIterator[bytes]:
             completion = 0
             try:
-                for i in range(slots):
-                    if (first := prefix(i)) is not None:
-                        yield _sse(first)
-                streams = [state.sequence(p, sp, started) for p, sp in jobs]
-                async for index, chunk in _merge(streams):
-                    completion += chunk.tokens
-                    if chunk.text or chunk.finish_reason:
-                        yield _sse(render(chunk.text, index, None, chunk, True))
+                try:
+                    for i in range(slots):
+                        if (first := prefix(i)) is not None:
+                            yield _sse(first)
+                    streams = [state.sequence(p, sp, started) for p, sp in jobs]
+                    async for index, chunk in _merge(streams):
+                        completion += chunk.tokens
+                        if chunk.text or chunk.finish_reason:
+                            yield _sse(render(chunk.text, index, None, chunk, True))
+                except Exception as exc:  # the engine failed mid-stream: say so in the stream, then end it
+                    log.exception("generation failed")
+                    message = f"generation failed: {exc}"
+                    yield _sse({"error": {"message": message, "type": "server_error", "code": 500}})
+                    yield b"data: [DONE]\n\n"
+                    return
                 if include_usage:
-                    yield _sse(
-                        usage_chunk(
-                            {
-                                "prompt_tokens": prompt_tokens,
-                                "completion_tokens": completion,
-                                "total_tokens": prompt_tokens + completion,
-                            }
-                        )
-                    )
+                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                             "total_tokens": prompt_tokens + completion}  # fmt: skip
+                    yield _sse(usage_chunk(usage))
                 yield b"data: [DONE]\n\n"
             finally:
                 release_once()

@@ -22,8 +22,11 @@ from kaito_core.serving.settings import ServerSettings
 class ScriptedEngine:
     """Generates "w0 w1 w2 ..." one word per token, `delay` seconds apart."""
 
-    def __init__(self, delay: float = 0.0, fail_load: str | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, fail_load: str | None = None, fail_after: int | None = None
+    ) -> None:
         self.delay = delay
+        self.fail_after = fail_after
         self.fail_load = fail_load
         self.release_load = threading.Event()
         self.release_load.set()
@@ -54,6 +57,8 @@ class ScriptedEngine:
                 while self.stalled:
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(self.delay)
+                if self.fail_after is not None and i == self.fail_after and self.loaded and self.started > 1:
+                    raise RuntimeError("llama_decode failed with -3")
                 self.last_progress = time.monotonic()
                 last = i == params.max_tokens - 1
                 yield Chunk(f" w{i}", tokens=1, finish_reason="length" if last else None)

@@ -132,3 +132,17 @@ def test_client_disconnect_cancels_a_stream(serve, engine_factory, waiter) -> No
                 break
     waiter(lambda: engine.cancelled == 1, timeout=2)
     waiter(lambda: "kaito_requests_running 0.0" in httpx.get(server.url + "/metrics").text)
+
+
+def test_engine_failure_mid_stream_is_reported_in_the_stream(serve, engine_factory, waiter) -> None:
+    engine = engine_factory(fail_after=2)
+    server = serve(engine)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "a", "max_tokens": 10, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert '"text":" w1"' in events[1]
+    assert "generation failed: llama_decode failed with -3" in events[-2] and events[-1] == "data: [DONE]"
+    plain = httpx.post(server.url + "/v1/completions", json={**body, "stream": False})
+    assert plain.status_code == 500 and "llama_decode failed" in plain.json()["error"]["message"]
+    waiter(lambda: "kaito_requests_running 0.0" in httpx.get(server.url + "/metrics").text)
