@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import heapq
 import logging
 import os
 import threading
@@ -120,7 +121,10 @@ class LlamaCppEngine:
         self._cond = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
-        self._free_ids: list[int] = list(range(self.max_batch - 1, -1, -1))
+        # a min-heap: new sequences take the lowest free seq_id, keeping the ids in use compact. With
+        # kv_unified off, llama.cpp attends over the span of streams from the lowest to the highest
+        # seq_id in a batch: ids {0,2,4,6} cost as much as {0..6} (measured 2x slower than {0..3}).
+        self._free_ids: list[int] = list(range(self.max_batch))
         self._thread: threading.Thread | None = None
         self._loading: asyncio.Future[None] | None = None
         self._stopping = False
@@ -445,7 +449,7 @@ class LlamaCppEngine:
             seq = self._pending.popleft()
             if seq.cancelled:
                 continue
-            seq.seq_id = self._free_ids.pop()
+            seq.seq_id = heapq.heappop(self._free_ids)
             seq.sampler = self._make_sampler(seq)
             self._active.append(seq)
 
@@ -468,6 +472,9 @@ class LlamaCppEngine:
             seq.n_past += 1
             n += 1
 
+        # llama.cpp is much faster when a batch lists its sequences in ascending seq_id order (measured
+        # 2x at 4 sequences with kv_unified off: descending order took the slow path), so sort
+        self._active.sort(key=lambda s: s.seq_id)
         # decode tokens first: one per generating sequence, so no sequence waits on a long prefill
         for seq in self._active:
             if seq.next_token is not None:
@@ -535,15 +542,15 @@ class LlamaCppEngine:
         """End a sequence: its last chunk (if anyone listens), free its KV cells, sampler and seq_id."""
         import llama_cpp as L
 
-        if last is not None and not seq.cancelled:
-            self._emit(seq, last)
         L.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
         if seq.sampler is not None:
             L.llama_sampler_free(seq.sampler)
             seq.sampler = None
         self._active.remove(seq)
-        self._free_ids.append(seq.seq_id)
+        heapq.heappush(self._free_ids, seq.seq_id)
         seq.seq_id = -1
+        if last is not None and not seq.cancelled:  # resources are back before the client hears the end
+            self._emit(seq, last)
 
     def _fail_all(self, error: BaseException) -> None:
         for seq in list(self._active):
