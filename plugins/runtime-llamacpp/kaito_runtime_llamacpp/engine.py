@@ -104,6 +104,8 @@ class LlamaCppEngine:
         self.max_batch = max(1, config.max_batch)
         self.threads = config.threads or os.cpu_count() or 1
         self.max_observed_batch = 0  # the most sequences one llama_decode call carried
+        #: greedy requests without penalties take an argmax over the logits instead of the sampler chain
+        self.fast_greedy = bool(config.options.get("fast_greedy", True))
         self.steps = 0
         self._model: Any = None
         self._ctx: Any = None
@@ -509,8 +511,28 @@ class LlamaCppEngine:
         for seq in carried:
             if seq.output_index >= 0:
                 index, seq.output_index = seq.output_index, -1
-                token = L.llama_sampler_sample(seq.sampler, self._ctx, index)
+                if self.fast_greedy and self._plain_greedy(seq.params):
+                    token = self._argmax(index, mask_eog=seq.eog_suppressed)
+                else:
+                    token = L.llama_sampler_sample(seq.sampler, self._ctx, index)
                 self._on_token(seq, token)
+
+    @staticmethod
+    def _plain_greedy(p: SamplingParams) -> bool:
+        no_penalties = p.repetition_penalty == 1.0 and not p.presence_penalty and not p.frequency_penalty
+        return (p.greedy or p.temperature <= 0.0) and no_penalties
+
+    def _argmax(self, index: int, mask_eog: bool) -> int:
+        """Greedy without the sampler: llama_sampler_sample first copies all n_vocab logits into a
+        candidate array (~0.9 ms for Gemma's 262k vocabulary, 12% of a decode step at 8 sequences); an
+        argmax over the logits row picks the same token (the first maximum, like the greedy sampler)."""
+        import llama_cpp as L
+        import numpy as np
+
+        row = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
+        if mask_eog and self._eog:
+            row[self._eog] = -np.inf  # this row is ours until the next decode
+        return int(row.argmax())
 
     def _on_token(self, seq: _Sequence, token: int) -> None:
         import llama_cpp as L
