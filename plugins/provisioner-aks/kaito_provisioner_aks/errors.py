@@ -1,16 +1,12 @@
-"""Azure SDK exceptions -> (message verbatim, short CamelCase reason) for the Workspace status."""
+"""Azure SDK exceptions -> (message verbatim, short CamelCase reason) for the Workspace status.
+
+azure.core is imported only inside ``describe``: every ``kaito`` command registers this plugin, and
+importing the Azure SDK costs tens of milliseconds that only a call to Azure needs.
+"""
 
 from __future__ import annotations
 
 import re
-
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 
 _BY_STATUS = {
     401: "AuthenticationFailed",
@@ -37,6 +33,14 @@ def camel_reason(code: str) -> str:
 
 def describe(err: BaseException) -> tuple[str, str]:
     """Azure's message for ``err`` (verbatim, as ARM sent it) and a reason for the status condition."""
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
     if isinstance(err, HttpResponseError):
         detail = err.error  # ARM's {"error": {"code", "message"}}, parsed by the SDK
         code = getattr(detail, "code", None) or ""

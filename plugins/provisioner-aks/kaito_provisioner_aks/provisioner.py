@@ -15,8 +15,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
 from kaito_core.plugins.contracts import InstanceType, NodeRequest, ProvisionResult
 from kaito_provisioner_aks.config import AKSConfig, ConfigError, resolve_config
 from kaito_provisioner_aks.errors import AKSError, camel_reason, describe
@@ -92,6 +90,10 @@ class AKSProvisioner:
         return self._catalog
 
     def ensure_nodes(self, request: NodeRequest) -> ProvisionResult:
+        # Azure's exceptions are imported in the methods that call Azure, not at module level:
+        # every `kaito` command registers this plugin and must not pay for importing the SDK.
+        from azure.core.exceptions import AzureError
+
         pool = pool_name(request.namespace, request.workspace)
         selector = {AGENTPOOL_LABEL: pool}
         invalid = self._check_request(request)
@@ -128,6 +130,8 @@ class AKSProvisioner:
             )
 
     def delete_nodes(self, workspace: str, namespace: str) -> None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
         pool = pool_name(namespace, workspace)
         with self._lock:
             self._backoff.pop(pool, None)
@@ -195,6 +199,8 @@ class AKSProvisioner:
 
     @staticmethod
     def _get_pool(client: ContainerServiceClient, config: AKSConfig, pool: str) -> AgentPool | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
         try:
             return client.agent_pools.get(config.resource_group, config.cluster_name, pool)
         except ResourceNotFoundError:
@@ -252,6 +258,8 @@ class AKSProvisioner:
         request: NodeRequest,
         selector: dict[str, str],
     ) -> ProvisionResult:
+        from azure.core.exceptions import AzureError
+
         if not owned_by(existing.tags, request.workspace, request.namespace):
             return ProvisionResult(
                 pending=request.count,
@@ -327,6 +335,8 @@ class AKSProvisioner:
     def _failure(self, pool: str, existing: AgentPool, state: str) -> tuple[str, str, bool]:
         """Azure's own words for why the pool failed: the pool's ``status.provisioningError``, else
         the error of the operation our poller followed. The flag is False while that poller runs."""
+        from azure.core.exceptions import AzureError
+
         status = existing.status
         detail = status.provisioning_error if status is not None else None
         if detail is not None and detail.message:
@@ -347,6 +357,8 @@ class AKSProvisioner:
     @staticmethod
     def _machine_names(client: ContainerServiceClient, config: AKSConfig, pool: str) -> tuple[str, ...]:
         """The pool's machines; AKS names each VMSS machine like its Kubernetes Node."""
+        from azure.core.exceptions import AzureError
+
         try:
             machines = client.machines.list(config.resource_group, config.cluster_name, pool)
             return tuple(sorted(m.name for m in machines if m.name))

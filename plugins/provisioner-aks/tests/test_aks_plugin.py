@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from kaito_provisioner_aks import AKSProvisioner, plugin
 
 from kaito_core.plugins import Provisioner, Registry, default_registry
@@ -28,3 +31,18 @@ def test_found_through_the_entry_point() -> None:
     registry = default_registry()
     assert isinstance(registry.provisioner("aks"), AKSProvisioner)
     assert registry.owner("provisioner", "aks") == "kaito-provisioner-aks"
+
+
+def test_registering_the_plugin_imports_no_azure_module() -> None:
+    # Every `kaito` command loads this plugin; the Azure SDK is imported only when Azure is called.
+    code = (
+        "import sys\n"
+        "from kaito_core.plugins.registry import Registry\n"
+        "from kaito_provisioner_aks import plugin\n"
+        "registry = Registry()\n"
+        "registry.register(plugin, distribution='kaito-provisioner-aks')\n"
+        "registry.provisioner('aks').catalog()\n"
+        "print(sorted(m for m in sys.modules if m == 'azure' or m.startswith('azure.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
