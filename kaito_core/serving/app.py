@@ -421,14 +421,17 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise RequestError("Text generation parameter prompt required", param="prompt")
         if not prompt:
             raise RequestError("Text generation parameter prompt required", param="prompt")
-        prompt_tokens = engine.count_tokens(prompt)
+        # `prefix` is generated from but not returned (the transformers pipeline's behaviour)
+        model_input = (body.prefix or "") + prompt
+        prompt_tokens = engine.count_tokens(model_input)
         state.check_context(prompt_tokens)  # before max_length arithmetic: name the real limit
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
-        _, params = state.prepare(prompt, params, prompt_tokens)
+        _, params = state.prepare(model_input, params, prompt_tokens)
         await state.admit(1)
         state.metrics.prompt_tokens.inc(prompt_tokens)
         try:
-            result: Generation = await _unless_disconnected(request, state.collect(prompt, params, started))
+            work = state.collect(model_input, params, started)
+            result: Generation = await _unless_disconnected(request, work)
         finally:
             state.release(1)
         # return_full_text applies to `prompt` (the transformers pipeline's behaviour); for `messages`

@@ -146,3 +146,13 @@ def test_engine_failure_mid_stream_is_reported_in_the_stream(serve, engine_facto
     plain = httpx.post(server.url + "/v1/completions", json={**body, "stream": False})
     assert plain.status_code == 500 and "llama_decode failed" in plain.json()["error"]["message"]
     waiter(lambda: "kaito_requests_running 0.0" in httpx.get(server.url + "/metrics").text)
+
+
+def test_chat_prefix_is_generated_from_but_not_returned(serve, engine_factory, waiter) -> None:
+    engine = engine_factory()
+    server = serve(engine)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"prompt": "b c", "prefix": "a ", "generate_kwargs": {"max_length": 5}}
+    response = httpx.post(server.url + "/chat", json=body)
+    # max_length 5 counts the 3 words of prefix + prompt: two generated
+    assert response.json() == {"Result": "b c w0 w1"}
