@@ -283,8 +283,9 @@ class LlamaCppEngine:
         cparams.n_ctx = per_seq * self.max_batch
         cparams.n_seq_max = self.max_batch
         cparams.kv_unified = False
-        cparams.n_batch = max(N_BATCH, self.max_batch)
-        cparams.n_ubatch = max(N_BATCH, self.max_batch)
+        n_batch = int(self.config.options.get("n_batch", N_BATCH))  # prompt tokens per step at most
+        cparams.n_batch = max(n_batch, self.max_batch)
+        cparams.n_ubatch = max(n_batch, self.max_batch)
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.no_perf = True

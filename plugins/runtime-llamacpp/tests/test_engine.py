@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kaito_core.serving.engine import SamplingParams
+from kaito_runtime_llamacpp.engine import LlamaCppEngine
+
+from kaito_core.serving.engine import EngineConfig, SamplingParams
 
 
 async def _generate(engine: Any, prompt: str, params: SamplingParams) -> tuple[str, int, str | None]:
@@ -46,3 +48,34 @@ def test_sampling_with_a_seed_is_reproducible(gemma_server: Any) -> None:
     first = asyncio.run(_generate(engine, "My favourite animal is", params))
     second = asyncio.run(_generate(engine, "My favourite animal is", params))
     assert first == second and first[1] == 10
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_others_decode(gemma_path: Any) -> None:
+    config = EngineConfig(
+        model_path=str(gemma_path), served_model_name="g", context_length=512, threads=2, max_batch=4,
+        options={"n_batch": 64},
+    )  # fmt: skip
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 45  # ~450 tokens: 8 chunks of 64
+
+    async def run(engine: LlamaCppEngine) -> tuple[list[tuple[str, int, str | None]], int]:
+        await engine.load()
+        try:
+            assert 400 < engine.count_tokens(long_prompt) < engine.context_length
+            params = SamplingParams(max_tokens=48, ignore_eos=True, greedy=True)
+            started = [asyncio.ensure_future(_generate(engine, f"Fact {i}:", params)) for i in range(3)]
+            while engine.health().running < 3:  # the short ones are running now
+                await asyncio.sleep(0.01)
+            steps = engine.steps
+            long = await _generate(
+                engine, long_prompt, SamplingParams(max_tokens=4, ignore_eos=True, greedy=True)
+            )
+            return [long, *await asyncio.gather(*started)], engine.steps - steps
+        finally:
+            await engine.close()
+
+    engine = LlamaCppEngine(config)
+    results, steps = asyncio.run(run(engine))
+    assert [tokens for _, tokens, _ in results] == [4, 48, 48, 48]
+    assert all(text for text, _, _ in results)
+    assert steps >= 8 + 4  # the prompt took several steps (each also advancing the three decoders)
+    assert engine.max_observed_batch == 4
