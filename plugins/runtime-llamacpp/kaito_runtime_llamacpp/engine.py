@@ -165,6 +165,8 @@ class LlamaCppEngine:
         seq = _Sequence(tokens, params, asyncio.get_running_loop(), asyncio.Queue())
         seq.stops = StopMatcher(params.stop)
         with self._cond:
+            if self._stopping:  # the decode loop is gone or going: nobody would ever answer
+                raise EngineError("the engine is shutting down")
             self._pending.append(seq)
             self._cond.notify()
         finished = False
