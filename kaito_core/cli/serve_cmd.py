@@ -174,7 +174,6 @@ def serve(
 
     from kaito_core.plugins.registry import default_registry
     from kaito_core.serving.engine import EngineConfig
-    from kaito_core.serving.server import LoadFailed, run
     from kaito_core.serving.settings import ServerSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -213,6 +212,13 @@ def serve(
         grace_period=grace_period,
     )
     engine = runtime_obj.engine(config)
+    # An engine that can load on a thread of its own starts now, so that reading the weights overlaps
+    # importing the web stack below (FastAPI, uvicorn); the server's load() then waits for it.
+    start_loading = getattr(engine, "start_loading", None)
+    if callable(start_loading):
+        start_loading()
+    from kaito_core.serving.server import LoadFailed, run
+
     try:
         run(engine, settings, host=host, port=port, log_level=log_level)
     except LoadFailed as exc:

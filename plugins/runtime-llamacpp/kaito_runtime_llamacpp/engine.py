@@ -16,6 +16,7 @@ So every decode step advances every running sequence, and new requests join betw
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import heapq
@@ -114,7 +115,7 @@ class LlamaCppEngine:
         self._batch: Any = None
         self._n_ctx_seq = 0
         self._n_vocab = 0
-        self._eog: list[int] = []
+        self._eog_tokens: list[int] | None = None  # computed on first need: see _eog()
         self._add_bos = False
         self._bos_text = ""
         self._pieces: dict[int, bytes] = {}
@@ -129,6 +130,7 @@ class LlamaCppEngine:
         self._free_ids: list[int] = list(range(self.max_batch))
         self._thread: threading.Thread | None = None
         self._loading: asyncio.Future[None] | None = None
+        self._preload: concurrent.futures.Future[None] | None = None
         self._stopping = False
         self._loaded = False
         self._fatal: str | None = None
@@ -142,10 +144,36 @@ class LlamaCppEngine:
     def context_length(self) -> int:
         return self._n_ctx_seq
 
+    def start_loading(self) -> None:
+        """Begin loading on a thread of its own now; ``load()`` then waits for it.
+
+        ``kaito serve`` calls this before it imports the web stack (FastAPI, uvicorn: ~0.3 s), so reading
+        the weights and building the KV cache (ctypes calls, which release the GIL) overlap the imports.
+        """
+        if self._preload is not None or self._loading is not None:
+            return
+        preload: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def target() -> None:
+            if not preload.set_running_or_notify_cancel():
+                return
+            try:
+                self._load()
+            except BaseException as exc:  # handed to load(), which reports it as a load failure
+                preload.set_exception(exc)
+            else:
+                preload.set_result(None)
+
+        self._preload = preload
+        threading.Thread(target=target, name="llamacpp-load", daemon=True).start()
+
     async def load(self) -> None:
         # shielded: a cancelled load (SIGTERM while loading) must not free the model under _load's feet;
         # close() waits for this future instead
-        self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+        if self._preload is not None:
+            self._loading = asyncio.wrap_future(self._preload)
+        else:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
         await asyncio.shield(self._loading)
         if self._stopping:
             return
@@ -212,6 +240,8 @@ class LlamaCppEngine:
             self._cond.notify()
         if self._loading is not None and not self._loading.done():
             await asyncio.wait([self._loading])
+        elif self._loading is None and self._preload is not None:  # started, but load() never came
+            await asyncio.wait([asyncio.wrap_future(self._preload)])
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -285,6 +315,12 @@ class LlamaCppEngine:
         cparams.n_ctx = per_seq * self.max_batch
         cparams.n_seq_max = self.max_batch
         cparams.kv_unified = False
+        # swa_full off: layers with sliding-window attention (5 of 6 in Gemma 3) keep only the window
+        # (+ one ubatch) per sequence instead of the full context. llama.cpp's default (on) allocates
+        # and clears full-size caches for them: context creation for 8 x 8192 took 0.54 s vs 0.15 s.
+        # What it costs: a sequence's cells cannot be rewound past the window (prefix reuse, context
+        # shift), which this engine never does: a finished sequence's cells are dropped whole.
+        cparams.swa_full = bool(self.config.options.get("swa_full", False))
         n_batch = int(self.config.options.get("n_batch", N_BATCH))  # prompt tokens per step at most
         cparams.n_batch = max(n_batch, self.max_batch)
         cparams.n_ubatch = max(n_batch, self.max_batch)
@@ -301,7 +337,6 @@ class LlamaCppEngine:
         self._n_ctx_seq = L.llama_n_ctx(ctx) // self.max_batch
         self._batch = L.llama_batch_init(cparams.n_batch, 0, 1)
         self._n_batch = cparams.n_batch
-        self._eog = [t for t in range(self._n_vocab) if L.llama_vocab_is_eog(self._vocab, t)]
         self._add_bos = bool(L.llama_vocab_get_add_bos(self._vocab))
         bos = L.llama_vocab_bos(self._vocab)
         eos = L.llama_vocab_eos(self._vocab)
@@ -381,11 +416,12 @@ class LlamaCppEngine:
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         # EOG tokens are masked while min_tokens are not reached yet, or for good with ignore_eos.
         suppress = p.ignore_eos or len(seq.generated) < p.min_tokens
-        if suppress and self._eog:
-            biases = (L.llama_logit_bias * len(self._eog))(
-                *(L.llama_logit_bias(token, float("-inf")) for token in self._eog)
+        eog = self._eog() if suppress else []
+        if eog:
+            biases = (L.llama_logit_bias * len(eog))(
+                *(L.llama_logit_bias(token, float("-inf")) for token in eog)
             )
-            masked = L.llama_sampler_init_logit_bias(self._n_vocab, len(self._eog), biases)
+            masked = L.llama_sampler_init_logit_bias(self._n_vocab, len(eog), biases)
             L.llama_sampler_chain_add(chain, masked)
         seq.eog_suppressed = suppress
         if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
@@ -520,6 +556,20 @@ class LlamaCppEngine:
                     token = L.llama_sampler_sample(seq.sampler, self._ctx, index)
                 self._on_token(seq, token)
 
+    def _eog(self) -> list[int]:
+        """Every end-of-generation token, for masking (min_tokens, ignore_eos).
+
+        Found by asking llama.cpp about each token of the vocabulary: 0.1-0.3 s for Gemma's 262k, so it
+        is done on the first request that needs it (decode thread only), not at load; ending a sequence
+        asks ``llama_vocab_is_eog`` about the sampled token alone.
+        """
+        if self._eog_tokens is None:
+            import llama_cpp as L
+
+            vocab = self._vocab
+            self._eog_tokens = [t for t in range(self._n_vocab) if L.llama_vocab_is_eog(vocab, t)]
+        return self._eog_tokens
+
     @staticmethod
     def _plain_greedy(p: SamplingParams) -> bool:
         no_penalties = p.repetition_penalty == 1.0 and not p.presence_penalty and not p.frequency_penalty
@@ -533,8 +583,9 @@ class LlamaCppEngine:
         import numpy as np
 
         row = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
-        if mask_eog and self._eog:
-            row[self._eog] = -np.inf  # this row is ours until the next decode
+        eog = self._eog() if mask_eog else []
+        if eog:
+            row[eog] = -np.inf  # this row is ours until the next decode
         return int(row.argmax())
 
     def _on_token(self, seq: _Sequence, token: int) -> None:
