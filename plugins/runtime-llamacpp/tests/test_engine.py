@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kaito_runtime_llamacpp.engine import LlamaCppEngine
+import pytest
+from kaito_runtime_llamacpp.engine import EngineError, LlamaCppEngine
 
 from kaito_core.serving.engine import EngineConfig, SamplingParams
 
@@ -79,3 +80,45 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_others_decode(gemma_path: An
     assert all(text for text, _, _ in results)
     assert steps >= 8 + 4  # the prompt took several steps (each also advancing the three decoders)
     assert engine.max_observed_batch == 4
+
+
+def test_window_size_swa_caches_generate_what_full_ones_do(gemma_path: Any) -> None:
+    """swa_full off (the default) keeps only Gemma 3's sliding window per sequence; a prompt longer
+    than the window (512) must still give the greedy text full-size caches give. The default engine
+    also loads through start_loading(), as `kaito serve` does."""
+    prompt = " ".join(f"Item {i} is a {('red', 'blue', 'green')[i % 3]} box." for i in range(110)) + " So"
+
+    async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
+        await engine.load()
+        try:
+            assert 600 < engine.count_tokens(prompt) < engine.context_length
+            params = SamplingParams(max_tokens=8, ignore_eos=True, greedy=True)
+            # one at a time: batch composition changes float rounding, and greedy follows the rounding
+            return [await _generate(engine, p, params) for p in (prompt, "Hi")]
+        finally:
+            await engine.close()
+
+    def config(**options: Any) -> EngineConfig:
+        return EngineConfig(
+            model_path=str(gemma_path), served_model_name="g", context_length=1024, threads=2, max_batch=2,
+            options=options,
+        )  # fmt: skip
+
+    windowed = LlamaCppEngine(config())
+    windowed.start_loading()
+    assert asyncio.run(run(windowed)) == asyncio.run(run(LlamaCppEngine(config(swa_full=True))))
+
+
+def test_a_load_started_early_that_fails_fails_load(tmp_path: Any) -> None:
+    (tmp_path / "broken.gguf").write_bytes(b"not a gguf file")
+    engine = LlamaCppEngine(EngineConfig(model_path=str(tmp_path / "broken.gguf"), served_model_name="x"))
+    engine.start_loading()
+
+    async def run() -> None:
+        try:
+            await engine.load()
+        finally:
+            await engine.close()
+
+    with pytest.raises(EngineError, match="could not load"):
+        asyncio.run(run())
