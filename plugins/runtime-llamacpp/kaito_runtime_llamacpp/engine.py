@@ -22,6 +22,7 @@ import ctypes
 import heapq
 import logging
 import os
+import platform
 import threading
 import time
 from collections import deque
@@ -78,6 +79,26 @@ def _extra_buffer_types(config: EngineConfig) -> bool:
     if "extra_buffer_types" in config.options:
         return bool(config.options["extra_buffer_types"])
     return os.environ.get("KAITO_LLAMACPP_REPACK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _silence_llama_log(L: Any) -> bool:
+    """Point llama.cpp's log at a native function that does nothing; False where that is not safe.
+
+    llama-cpp-python's own log callback is Python: loading calls it ~1400 times (one per line of
+    llama.cpp's log, printed or not), and each call must take the GIL, which `kaito serve`'s main thread
+    holds while it imports the web stack in parallel. Measured: `kaito serve` -> /health 200 in 0.92 s
+    instead of 1.06 s. libc's ``abs`` stands in for ``void (*)(int level, const char *, void *)``: it
+    reads only the first integer argument and has no side effects; on the x86-64 and AArch64 Linux
+    calling conventions the extra arguments are ignored and the return value is discarded.
+    """
+    if platform.system() != "Linux" or platform.machine() not in {"x86_64", "aarch64"}:
+        return False
+    try:
+        native_abs = ctypes.CDLL(None).abs
+    except (OSError, AttributeError):
+        return False
+    L.llama_log_set(ctypes.cast(native_abs, L.llama_log_callback), ctypes.c_void_p(0))
+    return True
 
 
 @dataclass(eq=False)
@@ -151,9 +172,17 @@ class LlamaCppEngine:
 
         ``kaito serve`` calls this before it imports the web stack (FastAPI, uvicorn: ~0.3 s), so reading
         the weights and building the KV cache (ctypes calls, which release the GIL) overlap the imports.
+        The Python modules loading needs are imported here first, in the caller's thread: imported on
+        the loading thread, they compete with the web stack's imports for the GIL and hold loading back
+        (measured: /health 200 after 0.84 s instead of 0.95 s).
         """
         if self._preload is not None or self._loading is not None:
             return
+        import llama_cpp
+        import llama_cpp._logger  # noqa: F401
+
+        import kaito_core.serving.chat_template  # noqa: F401
+
         preload: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def target() -> None:
@@ -295,7 +324,10 @@ class LlamaCppEngine:
 
         from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
 
-        _logger.set_verbose(log.isEnabledFor(logging.DEBUG))
+        verbose = log.isEnabledFor(logging.DEBUG)
+        _logger.set_verbose(verbose)
+        if verbose or not _silence_llama_log(L):
+            L.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
         path = find_gguf(self.config.model_path)
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
