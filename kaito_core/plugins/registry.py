@@ -122,8 +122,9 @@ class Registry:
         if only is None and os.environ.get(PLUGINS_ENV):
             only = [d.strip() for d in os.environ[PLUGINS_ENV].split(",") if d.strip()]
         wanted = {_normalize(d) for d in only} if only is not None else None
+        advertised = entry_points()  # one scan of every installed distribution, not one per group
         for group, kind in ENTRY_POINT_GROUPS.items():
-            for ep in entry_points(group=group):
+            for ep in advertised.select(group=group):
                 distribution, version = _distribution_of(ep)
                 if wanted is not None and _normalize(distribution) not in wanted:
                     continue
