@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 
 from kaito_core.api.errors import FieldError, WorkspaceError, join_path
 from kaito_core.api.models import API_VERSIONS, KIND, V1ALPHA1, Workspace
-from kaito_core.api.v1alpha1 import WorkspaceV1Alpha1
 
 
 @dataclass
@@ -47,18 +46,25 @@ def parse_workspace(manifest: Any) -> tuple[Workspace | None, list[FieldError]]:
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not metadata.get("name"):
         errors.append(FieldError("metadata.name", "required: every Workspace needs a name"))
-    model: type[BaseModel] = WorkspaceV1Alpha1 if api_version == V1ALPHA1 else Workspace
+    model: type[BaseModel] = Workspace
+    if api_version == V1ALPHA1:
+        # imported for v1alpha1 files only: building its models costs every other load start-up time
+        from kaito_core.api.v1alpha1 import WorkspaceV1Alpha1
+
+        model = WorkspaceV1Alpha1
     try:
         parsed = model.model_validate(manifest)
     except ValidationError as exc:
         return None, errors + _field_errors(exc, model)
     if errors:
         return None, errors
-    if isinstance(parsed, WorkspaceV1Alpha1):
-        # the API server applies v1alpha1 defaults before converting to the stored version
-        return Workspace.model_validate(parsed.to_manifest()), []
-    assert isinstance(parsed, Workspace)
-    return parsed, []
+    if isinstance(parsed, Workspace):
+        return parsed, []
+    from kaito_core.api.v1alpha1 import WorkspaceV1Alpha1
+
+    assert isinstance(parsed, WorkspaceV1Alpha1)
+    # the API server applies v1alpha1 defaults before converting to the stored version
+    return Workspace.model_validate(parsed.to_manifest()), []
 
 
 def parse_documents(text: str) -> list[Document]:

@@ -6,8 +6,6 @@ import importlib
 
 import click
 
-from kaito_core import __version__
-
 #: Each module defines ``register(group)``; keep their top-level imports light (click only) so that
 #: `kaito --help` and `kaito run` start fast.
 COMMAND_MODULES = (
@@ -21,8 +19,19 @@ COMMAND_MODULES = (
 )
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``kaito --version``; the version is looked up only when asked for (it costs start-up time)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from kaito_core import __version__
+
+    click.echo(f"kaito, version {__version__}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="kaito")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def cli() -> None:
     """Run large language models on Kubernetes, or on this machine, from one Workspace file."""
 
