@@ -1,9 +1,14 @@
 """The ``kaito serve`` process, started before its arguments are known.
 
-``kaito run`` starts this at once, so the server's imports (FastAPI, uvicorn, the plugins) overlap
-with validating, planning and locating the weights in the parent. It then reads one JSON line from
-stdin — the argument list of ``kaito serve`` — and becomes exactly that command. When the parent gives
-up first (an invalid file, a port in use), stdin closes and this process exits without doing anything.
+``kaito run`` starts this at once, so the server's imports (the CLI, the plugins) overlap with
+validating, planning and locating the weights in the parent. It then reads one JSON line from stdin —
+the argument list of ``kaito serve`` — and becomes exactly that command. When the parent gives up first
+(an invalid file, a port in use), stdin closes and this process exits without doing anything.
+
+The web stack (FastAPI, uvicorn: the largest import) is deliberately not preloaded: ``kaito serve``
+starts loading the model on a thread of its own before it imports the web stack, so that import
+overlaps the load. Preloading it here would make the load wait for it whenever the parent's planning
+is done first (the usual case), which is slower than the overlap.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import os
 import sys
 from importlib import import_module
 
-#: Engine-neutral modules every `kaito serve` imports; preloaded while the parent plans.
-PRELOAD = ("kaito_core.serving.server", "kaito_core.serving.settings", "kaito_core.cli.main")
+#: Engine-neutral modules every `kaito serve` imports before it starts loading; preloaded while the
+#: parent plans.
+PRELOAD = ("kaito_core.serving.engine", "kaito_core.serving.settings", "kaito_core.cli.main")
 
 
 def preload() -> None:

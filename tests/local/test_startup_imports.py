@@ -47,3 +47,12 @@ def test_version_is_read_only_when_asked() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert result.output == f"kaito, version {version('kaito-core')}\n"
+
+
+def test_the_prestarted_server_leaves_the_web_stack_to_overlap_the_model_load() -> None:
+    # `kaito serve` starts loading the weights before it imports FastAPI/uvicorn; a preload of the web
+    # stack would make the load wait for it.
+    code = "from kaito_core.local.prestart import preload\npreload()"
+    assert _imported_after(code, ("fastapi", "uvicorn", "starlette", "kaito_core.serving.server")) == []
+    loaded = _imported_after(code, ("kaito_core.cli.serve_cmd", "kaito_core.serving.engine"))
+    assert loaded == ["kaito_core.cli.serve_cmd", "kaito_core.serving.engine"]
