@@ -10,7 +10,6 @@ no server outlives its terminal.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -140,6 +139,10 @@ def abandon(process: subprocess.Popen[bytes] | None) -> None:
 
 def health_status(host: str, port: int, timeout: float = 2.0) -> int | None:
     """The status code of GET /health, or None when nothing answers yet."""
+    # Imported here, while the server loads, not before the server process is started: http.client
+    # pulls in ssl, which `kaito run` would otherwise import on its way to the hand-over.
+    import http.client
+
     # A server listening on every interface is reached through loopback.
     connect_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     connection = http.client.HTTPConnection(connect_host, port, timeout=timeout)
