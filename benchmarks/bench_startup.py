@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -203,6 +204,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="kaito run start-up vs llama-cpp-python")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (median is reported)")
     args = parser.parse_args()
+    # Users' Pythons keep compiled bytecode; a sandbox that sets PYTHONDONTWRITEBYTECODE would make every
+    # process recompile the (editable) kaito sources while llama_cpp's bytecode already sits in
+    # site-packages. Both sides get the same warm bytecode cache here, filled by the unmeasured round.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="kaito-bench-pycache-")
 
     model_name, gguf, n_ctx, threads = prepare()
     # one unmeasured round of each so that every side starts with the same warm page cache
