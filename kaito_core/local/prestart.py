@@ -31,7 +31,16 @@ def preload() -> None:
             return
     from kaito_core.plugins import default_registry
 
-    default_registry().runtimes()  # loads every plugin module, as `kaito serve` would
+    # Loads every plugin module, as `kaito serve` would. Runtimes that run without a GPU may also offer
+    # `preload_imports()` (their engine library); the plan is not known yet, and importing a CPU
+    # runtime's library that ends up unused costs only memory in this process.
+    for runtime in default_registry().runtimes().values():
+        preload_imports = getattr(runtime, "preload_imports", None)
+        if callable(preload_imports) and not runtime.needs_gpu:
+            try:
+                preload_imports()
+            except Exception:  # noqa: S112 - the real command reports a broken runtime once it runs
+                continue
 
 
 def main() -> None:

@@ -92,6 +92,18 @@ class LlamaCppRuntime:
 
         return LlamaCppEngine(config)
 
+    def preload_imports(self) -> None:
+        """Import what loading a model needs (libllama through ctypes: ~0.1 s), ahead of time.
+
+        Optional runtime hook: `kaito run` calls it in the server process it starts early, while the
+        parent still validates and plans, so that import is off the path to the ready line.
+        """
+        import llama_cpp
+        import llama_cpp._logger  # noqa: F401
+
+        import kaito_core.serving.chat_template  # noqa: F401
+        import kaito_runtime_llamacpp.engine  # noqa: F401
+
 
 def _resources(plan: Plan) -> dict[str, Any]:
     limits: dict[str, str] = {}
