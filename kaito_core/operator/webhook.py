@@ -7,10 +7,8 @@ kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import kopf
 from pydantic import ValidationError
 
 from kaito_core.api import Workspace, validate_workspace
+from kaito_core.operator.certs import self_signed_certificate
 from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
 from kaito_core.plugins.registry import Registry
 
@@ -47,45 +46,6 @@ def admission_problems(
         ws, registry, old=previous, provisioner=None if provisioner == NO_PROVISIONER else provisioner
     )
     return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
-
-
-def self_signed_certificate(hostnames: Sequence[str], directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for ``hostnames``; returns (cert, key) PEM paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
-    alt_names: list[x509.GeneralName] = []
-    for host in hostnames:
-        try:
-            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            alt_names.append(x509.DNSName(host))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 class ServiceWebhookServer(kopf.WebhookServer):

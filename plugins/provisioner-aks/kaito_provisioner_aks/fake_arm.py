@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import re
 import ssl
@@ -41,6 +40,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from azure.core.credentials import AccessToken
+
+from kaito_core.operator.certs import self_signed_certificate
 
 #: AKS's rule for Linux agent pool names.
 POOL_NAME_RULE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -180,15 +181,16 @@ class FakeARM:
         self._operations: dict[str, _Operation] = {}
         self._lock = threading.RLock()
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-arm-")
-        self.ca_file = str(Path(self._tmp.name) / "cert.pem")
+        self.ca_file = str(Path(self._tmp.name) / "tls.crt")
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> FakeARM:
-        key_file = str(Path(self._tmp.name) / "key.pem")
-        _write_self_signed(self.ca_file, key_file)
+        # Its own trust anchor for 127.0.0.1; clients verify against ca_file.
+        cert_path, key_path = self_signed_certificate([LOOPBACK], Path(self._tmp.name), days=1)
+        self.ca_file, key_file = str(cert_path), str(key_path)
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -648,50 +650,3 @@ def _make_handler(fake: FakeARM) -> type[BaseHTTPRequestHandler]:
             """Quiet: the request log is ``fake.requests``."""
 
     return Handler
-
-
-def _write_self_signed(cert_path: str, key_path: str) -> None:
-    """A CA-flagged self-signed certificate for 127.0.0.1, so it can be its own trust anchor."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-arm.127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .sign(key, hashes.SHA256())
-    )
-    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    Path(key_path).write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
