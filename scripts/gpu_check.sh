@@ -140,6 +140,19 @@ if [ -n "$WHEELHOUSE" ]; then
     if [ "$DRY" = 1 ]; then
         cmake_args="-DGGML_CUDA=off -DLLAVA_BUILD=off -DGGML_NATIVE=off"
     else
+        # CMake finds nvcc on PATH or through CUDACXX; CUDA images often keep it in
+        # /usr/local/cuda/bin without putting that on PATH.
+        if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
+            for candidate in "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" /usr/local/cuda/bin/nvcc; do
+                if [ -x "$candidate" ]; then export CUDACXX="$candidate"; break; fi
+            done
+        fi
+        NVCC="${CUDACXX:-$(command -v nvcc || true)}"
+        if [ -z "$NVCC" ]; then
+            record llamacpp-build FAIL "no CUDA compiler: nvcc is not on PATH, CUDACXX is unset and \$CUDA_HOME/bin/nvcc is missing"
+            summary; exit 1
+        fi
+        record nvcc PASS "$NVCC: $("$NVCC" --version | grep -m1 -o 'release [0-9.]*')"
         cmake_args="-DGGML_CUDA=on -DLLAVA_BUILD=off -DGGML_CUDA_FA_ALL_QUANTS=off"
         if [ -n "$CUDA_ARCH" ]; then cmake_args="$cmake_args -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"; fi
     fi
