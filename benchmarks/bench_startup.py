@@ -94,16 +94,18 @@ params = L.llama_model_default_params()
 params.use_extra_bufts = False
 model = L.llama_model_load_from_file({path!r}.encode(), params)
 result = {{}}
-for sequences in (1, 8):
+# (name, sequences, unified): one sequence; kaito's default, 8 sequences sharing one context's cells;
+# 8 sequences with a context each (kaito serve --engine-option kv_unified=false)
+for name, sequences, unified in (("context_1", 1, True), ("context_pool8", 8, True), ("context_8", 8, False)):
     cparams = L.llama_context_default_params()
-    cparams.n_ctx = {n_ctx} * sequences
+    cparams.n_ctx = {n_ctx} if unified else {n_ctx} * sequences
     cparams.n_seq_max = sequences
-    cparams.kv_unified = False
+    cparams.kv_unified = unified
     cparams.swa_full = False  # as kaito's engine: sliding-window layers keep only their window
     cparams.n_threads = cparams.n_threads_batch = {threads}
     started = time.monotonic()
     ctx = L.llama_init_from_model(model, cparams)
-    result[f"context_{{sequences}}"] = time.monotonic() - started
+    result[name] = time.monotonic() - started
     L.llama_free(ctx)
 print(json.dumps(result), flush=True)
 os._exit(0)
@@ -112,7 +114,8 @@ os._exit(0)
 
 def time_contexts(gguf: Path, n_ctx: int, threads: int) -> dict[str, float]:
     """The llama.cpp piece of the server's model load that grows with --max-batch: creating a context
-    (KV cache) for 1 and for 8 sequences of n_ctx, configured as kaito's engine configures it."""
+    (KV cache) for 1 sequence, for 8 sharing one pool (the default) and for 8 with a context each,
+    configured as kaito's engine configures it."""
     code = CONTEXTS.format(path=str(gguf), n_ctx=n_ctx, threads=threads or 2)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -216,7 +219,7 @@ def main() -> int:
     time_kaito_run()
 
     names = ("baseline", "kaito_ready", "kaito_first_chat", "kaito_reported", "kaito_ready_parallel_1",
-             "import_cli", "prepare", "serve_only", "context_1", "context_8")
+             "import_cli", "prepare", "serve_only", "context_1", "context_pool8", "context_8")
     samples: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.repeat):
         samples["baseline"].append(time_baseline(gguf, n_ctx, threads))
@@ -243,7 +246,9 @@ def main() -> int:
         ("  part: validate + plan + locate weights (own process)", median["prepare"]),
         ("  part: kaito serve alone -> /health 200", median["serve_only"]),
         (f"  inside: llama.cpp context (KV cache) for 1 sequence x {n_ctx}", median["context_1"]),
-        (f"  inside: llama.cpp context (KV cache) for 8 sequences x {n_ctx} (kaito serve's default)",
+        (f"  inside: llama.cpp context (KV cache) for 8 sequences sharing {n_ctx} cells (the default)",
+         median["context_pool8"]),
+        (f"  inside: llama.cpp context (KV cache) for 8 sequences x {n_ctx} each (kv_unified=false)",
          median["context_8"]),
     ]
     lines = [

@@ -43,6 +43,24 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
     return adapters
 
 
+def _parse_engine_options(values: tuple[str, ...]) -> dict[str, object]:
+    """KEY=VALUE pairs; a VALUE that is JSON (8192, true, "x", [1, 2]) is taken as such, else as text."""
+    import json
+
+    options: dict[str, object] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE, e.g. kv_cells=16384",
+                                     param_hint="--engine-option")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
 @click.command("serve")
 @click.option("--runtime", required=True, envvar=_env("RUNTIME"), help="Runtime plugin name, e.g. llamacpp.")
 @click.option(
@@ -102,6 +120,13 @@ def _parse_adapters(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--adapter", "adapters", multiple=True, envvar=_env("ADAPTER"), help="LoRA adapter NAME=PATH.")
 @click.option(
+    "--engine-option",
+    "engine_options",
+    multiple=True,
+    help="Runtime-specific setting KEY=VALUE, repeatable (llama.cpp: kv_cells=16384, kv_unified=false; "
+    "docs/serving.md lists them).",
+)
+@click.option(
     "--api-key-file",
     type=click.Path(dir_okay=False),
     envvar=_env("API_KEY_FILE"),
@@ -159,6 +184,7 @@ def serve(
     chat_template_file: str | None,
     chat_template_text: str | None,
     adapters: tuple[str, ...],
+    engine_options: tuple[str, ...],
     api_key_file: str | None,
     max_tokens_cap: int,
     max_n: int,
@@ -201,6 +227,7 @@ def serve(
         max_batch=max_batch,
         chat_template=template,
         adapters=_parse_adapters(adapters),
+        options=_parse_engine_options(engine_options),
     )
     settings = ServerSettings(
         served_model_name=name,

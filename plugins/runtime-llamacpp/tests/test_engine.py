@@ -51,10 +51,11 @@ def test_sampling_with_a_seed_is_reproducible(gemma_server: Any) -> None:
     assert first == second and first[1] == 10
 
 
-def test_a_long_prompt_is_prefilled_in_chunks_while_others_decode(gemma_path: Any) -> None:
+@pytest.mark.parametrize("kv", [{"kv_cells": 1024}, {"kv_unified": False}], ids=["pool", "slices"])
+def test_a_long_prompt_is_prefilled_in_chunks_while_others_decode(gemma_path: Any, kv: dict) -> None:
     config = EngineConfig(
         model_path=str(gemma_path), served_model_name="g", context_length=512, threads=2, max_batch=4,
-        options={"n_batch": 64},
+        options={"n_batch": 64, **kv},
     )  # fmt: skip
     long_prompt = "The quick brown fox jumps over the lazy dog. " * 45  # ~450 tokens: 8 chunks of 64
 
@@ -121,4 +122,115 @@ def test_a_load_started_early_that_fails_fails_load(tmp_path: Any) -> None:
             await engine.close()
 
     with pytest.raises(EngineError, match="could not load"):
+        asyncio.run(run())
+
+
+def _counting(start: int, count: int) -> str:
+    return ", ".join(str(i) for i in range(start, start + count)) + ","
+
+
+def _continues_counting(prompt_last: int, text: str) -> bool:
+    """True when `text` goes on counting from prompt_last + 1 with no number skipped or repeated (the
+    last number may be cut off by max_tokens)."""
+    numbers = [int(part) for part in text.replace(",", " ").split() if part.isdigit()]
+    expected = list(range(prompt_last + 1, prompt_last + 1 + len(numbers)))
+    return len(numbers) >= 5 and (numbers == expected or numbers[:-1] == expected[:-1])
+
+
+def test_a_full_kv_pool_preempts_the_latest_sequence_which_resumes_where_it_was(gemma_path: Any) -> None:
+    """The default KV cache is one shared pool of one context's cells (here 256). Two sequences that
+    both fit when admitted outgrow it while generating: the one admitted last is preempted, waits, and
+    is recomputed from its prompt plus what it had generated. Each client still gets every token, and
+    the text goes on exactly where it was (the model counts: a lost or repeated token would show)."""
+    config = EngineConfig(
+        model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2, max_batch=4,
+    )  # fmt: skip
+    prompts = [_counting(1, 14), _counting(500, 12)]
+    params = SamplingParams(max_tokens=110, ignore_eos=True, greedy=True)
+
+    async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
+        await engine.load()
+        try:
+            assert engine.context_length == 256
+            assert sum(engine.count_tokens(p) for p in prompts) < 150  # both are admitted at once
+            return list(await asyncio.gather(*(_generate(engine, p, params) for p in prompts)))
+        finally:
+            await engine.close()
+
+    engine = LlamaCppEngine(config)
+    results = asyncio.run(run(engine))
+    assert engine.preemptions >= 1
+    assert engine.max_observed_batch == 2  # they did run together before the pool filled
+    assert [(tokens, finish) for _, tokens, finish in results] == [(110, "length"), (110, "length")]
+    assert _continues_counting(14, results[0][0]), results[0][0]
+    assert _continues_counting(511, results[1][0]), results[1][0]
+
+
+def test_a_request_waits_for_cells_instead_of_failing(gemma_path: Any) -> None:
+    """Admission by free cells: a prompt that does not fit beside the running sequences waits for them
+    (it is not refused, and nothing is preempted to start it)."""
+    config = EngineConfig(
+        model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2, max_batch=4,
+    )  # fmt: skip
+    long_prompt = _counting(1, 50)
+
+    async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
+        await engine.load()
+        try:
+            assert 150 < engine.count_tokens(long_prompt) < 250
+            first = asyncio.ensure_future(
+                _generate(engine, long_prompt, SamplingParams(max_tokens=20, ignore_eos=True, greedy=True))
+            )
+            while engine.health().running < 1:
+                await asyncio.sleep(0.01)
+            second = await _generate(
+                engine, long_prompt, SamplingParams(max_tokens=5, ignore_eos=True, greedy=True)
+            )
+            return [await first, second]
+        finally:
+            await engine.close()
+
+    engine = LlamaCppEngine(config)
+    results = asyncio.run(run(engine))
+    assert [tokens for _, tokens, _ in results] == [20, 5]
+    assert engine.preemptions == 0
+    assert engine.max_observed_batch == 1  # the second started once the first had finished
+
+
+def test_per_sequence_kv_slices_on_request(gemma_path: Any) -> None:
+    """kv_unified=false: each sequence gets a context of its own (n_ctx = context x max_batch), so
+    sequences that together exceed one context run side by side without preemption."""
+    config = EngineConfig(
+        model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2, max_batch=2,
+        options={"kv_unified": "false"},
+    )  # fmt: skip
+    prompts = [_counting(1, 14), _counting(500, 12)]
+    params = SamplingParams(max_tokens=110, ignore_eos=True, greedy=True)
+
+    async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
+        await engine.load()
+        try:
+            return list(await asyncio.gather(*(_generate(engine, p, params) for p in prompts)))
+        finally:
+            await engine.close()
+
+    engine = LlamaCppEngine(config)
+    results = asyncio.run(run(engine))
+    assert engine.context_length == 256 and engine.preemptions == 0
+    assert [tokens for _, tokens, _ in results] == [110, 110]
+    assert _continues_counting(14, results[0][0]) and _continues_counting(511, results[1][0])
+
+
+def test_a_bad_kv_cells_option_is_a_clear_error(gemma_path: Any) -> None:
+    engine = LlamaCppEngine(
+        EngineConfig(model_path=str(gemma_path), served_model_name="g", options={"kv_cells": "lots"})
+    )
+
+    async def run() -> None:
+        try:
+            await engine.load()
+        finally:
+            await engine.close()
+
+    with pytest.raises(EngineError, match="kv_cells must be a whole number"):
         asyncio.run(run())

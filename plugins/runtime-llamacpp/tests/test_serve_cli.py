@@ -110,3 +110,17 @@ def test_a_model_that_cannot_load_exits_non_zero(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1 and "could not be loaded" in result.stderr
+
+
+def test_engine_options_reach_the_runtime_and_bad_ones_are_named(gemma_path: Path) -> None:
+    result = subprocess.run(
+        [*SERVE, "--runtime", "llamacpp", "--model", str(gemma_path), "--engine-option", "kv_cells"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--engine-option" in result.stderr and "KEY=VALUE" in result.stderr
+    result = subprocess.run(
+        [*SERVE, "--runtime", "llamacpp", "--model", str(gemma_path), "--engine-option", "kv_cells=lots",
+         "--host", "127.0.0.1", "--port", str(_free_port()), "--context-length", "256"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "kv_cells must be a whole number of tokens, not 'lots'" in result.stderr
