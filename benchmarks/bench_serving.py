@@ -291,6 +291,9 @@ def start_kaito(model: Path) -> Server:
         str(MAX_BATCH),
         "--context-length",
         str(CONTEXT),
+        # the KV memory llama-server gets at its most slots (-c CONTEXT x slots): one shared pool
+        "--engine-option",
+        f"kv_cells={CONTEXT * MAX_BATCH}",
         "--served-model-name",
         MODEL_NAME,
         "--log-level",

@@ -155,6 +155,9 @@ class LlamaCppEngine:
         self._n_ctx_seq = 0
         self._kv_cells = 0  # cells in the unified pool; 0: each sequence has its own slice
         self._admissions = 0
+        # after a preemption nothing is admitted until a sequence ends: re-admitting at once would only
+        # fill the pool again (and the preempted sequence would be preempted again, for ever)
+        self._hold_until_retire = False
         self._n_vocab = 0
         self._eog_tokens: list[int] | None = None  # computed on first need: see _eog()
         self._add_bos = False
@@ -550,8 +553,17 @@ class LlamaCppEngine:
 
     def _pending_live(self) -> bool:
         while self._pending and self._pending[0].cancelled:
-            self._pending.popleft()
+            self._free_sampler(self._pending.popleft())
         return bool(self._pending)
+
+    @staticmethod
+    def _free_sampler(seq: _Sequence) -> None:
+        """A preempted sequence waits with its sampler; one that leaves the queue frees it."""
+        if seq.sampler is not None:
+            import llama_cpp as L
+
+            L.llama_sampler_free(seq.sampler)
+            seq.sampler = None
 
     def _admit(self) -> None:
         """Move waiting sequences into free seq_ids, in order, while the pool has cells for their prompts
@@ -559,11 +571,13 @@ class LlamaCppEngine:
         while self._pending and self._free_ids:
             seq = self._pending[0]
             if seq.cancelled:
-                self._pending.popleft()
+                self._free_sampler(self._pending.popleft())
                 continue
-            needed = len(seq.prompt) + 1
-            if self._kv_cells and self._active and self._cells_in_use() + needed > self._kv_cells:
-                return  # first come, first served: the head waits for cells, the rest behind it
+            if self._kv_cells and self._active:
+                if self._hold_until_retire:
+                    return
+                if self._cells_committed() + len(seq.prompt) + 1 > self._kv_cells:
+                    return  # first come, first served: the head waits for cells, the rest behind it
             self._pending.popleft()
             seq.seq_id = heapq.heappop(self._free_ids)
             if seq.sampler is None:  # a preempted sequence keeps its sampler (and penalty history)
@@ -572,8 +586,12 @@ class LlamaCppEngine:
             seq.admitted = self._admissions
             self._active.append(seq)
 
-    def _cells_in_use(self) -> int:
-        return sum(seq.n_past for seq in self._active)
+    def _cells_committed(self) -> int:
+        """Cells the running sequences hold after their next step: what is cached, the rest of their
+        prompts, and the token each decodes next."""
+        return sum(
+            s.n_past + len(s.prompt) - s.prefilled + (s.next_token is not None) for s in self._active
+        )
 
     def _preempt(self, seq: _Sequence) -> None:
         """Free a running sequence's cells and send it back to the head of the queue; it is recomputed
@@ -591,6 +609,7 @@ class LlamaCppEngine:
         seq.next_token = None
         seq.output_index = -1
         self._pending.appendleft(seq)
+        self._hold_until_retire = True
         self.preemptions += 1
         log.info(
             "KV pool full (%d cells): a sequence of %d tokens waits to be recomputed (%d running)",
@@ -730,12 +749,11 @@ class LlamaCppEngine:
         import llama_cpp as L
 
         L.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-        if seq.sampler is not None:
-            L.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        self._free_sampler(seq)
         self._active.remove(seq)
         heapq.heappush(self._free_ids, seq.seq_id)
         seq.seq_id = -1
+        self._hold_until_retire = False
         if last is not None and not seq.cancelled:  # resources are back before the client hears the end
             self._emit(seq, last)
 
@@ -745,4 +763,6 @@ class LlamaCppEngine:
                 self._retire(seq, error)
         with self._cond:
             while self._pending:
-                self._emit(self._pending.popleft(), error)
+                seq = self._pending.popleft()
+                self._free_sampler(seq)
+                self._emit(seq, error)

@@ -234,3 +234,27 @@ def test_a_bad_kv_cells_option_is_a_clear_error(gemma_path: Any) -> None:
 
     with pytest.raises(EngineError, match="kv_cells must be a whole number"):
         asyncio.run(run())
+
+
+def test_more_sequences_than_the_pool_holds_all_finish(gemma_path: Any) -> None:
+    """Eight sequences that need about twice the pool between them: preemption must not turn into a
+    loop (a preempted sequence re-admitted at once would be preempted again for ever): after one,
+    nothing is admitted until a sequence ends."""
+    config = EngineConfig(
+        model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2, max_batch=8,
+    )  # fmt: skip
+    params = SamplingParams(max_tokens=48, ignore_eos=True, greedy=True)
+
+    async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
+        await engine.load()
+        try:
+            jobs = (_generate(engine, f"Story {i}: a cat", params) for i in range(8))
+            return list(await asyncio.wait_for(asyncio.gather(*jobs), timeout=240))
+        finally:
+            await engine.close()
+
+    engine = LlamaCppEngine(config)
+    results = asyncio.run(run(engine))
+    assert [tokens for _, tokens, _ in results] == [48] * 8
+    assert engine.preemptions <= 8  # at most one per sequence that ended
+    assert engine.max_observed_batch >= 4
