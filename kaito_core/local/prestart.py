@@ -1,9 +1,10 @@
 """The ``kaito serve`` process, started before its arguments are known.
 
-``kaito run`` starts this at once, so the server's imports (the CLI, the plugins) overlap with
-validating, planning and locating the weights in the parent. It then reads one JSON line from stdin —
-the argument list of ``kaito serve`` — and becomes exactly that command. When the parent gives up first
-(an invalid file, a port in use), stdin closes and this process exits without doing anything.
+``kaito run`` starts this at once (forked on Linux, else as ``python -m kaito_core.local.prestart``),
+so the server's imports (the CLI, the plugins, the engine library) overlap with validating, planning
+and locating the weights in the parent. It then reads one JSON line — the argument list of ``kaito
+serve`` — and becomes exactly that command. When the parent gives up first (an invalid file, a port
+in use), the pipe closes and this process exits without doing anything.
 
 The web stack (FastAPI, uvicorn: the largest import) is deliberately not preloaded: ``kaito serve``
 starts loading the model on a thread of its own before it imports the web stack, so that import
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 from importlib import import_module
+from typing import BinaryIO
 
 #: Engine-neutral modules every `kaito serve` imports before it starts loading; preloaded while the
 #: parent plans.
@@ -43,11 +45,14 @@ def preload() -> None:
                 continue
 
 
-def main() -> None:
+def become_server(stream: BinaryIO) -> None:
+    """Preload, read the `kaito serve` arguments (one JSON line) from ``stream`` and run the command;
+    returns (without serving) when ``stream`` closes first. Raises SystemExit as the command does."""
     preload()
-    line = sys.stdin.readline()
+    line = stream.readline()
+    stream.close()
     if not line.strip():
-        sys.exit(0)  # `kaito run` stopped before starting the server
+        return  # `kaito run` stopped before starting the server
     args = json.loads(line)
     if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
         sys.exit("kaito prestart: expected a JSON list of arguments on stdin")
@@ -59,6 +64,10 @@ def main() -> None:
     from kaito_core.cli.main import cli
 
     cli.main(args=args, prog_name="kaito")
+
+
+def main() -> None:
+    become_server(sys.stdin.buffer)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ validation, the fit on this machine, the port, the weights.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -73,7 +72,7 @@ def run(
             state.remove_if_owned(record)
 
 
-def _prestart(early_log: Path | None, detach: bool) -> subprocess.Popen[bytes] | None:
+def _prestart(early_log: Path | None, detach: bool) -> launch.ServerProcess | None:
     if early_log is None:
         return launch.prestart(None, detach)
     early_log.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +114,8 @@ def _prepare(
 
 def _start_server(
     args: launch.ServeArgs, record: state.RunRecord, options: RunOptions,
-    server: subprocess.Popen[bytes] | None,
-) -> subprocess.Popen[bytes]:
+    server: launch.ServerProcess | None,
+) -> launch.ServerProcess:
     """Hand the arguments to the prestarted server, or start one the plain way."""
     if server is not None and launch.hand_over(server, args):
         return server
@@ -131,7 +130,7 @@ def _start_server(
 
 def _serve(
     prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float,
-    server: subprocess.Popen[bytes] | None,
+    server: launch.ServerProcess | None,
 ) -> int:
     from kaito_core.local.weights import model_path_for
 

@@ -1,4 +1,4 @@
-"""`kaito run` end to end with the real Gemma 3 270M model (three model starts in all)."""
+"""`kaito run` end to end with the real Gemma 3 270M model (four model starts in all)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ def _ps(kit: Any) -> list[dict[str, object]]:
     return list(json.loads(result.stdout))
 
 
-def test_foreground_run_answers_then_stops_cleanly_on_sigint(stored_weights: Path, kit: Any) -> None:
+@pytest.mark.parametrize("prestart", ["fork", "spawn"])
+def test_foreground_run_answers_then_stops_cleanly_on_sigint(
+    stored_weights: Path, kit: Any, prestart: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of starting the server early: forked from `kaito run` (Linux's default) and a new
+    interpreter (elsewhere, or KAITO_PRESTART=spawn)."""
+    monkeypatch.setenv("KAITO_PRESTART", prestart)
     port = kit.free_port()
     run = kit.start("run", str(kit.example), "--port", str(port))
     try:
@@ -53,6 +59,11 @@ def test_foreground_run_answers_then_stops_cleanly_on_sigint(stored_weights: Pat
         server_pid = int(str(entry["pid"]))
         server_start = procs.process_start_time(server_pid)
         assert server_start is not None
+        command = Path(f"/proc/{server_pid}/cmdline").read_bytes().split(b"\0")
+        # forked: the server is a copy of `kaito run` (same command line); spawned: its own interpreter
+        assert (b"run" in command) == (prestart == "fork")
+        assert (b"kaito_core.local.prestart" in command) == (prestart == "spawn")
+        assert os.getpgid(server_pid) == server_pid  # its own process group, whichever way it started
     finally:
         run.process.send_signal(signal.SIGINT)
     assert run.finish() == 0, run.output
