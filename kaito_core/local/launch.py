@@ -251,6 +251,17 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
+def send_prefetch(process: ServerProcess, hint: dict[str, object] | None) -> bool:
+    """The prestarted process's first line: what to start loading while this one plans (or nothing)."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps({"prefetch": hint}).encode() + b"\n")
+        process.stdin.flush()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
 def hand_over(process: ServerProcess, args: ServeArgs) -> bool:
     """Give a prestarted process its `kaito serve` arguments; False when it is no longer there."""
     assert process.stdin is not None

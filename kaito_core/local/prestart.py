@@ -1,10 +1,11 @@
 """The ``kaito serve`` process, started before its arguments are known.
 
 ``kaito run`` starts this at once (forked on Linux, else as ``python -m kaito_core.local.prestart``),
-so the server's imports (the CLI, the plugins, the engine library) overlap with validating, planning
-and locating the weights in the parent. It then reads one JSON line — the argument list of ``kaito
-serve`` — and becomes exactly that command. When the parent gives up first (an invalid file, a port
-in use), the pipe closes and this process exits without doing anything.
+so the server's imports (the CLI, the plugins, the engine library) and, when the same Workspace file
+ran before, the load of its weights (local/hints.py) overlap with validating, planning and locating
+the weights in the parent. It then reads the argument list of ``kaito serve`` and becomes exactly that
+command. When the parent gives up first (an invalid file, a port in use), the pipe closes and this
+process exits without doing anything.
 
 The web stack (FastAPI, uvicorn: the largest import) is deliberately not preloaded: ``kaito serve``
 starts loading the model on a thread of its own before it imports the web stack, so that import
@@ -46,8 +47,19 @@ def preload() -> None:
 
 
 def become_server(stream: BinaryIO) -> None:
-    """Preload, read the `kaito serve` arguments (one JSON line) from ``stream`` and run the command;
-    returns (without serving) when ``stream`` closes first. Raises SystemExit as the command does."""
+    """Read the prefetch hint, preload, read the `kaito serve` arguments and run that command.
+
+    ``stream`` carries two JSON lines from ``kaito run``: at once ``{"prefetch": HINT or null}`` (see
+    local/hints.py), later the argument list. Returns without serving when ``stream`` closes before the
+    arguments come. Raises SystemExit as the command does.
+    """
+    first = stream.readline()
+    if not first.strip():
+        stream.close()
+        return  # `kaito run` stopped at once
+    message = json.loads(first)
+    if isinstance(message, dict):
+        prefetch(message.get("prefetch"))
     preload()
     line = stream.readline()
     stream.close()
@@ -55,7 +67,7 @@ def become_server(stream: BinaryIO) -> None:
         return  # `kaito run` stopped before starting the server
     args = json.loads(line)
     if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
-        sys.exit("kaito prestart: expected a JSON list of arguments on stdin")
+        sys.exit("kaito prestart: expected a JSON list of arguments")
     # Nothing else is read from stdin: give the server /dev/null, as a normally started child has.
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -64,6 +76,27 @@ def become_server(stream: BinaryIO) -> None:
     from kaito_core.cli.main import cli
 
     cli.main(args=args, prog_name="kaito")
+
+
+def prefetch(raw_hint: object) -> None:
+    """Start loading the weights the hint names, through its runtime's optional ``prefetch(model,
+    n_gpu_layers)``: only the hint's plugin distribution is loaded for this, so the load starts before
+    the other plugins are imported. Any failure just means no prefetch; the real load reports errors."""
+    from kaito_core.local.hints import Hint
+
+    hint = Hint.from_json(raw_hint)
+    if hint is None:
+        return
+    try:
+        from kaito_core.plugins.registry import Registry
+
+        registry = Registry()
+        registry.load_entry_points(only=[hint.distribution])
+        start = getattr(registry.runtime(hint.runtime), "prefetch", None)
+        if callable(start):
+            start(hint.model, hint.n_gpu_layers)
+    except Exception:  # noqa: S110 - a hint is only a hint
+        pass
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kaito_core.local import launch, paths, ports, procs, state
+from kaito_core.local import hints, launch, paths, ports, procs, state
 from kaito_core.local.errors import LocalRunError
 
 if TYPE_CHECKING:
@@ -53,10 +53,19 @@ def run(
 ) -> int:
     """Run the Workspace until stopped (foreground) or until ready (detached). Returns the exit code."""
     t0 = started if started is not None else time.monotonic()
-    # The server process starts now and imports while this one plans (see local/prestart.py).
+    # The server process starts now and imports (and, when this file ran before, loads its weights)
+    # while this one plans (see local/prestart.py and local/hints.py).
+    hint = hints.read(options.file)
     early_log = paths.runs_dir() / f".starting-{os.getpid()}.log" if options.detach else None
     server = _prestart(early_log, options.detach)
+    if server is not None and not launch.send_prefetch(server, hint.to_json() if hint else None):
+        launch.abandon(server)
+        server = None
     try:
+        if registry is None:
+            from kaito_core.plugins import default_registry
+
+            registry = default_registry()
         record, prepared = _prepare(options, registry, hardware, t0)
         if early_log is not None:
             os.replace(early_log, state.log_path(record.name))
@@ -66,7 +75,7 @@ def run(
             early_log.unlink(missing_ok=True)
         raise
     try:
-        return _serve(prepared, record, options, t0, server)
+        return _serve(prepared, record, options, t0, server, registry)
     finally:
         if not options.detach or record.ready_at is None:
             state.remove_if_owned(record)
@@ -81,15 +90,11 @@ def _prestart(early_log: Path | None, detach: bool) -> launch.ServerProcess | No
 
 
 def _prepare(
-    options: RunOptions, registry: Registry | None, hardware: Hardware | None, t0: float
+    options: RunOptions, registry: Registry, hardware: Hardware | None, t0: float
 ) -> tuple[state.RunRecord, Prepared]:
     """Everything that can fail on user input, cheapest first; ends by claiming the run's name."""
     from kaito_core.local.prepare import prepare
 
-    if registry is None:
-        from kaito_core.plugins import default_registry
-
-        registry = default_registry()
     prepared = prepare(options.file, registry, hardware)
     name = paths.check_run_name(options.name or prepared.workspace.name)
     ports.check_port(options.host, options.port)
@@ -130,7 +135,7 @@ def _start_server(
 
 def _serve(
     prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float,
-    server: launch.ServerProcess | None,
+    server: launch.ServerProcess | None, registry: Registry,
 ) -> int:
     from kaito_core.local.weights import model_path_for
 
@@ -190,6 +195,7 @@ def _serve(
         record.ready_at = time.time()
         state.save(record)
         _ready(record, time.monotonic() - t0)
+        _remember(options.file, registry, args)
         if options.detach:
             _say(f"running in the background (pid {process.pid}); `kaito logs {record.name} -f`, "
                  f"`kaito stop {record.name}`")
@@ -200,6 +206,20 @@ def _serve(
         return 0
     click.echo(f"error: `kaito serve` exited with code {code}", err=True)
     return code if code > 0 else 1
+
+
+def _remember(workspace_file: Path, registry: Registry, args: launch.ServeArgs) -> None:
+    """Leave a hint for the next run of this file (local/hints.py), where the runtime can prefetch."""
+    try:
+        runtime = registry.runtime(args.runtime)
+        distribution = registry.owner("runtime", args.runtime)
+    except Exception:  # only a speed-up for the next start
+        return
+    if callable(getattr(runtime, "prefetch", None)):
+        hints.remember(workspace_file, hints.Hint(
+            distribution=distribution, runtime=args.runtime, model=str(args.model.resolve()),
+            n_gpu_layers=args.n_gpu_layers,
+        ))
 
 
 def _exit_hint(record: state.RunRecord, received: int | None) -> str:

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from kaito_core.local import procs
+from kaito_core.local import hints, procs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -68,11 +68,18 @@ def test_foreground_run_answers_then_stops_cleanly_on_sigint(
         run.process.send_signal(signal.SIGINT)
     assert run.finish() == 0, run.output
     assert "stopped workspace-gemma-3-270m" in run.output
+    hint = hints.read(kit.example)  # left for the next run of the same file
+    assert hint is not None and hint.runtime == "llamacpp" and hint.n_gpu_layers == 0
+    assert Path(hint.model) == stored_weights.resolve()
     assert not procs.is_alive(server_pid, server_start)  # the server exited and was reaped
     assert all(e["name"] != "workspace-gemma-3-270m" for e in _ps(kit))
 
 
 def test_detached_run_with_ps_logs_and_stop(stored_weights: Path, kit: Any) -> None:
+    """Also: with a hint from an earlier run of the file, the server loads the weights while kaito run
+    still plans, and takes that model (its log says so)."""
+    hints.remember(kit.example, hints.Hint(distribution="kaito-runtime-llamacpp", runtime="llamacpp",
+                                           model=str(stored_weights.resolve()), n_gpu_layers=0))
     port = kit.free_port()
     started = kit.kaito("run", str(kit.example), "--port", str(port), "--detach", "--name", "gemma-bg",
                         "--parallel", "2", timeout=300)
@@ -93,6 +100,7 @@ def test_detached_run_with_ps_logs_and_stop(stored_weights: Path, kit: Any) -> N
         logs = kit.kaito("logs", "gemma-bg")
         assert logs.returncode == 0
         assert str(port) in logs.stdout  # the server's own start-up lines went to the log file
+        assert "gemma-3-270m-q4_k_m.gguf (prefetched)" in logs.stdout
         assert Path(str(entry["log"])).is_file()
     finally:
         stopped = kit.kaito("stop", "gemma-bg", timeout=120)

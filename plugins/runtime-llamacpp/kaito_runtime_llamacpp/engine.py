@@ -32,7 +32,7 @@ import platform
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,15 +82,15 @@ def find_gguf(path: str) -> Path:
     raise EngineError(f"model path {path} does not exist")
 
 
-def _extra_buffer_types(config: EngineConfig) -> bool:
+def _extra_buffer_types(options: Mapping[str, Any]) -> bool:
     """Whether llama.cpp may repack weights into extra buffer types (AMX, AVX-512 layouts).
 
     Off by default: a CPU can advertise AMX that the kernel or a sandbox does not let a process use,
     and the first tile instruction then kills the server with SIGILL (seen on this project's build
     machines). Turn it on with the runtime option ``extra_buffer_types`` or KAITO_LLAMACPP_REPACK=1.
     """
-    if "extra_buffer_types" in config.options:
-        return bool(config.options["extra_buffer_types"])
+    if "extra_buffer_types" in options:
+        return _flag(options["extra_buffer_types"])
     return os.environ.get("KAITO_LLAMACPP_REPACK", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -112,6 +112,71 @@ def _silence_llama_log(L: Any) -> bool:
         return False
     L.llama_log_set(ctypes.cast(native_abs, L.llama_log_callback), ctypes.c_void_p(0))
     return True
+
+
+#: Models being loaded ahead of their engine (``prefetch_model``), by (file, n_gpu_layers, repacking).
+_prefetched: dict[tuple[str, int, bool], concurrent.futures.Future[Any]] = {}
+_prefetch_lock = threading.Lock()
+
+
+def _model_key(path: Path, n_gpu_layers: int, extra_buffer_types: bool) -> tuple[str, int, bool]:
+    return (str(path.resolve()), n_gpu_layers, extra_buffer_types)
+
+
+def prefetch_model(model_path: str, n_gpu_layers: int, options: Mapping[str, Any] | None = None) -> None:
+    """Start loading a GGUF on a thread of its own; an engine created later for the same file, GPU
+    layers and repacking takes this model instead of loading it again (``kaito run`` calls this, through
+    the runtime's ``prefetch``, while it still validates and plans: local/hints.py). For Gemma 3's 262k
+    vocabulary, loading is ~0.25 s of building the vocabulary, whatever the size of the weights."""
+    import llama_cpp as L
+    import llama_cpp._logger  # what the engine's load needs: imported here, not on the thread
+
+    path = find_gguf(model_path)
+    repack = _extra_buffer_types(options or {})
+    key = _model_key(path, n_gpu_layers, repack)
+    with _prefetch_lock:
+        if key in _prefetched:
+            return
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        _prefetched[key] = future
+    # llama.cpp's log is silenced as the engine silences it below debug level; a prefetch runs before
+    # `kaito serve` has read its log level
+    _silence_llama_log(L)
+
+    def target() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            L.llama_backend_init()
+            params = L.llama_model_default_params()
+            params.n_gpu_layers = n_gpu_layers
+            params.use_extra_bufts = repack
+            future.set_result(L.llama_model_load_from_file(str(path).encode(), params) or None)
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="llamacpp-prefetch", daemon=True).start()
+
+
+def _take_prefetched(key: tuple[str, int, bool]) -> Any:
+    """The prefetched model for ``key`` (waiting for its load), or None; prefetched models of other
+    keys (a stale hint) are freed."""
+    import llama_cpp as L
+
+    with _prefetch_lock:
+        taken = _prefetched.pop(key, None)
+        others = list(_prefetched.values())
+        _prefetched.clear()
+    for future in others:
+        with contextlib.suppress(BaseException):
+            model = future.result()
+            if model:
+                L.llama_model_free(model)
+    if taken is None:
+        return None
+    try:
+        return taken.result()
+    except BaseException:  # the engine's own load tries again and reports the error
+        return None
 
 
 @dataclass(eq=False)
@@ -147,6 +212,7 @@ class LlamaCppEngine:
         self.fast_greedy = bool(config.options.get("fast_greedy", True))
         self.steps = 0
         self.preemptions = 0  # sequences sent back to wait because the KV pool was full
+        self.prefetched = False  # the model came from prefetch_model()
         self._model: Any = None
         self._ctx: Any = None
         self._vocab: Any = None
@@ -355,8 +421,12 @@ class LlamaCppEngine:
         mparams.n_gpu_layers = self.config.n_gpu_layers  # negative: every layer
         # Extra buffer types are weight repacking for AMX/AVX: a CPU may advertise AMX that the kernel
         # or sandbox does not let a process use (SIGILL on the first tile instruction). Off unless asked.
-        mparams.use_extra_bufts = _extra_buffer_types(self.config)
-        model = L.llama_model_load_from_file(str(path).encode(), mparams)
+        mparams.use_extra_bufts = _extra_buffer_types(self.config.options)
+        key = _model_key(path, mparams.n_gpu_layers, mparams.use_extra_bufts)
+        model = _take_prefetched(key)
+        self.prefetched = bool(model)
+        if not model:
+            model = L.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise EngineError(f"llama.cpp could not load {path} (not a GGUF file, or an unsupported model)")
         self._model = model
@@ -424,8 +494,9 @@ class LlamaCppEngine:
         self._last_progress = time.monotonic()
         self._loaded = True
         log.info(
-            "loaded %s: %d sequences x %d tokens (%s), %d threads, n_gpu_layers=%d",
+            "loaded %s%s: %d sequences x %d tokens (%s), %d threads, n_gpu_layers=%d",
             path.name,
+            " (prefetched)" if self.prefetched else "",
             self.max_batch,
             self._n_ctx_seq,
             f"a shared pool of {self._kv_cells} KV cells" if self._kv_cells else "a KV slice each",

@@ -92,6 +92,17 @@ class LlamaCppRuntime:
 
         return LlamaCppEngine(config)
 
+    def prefetch(self, model_path: str, n_gpu_layers: int) -> None:
+        """Start loading these weights now, on a thread; the engine made later for the same file and
+        GPU layers takes the loaded model (kaito_runtime_llamacpp.engine.prefetch_model).
+
+        Optional runtime hook: `kaito run` calls it in its early server process with what the last run
+        of the same Workspace file served (kaito_core/local/hints.py), while it validates and plans.
+        """
+        from kaito_runtime_llamacpp.engine import prefetch_model
+
+        prefetch_model(model_path, n_gpu_layers)
+
     def preload_imports(self) -> None:
         """Import what loading a model needs (libllama through ctypes: ~0.1 s), ahead of time.
 

@@ -258,3 +258,44 @@ def test_more_sequences_than_the_pool_holds_all_finish(gemma_path: Any) -> None:
     assert [tokens for _, tokens, _ in results] == [48] * 8
     assert engine.preemptions <= 8  # at most one per sequence that ended
     assert engine.max_observed_batch >= 4
+
+
+def test_a_prefetched_model_is_taken_and_a_stale_one_is_freed(gemma_path: Any, tmp_path: Any) -> None:
+    """`kaito run` prefetches what the last run of the file served; the engine takes that model when
+    its own arguments name the same file and GPU layers, and frees any other (a stale hint)."""
+    from kaito_runtime_llamacpp import engine as engine_module
+
+    pytest.importorskip("gguf", reason="the stale model is a tiny generated GGUF")
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "gpu_check" / "make_tiny_gguf.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_gguf", script)
+    assert spec is not None and spec.loader is not None
+    make_tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_tiny)
+    tiny = tmp_path / "tiny.gguf"
+    assert make_tiny.main([str(tiny)]) == 0
+
+    def config() -> EngineConfig:
+        return EngineConfig(model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2)
+
+    async def generate_one(engine: LlamaCppEngine) -> tuple[str, int, str | None]:
+        await engine.load()
+        try:
+            params = SamplingParams(max_tokens=3, ignore_eos=True, greedy=True)
+            return await _generate(engine, "Hello", params)
+        finally:
+            await engine.close()
+
+    engine_module.prefetch_model(str(gemma_path), 0)
+    taken = LlamaCppEngine(config())
+    assert asyncio.run(generate_one(taken))[1] == 3
+    assert taken.prefetched
+
+    engine_module.prefetch_model(str(tiny), 0)  # a hint for another file
+    engine_module.prefetch_model(str(gemma_path), 99)  # the same file with other GPU layers
+    fresh = LlamaCppEngine(config())
+    assert asyncio.run(generate_one(fresh))[1] == 3
+    assert not fresh.prefetched
+    assert engine_module._prefetched == {}  # both stale loads were freed
