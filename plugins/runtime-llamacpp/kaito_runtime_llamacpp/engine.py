@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kaito_core.serving.engine import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_runtime_llamacpp.bindings import complete_package, low_level
 from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
 
 if TYPE_CHECKING:  # imported when loading (jinja2: ~40 ms that `kaito serve` spends before loading starts)
@@ -128,9 +129,7 @@ def prefetch_model(model_path: str, n_gpu_layers: int, options: Mapping[str, Any
     layers and repacking takes this model instead of loading it again (``kaito run`` calls this, through
     the runtime's ``prefetch``, while it still validates and plans: local/hints.py). For Gemma 3's 262k
     vocabulary, loading is ~0.25 s of building the vocabulary, whatever the size of the weights."""
-    import llama_cpp as L
-    import llama_cpp._logger  # what the engine's load needs: imported here, not on the thread
-
+    L = low_level()
     path = find_gguf(model_path)
     repack = _extra_buffer_types(options or {})
     key = _model_key(path, n_gpu_layers, repack)
@@ -155,12 +154,13 @@ def prefetch_model(model_path: str, n_gpu_layers: int, options: Mapping[str, Any
             future.set_exception(exc)
 
     threading.Thread(target=target, name="llamacpp-prefetch", daemon=True).start()
+    complete_package()  # the rest of llama_cpp's import, while the load runs
 
 
 def _take_prefetched(key: tuple[str, int, bool]) -> Any:
     """The prefetched model for ``key`` (waiting for its load), or None; prefetched models of other
     keys (a stale hint) are freed."""
-    import llama_cpp as L
+    L = low_level()
 
     with _prefetch_lock:
         taken = _prefetched.pop(key, None)
@@ -265,11 +265,7 @@ class LlamaCppEngine:
         """
         if self._preload is not None or self._loading is not None:
             return
-        import llama_cpp
-        import llama_cpp._logger  # noqa: F401
-
-        import kaito_core.serving.chat_template  # noqa: F401
-
+        low_level()  # the bindings alone (bindings.py): the load starts before the rest of llama_cpp
         preload: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def target() -> None:
@@ -284,6 +280,9 @@ class LlamaCppEngine:
 
         self._preload = preload
         threading.Thread(target=target, name="llamacpp-load", daemon=True).start()
+        # what the end of the load needs, imported here while the load runs
+        complete_package()
+        import kaito_core.serving.chat_template  # noqa: F401
 
     async def load(self) -> None:
         # shielded: a cancelled load (SIGTERM while loading) must not free the model under _load's feet;
@@ -372,7 +371,7 @@ class LlamaCppEngine:
     def tokenize(self, text: str) -> list[int]:
         """Tokens of `text`; special tokens in it are parsed (chat templates write them as text), and BOS
         is added when the model wants one and the text does not already start with it."""
-        import llama_cpp as L
+        L = low_level()
 
         data = text.encode("utf-8")
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
@@ -389,7 +388,7 @@ class LlamaCppEngine:
         cached = self._pieces.get(token) if not special else None
         if cached is not None:
             return cached
-        import llama_cpp as L
+        L = low_level()
 
         buf = ctypes.create_string_buffer(64)
         n = L.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
@@ -406,14 +405,12 @@ class LlamaCppEngine:
     # ------------------------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        import llama_cpp as L
-        from llama_cpp import _logger
-
-        from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
-
+        L = low_level()
         verbose = log.isEnabledFor(logging.DEBUG)
-        _logger.set_verbose(verbose)
         if verbose or not _silence_llama_log(L):
+            from llama_cpp import _logger  # imported by low_level() with the bindings
+
+            _logger.set_verbose(verbose)
             L.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
         path = find_gguf(self.config.model_path)
         L.llama_backend_init()
@@ -482,6 +479,8 @@ class LlamaCppEngine:
         eos = L.llama_vocab_eos(self._vocab)
         self._bos_text = self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
         eos_text = self._piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else ""
+        from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
+
         source = self.config.chat_template
         if source is None:
             raw = L.llama_model_chat_template(model, None)
@@ -506,7 +505,7 @@ class LlamaCppEngine:
 
     def _load_adapters(self) -> None:
         """LoRA adapters (GGUF) apply to every sequence at scale 1.0, as KAITO applies them."""
-        import llama_cpp as L
+        L = low_level()
 
         if not self.config.adapters:
             return
@@ -531,7 +530,7 @@ class LlamaCppEngine:
         log.info("LoRA adapters applied: %s", ", ".join(self.config.adapters))
 
     def _free(self) -> None:
-        import llama_cpp as L
+        L = low_level()
 
         if self._batch is not None:
             L.llama_batch_free(self._batch)
@@ -552,7 +551,7 @@ class LlamaCppEngine:
     # ------------------------------------------------------------------------------------------------
 
     def _make_sampler(self, seq: _Sequence) -> Any:
-        import llama_cpp as L
+        L = low_level()
 
         p = seq.params
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
@@ -631,7 +630,7 @@ class LlamaCppEngine:
     def _free_sampler(seq: _Sequence) -> None:
         """A preempted sequence waits with its sampler; one that leaves the queue frees it."""
         if seq.sampler is not None:
-            import llama_cpp as L
+            L = low_level()
 
             L.llama_sampler_free(seq.sampler)
             seq.sampler = None
@@ -668,7 +667,7 @@ class LlamaCppEngine:
         """Free a running sequence's cells and send it back to the head of the queue; it is recomputed
         from its prompt plus the tokens it generated (the last one, sampled but not yet decoded,
         included), so it resumes exactly where it was."""
-        import llama_cpp as L
+        L = low_level()
 
         L.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
         self._active.remove(seq)
@@ -688,7 +687,7 @@ class LlamaCppEngine:
         )
 
     def _step(self) -> None:
-        import llama_cpp as L
+        L = low_level()
 
         batch = self._batch
         n = 0
@@ -765,7 +764,7 @@ class LlamaCppEngine:
         asks ``llama_vocab_is_eog`` about the sampled token alone.
         """
         if self._eog_tokens is None:
-            import llama_cpp as L
+            L = low_level()
 
             vocab = self._vocab
             self._eog_tokens = [t for t in range(self._n_vocab) if L.llama_vocab_is_eog(vocab, t)]
@@ -780,7 +779,7 @@ class LlamaCppEngine:
         """Greedy without the sampler: llama_sampler_sample first copies all n_vocab logits into a
         candidate array (~0.9 ms for Gemma's 262k vocabulary, 12% of a decode step at 8 sequences); an
         argmax over the logits row picks the same token (the first maximum, like the greedy sampler)."""
-        import llama_cpp as L
+        L = low_level()
         import numpy as np
 
         row = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
@@ -790,7 +789,7 @@ class LlamaCppEngine:
         return int(row.argmax())
 
     def _on_token(self, seq: _Sequence, token: int) -> None:
-        import llama_cpp as L
+        L = low_level()
 
         seq.generated.append(token)
         p = seq.params
@@ -817,7 +816,7 @@ class LlamaCppEngine:
 
     def _retire(self, seq: _Sequence, last: Chunk | BaseException | None = None) -> None:
         """End a sequence: its last chunk (if anyone listens), free its KV cells, sampler and seq_id."""
-        import llama_cpp as L
+        L = low_level()
 
         L.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
         self._free_sampler(seq)

@@ -109,11 +109,13 @@ class LlamaCppRuntime:
         Optional runtime hook: `kaito run` calls it in the server process it starts early, while the
         parent still validates and plans, so that import is off the path to the ready line.
         """
-        import llama_cpp
-        import llama_cpp._logger  # noqa: F401
+        import llama_cpp  # noqa: F401 - the whole package (a prefetch may have imported the bindings alone)
 
         import kaito_core.serving.chat_template  # noqa: F401
         import kaito_runtime_llamacpp.engine  # noqa: F401
+        from kaito_runtime_llamacpp.bindings import complete_package
+
+        complete_package()
 
 
 def _resources(plan: Plan) -> dict[str, Any]:
