@@ -7,14 +7,15 @@ the weights in the parent. It then reads the argument list of ``kaito serve`` an
 command. When the parent gives up first (an invalid file, a port in use), the pipe closes and this
 process exits without doing anything.
 
-The web stack (FastAPI, uvicorn: the largest import) is deliberately not preloaded: ``kaito serve``
-starts loading the model on a thread of its own before it imports the web stack, so that import
-overlaps the load. Preloading it here would make the load wait for it whenever the parent's planning
-is done first (the usual case), which is slower than the overlap.
+The web stack (FastAPI, uvicorn: the largest import) is preloaded only while a prefetched model is
+loading. Otherwise ``kaito serve`` starts loading the model on a thread of its own before it imports
+the web stack, so that import overlaps the load; preloading it here would make the load wait for it
+whenever the parent's planning is done first (the usual case), which is slower than the overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +27,13 @@ from typing import BinaryIO
 PRELOAD = ("kaito_core.serving.engine", "kaito_core.serving.settings", "kaito_core.cli.main")
 
 
-def preload() -> None:
+#: The web stack `kaito serve` imports while its model loads (FastAPI, uvicorn, the app).
+WEB_STACK = "kaito_core.serving.server"
+
+
+def preload(web_stack: bool = False) -> None:
+    """Import what `kaito serve` will, ahead of its arguments; ``web_stack`` only while a prefetched
+    model is loading already (otherwise importing it here would hold back the load: module docstring)."""
     for module in PRELOAD:
         try:
             import_module(module)
@@ -44,6 +51,9 @@ def preload() -> None:
                 preload_imports()
             except Exception:  # noqa: S112 - the real command reports a broken runtime once it runs
                 continue
+    if web_stack:
+        with contextlib.suppress(ImportError):
+            import_module(WEB_STACK)
 
 
 def become_server(stream: BinaryIO) -> None:
@@ -58,9 +68,8 @@ def become_server(stream: BinaryIO) -> None:
         stream.close()
         return  # `kaito run` stopped at once
     message = json.loads(first)
-    if isinstance(message, dict):
-        prefetch(message.get("prefetch"))
-    preload()
+    prefetching = isinstance(message, dict) and prefetch(message.get("prefetch"))
+    preload(web_stack=prefetching)
     line = stream.readline()
     stream.close()
     if not line.strip():
@@ -78,7 +87,7 @@ def become_server(stream: BinaryIO) -> None:
     cli.main(args=args, prog_name="kaito")
 
 
-def prefetch(raw_hint: object) -> None:
+def prefetch(raw_hint: object) -> bool:
     """Start loading the weights the hint names, through its runtime's optional ``prefetch(model,
     n_gpu_layers)``: only the hint's plugin distribution is loaded for this, so the load starts before
     the other plugins are imported. Any failure just means no prefetch; the real load reports errors."""
@@ -86,17 +95,19 @@ def prefetch(raw_hint: object) -> None:
 
     hint = Hint.from_json(raw_hint)
     if hint is None:
-        return
+        return False
     try:
         from kaito_core.plugins.registry import Registry
 
         registry = Registry()
         registry.load_entry_points(only=[hint.distribution])
         start = getattr(registry.runtime(hint.runtime), "prefetch", None)
-        if callable(start):
-            start(hint.model, hint.n_gpu_layers)
-    except Exception:  # noqa: S110 - a hint is only a hint
-        pass
+        if not callable(start):
+            return False
+        start(hint.model, hint.n_gpu_layers)
+    except Exception:  # a hint is only a hint
+        return False
+    return True
 
 
 def main() -> None:

@@ -56,3 +56,10 @@ def test_the_prestarted_server_leaves_the_web_stack_to_overlap_the_model_load() 
     assert _imported_after(code, ("fastapi", "uvicorn", "starlette", "kaito_core.serving.server")) == []
     loaded = _imported_after(code, ("kaito_core.cli.serve_cmd", "kaito_core.serving.engine"))
     assert loaded == ["kaito_core.cli.serve_cmd", "kaito_core.serving.engine"]
+
+
+def test_while_a_prefetched_model_loads_the_web_stack_is_preloaded_too() -> None:
+    # the load started already (local/hints.py), so nothing waits for this import
+    code = "from kaito_core.local.prestart import preload\npreload(web_stack=True)"
+    loaded = set(_imported_after(code, ("fastapi", "uvicorn", "kaito_core.serving.server")))
+    assert {"fastapi", "uvicorn", "kaito_core.serving.server"} <= loaded
