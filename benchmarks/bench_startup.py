@@ -272,6 +272,15 @@ def main() -> int:
         (f"  inside: llama.cpp context (KV cache) for 8 sequences x {n_ctx} each (kv_unified=false)",
          median["context_8"]),
     ]
+    # Each round times the baseline and kaito run back to back, so the ratio within a round is less
+    # exposed to a busy neighbour than the ratio of two medians: both are reported, the paired one
+    # decides the target.
+    paired = statistics.median(
+        k / b for k, b in zip(samples["kaito_ready"], samples["baseline"], strict=True)
+    )
+    paired_first = statistics.median(
+        k / b for k, b in zip(samples["kaito_ready_first"], samples["baseline"], strict=True)
+    )
     lines = [
         "# kaito run start-up",
         "",
@@ -284,9 +293,12 @@ def main() -> int:
         "|---|---:|---:|",
         *[f"| {name} | {value:.2f} | {value / base:.2f}x |" for name, value in rows],
         "",
+        f"Paired (median over rounds of kaito run / baseline in the same round): ready {paired:.2f}x; "
+        f"a file not run before {paired_first:.2f}x.",
+        "",
         f"Target: kaito run -> ready at most {TARGET}x the baseline: "
-        f"{'met' if median['kaito_ready'] <= TARGET * base else 'NOT met'} "
-        f"({median['kaito_ready'] / base:.2f}x).",
+        f"{'met' if paired <= TARGET else 'NOT met'} ({paired:.2f}x paired, "
+        f"{median['kaito_ready'] / base:.2f}x as a ratio of medians).",
     ]
     text = "\n".join(lines)
     print(text)
@@ -297,6 +309,7 @@ def main() -> int:
         "repeat": args.repeat,
         "median_s": median, "samples_s": samples,
         "ratio_ready": median["kaito_ready"] / base, "ratio_first_chat": median["kaito_first_chat"] / base,
+        "paired_ratio_ready": paired, "paired_ratio_ready_first": paired_first,
         "target_ratio": TARGET,
     }, indent=2) + "\n")
     return 0
