@@ -142,6 +142,11 @@ def prestart(log: IO[bytes] | None, detach: bool) -> ServerProcess | None:
         return None
 
 
+def will_fork() -> bool:
+    """Whether ``prestart`` forks (Linux, one thread, KAITO_PRESTART not ``spawn``)."""
+    return _can_fork()
+
+
 def _can_fork() -> bool:
     return (
         sys.platform.startswith("linux")

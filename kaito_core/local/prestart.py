@@ -89,18 +89,22 @@ def become_server(stream: BinaryIO) -> None:
 
 def prefetch(raw_hint: object) -> bool:
     """Start loading the weights the hint names, through its runtime's optional ``prefetch(model,
-    n_gpu_layers)``: only the hint's plugin distribution is loaded for this, so the load starts before
-    the other plugins are imported. Any failure just means no prefetch; the real load reports errors."""
+    n_gpu_layers)``. A process forked from kaito run has its plugins already; a new interpreter loads
+    only the hint's plugin distribution for this, so the load starts before the other plugins are
+    imported. Any failure just means no prefetch; the real load reports errors."""
     from kaito_core.local.hints import Hint
 
     hint = Hint.from_json(raw_hint)
     if hint is None:
         return False
     try:
-        from kaito_core.plugins.registry import Registry
+        from kaito_core.plugins.registry import Registry, default_registry
 
-        registry = Registry()
-        registry.load_entry_points(only=[hint.distribution])
+        if default_registry.cache_info().currsize:  # forked from kaito run after it loaded the plugins
+            registry = default_registry()
+        else:
+            registry = Registry()
+            registry.load_entry_points(only=[hint.distribution])
         start = getattr(registry.runtime(hint.runtime), "prefetch", None)
         if not callable(start):
             return False

@@ -55,6 +55,9 @@ def run(
     t0 = started if started is not None else time.monotonic()
     # The server process starts now and imports (and, when this file ran before, loads its weights)
     # while this one plans (see local/prestart.py and local/hints.py).
+    if registry is None and launch.will_fork():
+        # loaded before the fork, the plugins are the server process's too, at no cost
+        registry = _default_registry()
     hint = hints.read(options.file)
     early_log = paths.runs_dir() / f".starting-{os.getpid()}.log" if options.detach else None
     server = _prestart(early_log, options.detach)
@@ -63,9 +66,7 @@ def run(
         server = None
     try:
         if registry is None:
-            from kaito_core.plugins import default_registry
-
-            registry = default_registry()
+            registry = _default_registry()
         record, prepared = _prepare(options, registry, hardware, t0)
         if early_log is not None:
             os.replace(early_log, state.log_path(record.name))
@@ -79,6 +80,12 @@ def run(
     finally:
         if not options.detach or record.ready_at is None:
             state.remove_if_owned(record)
+
+
+def _default_registry() -> Registry:
+    from kaito_core.plugins import default_registry
+
+    return default_registry()
 
 
 def _prestart(early_log: Path | None, detach: bool) -> launch.ServerProcess | None:
