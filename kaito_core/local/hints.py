@@ -8,8 +8,9 @@ the parent validates and plans again.
 
 A hint is never trusted: validation and planning run as they always do, and the server takes the
 preloaded model only if the planned arguments name the same file and GPU layers; otherwise it is
-freed unused. A wrong or stale hint costs the read, never correctness. Hints live in
-``$KAITO_HOME/hints/``, one small JSON file per Workspace content.
+freed unused. A wrong or stale hint costs the read, never correctness, and only weights under
+$KAITO_HOME (the store, the pull cache) are prefetched. Hints live in ``$KAITO_HOME/hints/``, one small
+JSON file per Workspace content.
 """
 
 from __future__ import annotations
@@ -63,9 +64,18 @@ def read(workspace_file: Path) -> Hint | None:
         hint = Hint.from_json(json.loads(text))
     except (OSError, ValueError):
         return None
-    if hint is None or not os.path.isfile(hint.model):
+    if hint is None or not os.path.isfile(hint.model) or not _in_home(hint.model):
         return None
     return hint
+
+
+def _in_home(model: str) -> bool:
+    """Weights come from $KAITO_HOME (the store, the pull cache); a hint naming any other file is not
+    followed (the server would parse it before anything checked it)."""
+    try:
+        return Path(model).resolve().is_relative_to(kaito_home().resolve())
+    except OSError:
+        return False
 
 
 def remember(workspace_file: Path, hint: Hint) -> None:

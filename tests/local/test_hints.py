@@ -23,7 +23,8 @@ def _hint(model: Path) -> hints.Hint:
 def test_a_hint_is_found_for_the_same_content_only(home: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "ws.yaml"
     workspace.write_text("kind: Workspace\n")
-    model = tmp_path / "model.gguf"
+    (home / "store").mkdir(parents=True)
+    model = home / "store" / "model.gguf"
     model.write_bytes(b"GGUF")
     assert hints.read(workspace) is None  # no run yet
     hints.remember(workspace, _hint(model))
@@ -41,10 +42,19 @@ def test_a_hint_is_found_for_the_same_content_only(home: Path, tmp_path: Path) -
 def test_a_hint_whose_weights_are_gone_or_that_is_damaged_is_ignored(home: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "ws.yaml"
     workspace.write_text("kind: Workspace\n")
-    model = tmp_path / "model.gguf"
+    (home / "store").mkdir(parents=True)
+    model = home / "store" / "model.gguf"
     model.write_bytes(b"GGUF")
     hints.remember(workspace, _hint(model))
     model.unlink()
+    assert hints.read(workspace) is None
+
+    outside = tmp_path / "elsewhere.gguf"  # weights come from $KAITO_HOME only
+    outside.write_bytes(b"GGUF")
+    hints.remember(workspace, _hint(outside))
+    assert hints.read(workspace) is None
+    (home / "store" / "link.gguf").symlink_to(outside)  # not through a link either
+    hints.remember(workspace, _hint(home / "store" / "link.gguf"))
     assert hints.read(workspace) is None
 
     model.write_bytes(b"GGUF")
