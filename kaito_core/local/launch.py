@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -65,6 +66,7 @@ class ServeArgs:
     n_gpu_layers: int = 0
     max_batch: int = 0  # sequences decoded together; 0: kaito serve's default
     chat_template_file: Path | None = None
+    ready_fd: int | None = None  # the server's end of a readiness pipe (ForkedProcess.child_ready_fd)
 
     def argv(self) -> list[str]:
         # `python -m kaito_core.cli.main` rather than the `kaito` script: same interpreter and
@@ -91,6 +93,8 @@ class ServeArgs:
             argv += ["--max-batch", str(self.max_batch)]
         if self.chat_template_file is not None:
             argv += ["--chat-template-file", str(self.chat_template_file)]
+        if self.ready_fd is not None:
+            argv += ["--ready-fd", str(self.ready_fd)]
         return argv
 
 
@@ -158,6 +162,9 @@ def _can_fork() -> bool:
 
 def _fork_prestart(log: IO[bytes] | None, detach: bool) -> ServerProcess | None:
     read_fd, write_fd = os.pipe()
+    # the server tells this process it is ready through a pipe (`kaito serve --ready-fd`): no polling
+    # competing with the model load, and no polling interval added to the start
+    ready_read, ready_write = os.pipe()
     for stream in (sys.stdout, sys.stderr):  # or buffered output would be written twice
         with contextlib.suppress(Exception):
             stream.flush()
@@ -165,13 +172,15 @@ def _fork_prestart(log: IO[bytes] | None, detach: bool) -> ServerProcess | None:
     try:
         pid = os.fork()
     except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
+        for fd in (read_fd, write_fd, ready_read, ready_write):
+            os.close(fd)
         return None
     if pid == 0:  # pragma: no cover - the child; measured through `kaito run` end to end
+        os.close(ready_read)
         _forked_child(read_fd, write_fd, log, detach, parent)
     os.close(read_fd)
-    return ForkedProcess(pid, os.fdopen(write_fd, "wb"))
+    os.close(ready_write)  # the child's copy stays open until it has written, or exits
+    return ForkedProcess(pid, os.fdopen(write_fd, "wb"), ready_fd=ready_read, child_ready_fd=ready_write)
 
 
 def _forked_child(read_fd: int, write_fd: int, log: IO[bytes] | None, detach: bool, parent: int) -> None:
@@ -215,11 +224,22 @@ def _forked_child(read_fd: int, write_fd: int, log: IO[bytes] | None, detach: bo
 class ForkedProcess:
     """A server child made by ``os.fork``: the part of ``subprocess.Popen`` that ``kaito run`` uses."""
 
-    def __init__(self, pid: int, stdin: IO[bytes]) -> None:
+    def __init__(
+        self, pid: int, stdin: IO[bytes], ready_fd: int | None = None, child_ready_fd: int | None = None
+    ) -> None:
         self.pid = pid
         self.stdin: IO[bytes] | None = stdin
         self.returncode: int | None = None
         self.args = ["kaito", "serve"]
+        #: this process's end of the readiness pipe, and the number of the server's end in the server
+        self.ready_fd = ready_fd
+        self.child_ready_fd = child_ready_fd
+
+    def close_ready_fd(self) -> None:
+        if self.ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.ready_fd)
+            self.ready_fd = None
 
     def _reap(self, flags: int) -> int | None:
         if self.returncode is None:
@@ -282,6 +302,8 @@ def abandon(process: ServerProcess | None) -> None:
     """Stop a prestarted process that will not be needed (it has loaded nothing yet) and reap it."""
     if process is None:
         return
+    if isinstance(process, ForkedProcess):
+        process.close_ready_fd()
     with contextlib.suppress(OSError):
         if process.stdin is not None:
             process.stdin.close()
@@ -322,18 +344,43 @@ def wait_ready(
     ``timeout`` passes.
     """
     deadline = time.monotonic() + timeout
-    while not interrupted():
-        code = process.poll()
-        if code is not None:
-            raise LocalRunError(f"`kaito serve` exited with code {code} before it was ready{on_exit(code)}")
-        if health_status(host, port) == 200:
-            return
-        if time.monotonic() > deadline:
-            raise LocalRunError(
-                f"`kaito serve` was not ready after {timeout:.0f}s (GET /health on port {port} is not 200); "
-                "raise --ready-timeout for a large model"
-            )
-        time.sleep(_POLL_S)
+    forked = process if isinstance(process, ForkedProcess) else None
+    try:
+        while not interrupted():
+            code = process.poll()
+            if code is not None:
+                raise LocalRunError(
+                    f"`kaito serve` exited with code {code} before it was ready{on_exit(code)}"
+                )
+            if forked is not None and forked.ready_fd is not None:
+                # told through the readiness pipe (`kaito serve --ready-fd`), then confirmed over HTTP
+                if _notified(forked) and health_status(host, port) == 200:
+                    return
+            elif health_status(host, port) == 200:
+                return
+            else:
+                time.sleep(_POLL_S)
+            if time.monotonic() > deadline:
+                raise LocalRunError(
+                    f"`kaito serve` was not ready after {timeout:.0f}s (GET /health on port {port} is not "
+                    "200); raise --ready-timeout for a large model"
+                )
+    finally:
+        if forked is not None:
+            forked.close_ready_fd()
+
+
+def _notified(process: ForkedProcess, wait: float = 0.1) -> bool:
+    """Whether the server wrote its ready line within ``wait`` seconds. The pipe is closed once it
+    says anything or ends (the server exited, or was started without --ready-fd): then /health is
+    polled instead."""
+    assert process.ready_fd is not None
+    readable, _, _ = select.select([process.ready_fd], [], [], wait)
+    if not readable:
+        return False
+    data = os.read(process.ready_fd, 64)
+    process.close_ready_fd()
+    return data.startswith(b"ready")
 
 
 def stop(process: ServerProcess, sig: int = signal.SIGTERM, grace: float = STOP_GRACE_S) -> int:

@@ -6,6 +6,7 @@ validation, the fit on this machine, the port, the weights.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -132,6 +133,7 @@ def _start_server(
     if server is not None and launch.hand_over(server, args):
         return server
     launch.abandon(server)
+    args = dataclasses.replace(args, ready_fd=None)  # a new process has no readiness pipe: polled
     log = open(state.log_path(record.name), "ab") if options.detach else None  # noqa: SIM115
     try:
         return launch.start(args.argv(), log, options.detach)
@@ -165,6 +167,7 @@ def _serve(
             n_gpu_layers=plan.n_gpu_layers,
             max_batch=options.parallel,
             chat_template_file=template_file,
+            ready_fd=server.child_ready_fd if isinstance(server, launch.ForkedProcess) else None,
         )
         # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
         ports.check_port(options.host, options.port)
