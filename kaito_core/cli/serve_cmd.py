@@ -265,7 +265,7 @@ def serve(
     )
     engine = runtime_obj.engine(config)
     # An engine that can load on a thread of its own starts now, so that reading the weights overlaps
-    # importing the web stack below (FastAPI, uvicorn); the server's load() then waits for it.
+    # importing the web stack below (Starlette, uvicorn); the server's load() then waits for it.
     start_loading = getattr(engine, "start_loading", None)
     if callable(start_loading):
         start_loading()

@@ -7,7 +7,7 @@ the weights in the parent. It then reads the argument list of ``kaito serve`` an
 command. When the parent gives up first (an invalid file, a port in use), the pipe closes and this
 process exits without doing anything.
 
-The web stack (FastAPI, uvicorn: the largest import) is preloaded only while a prefetched model is
+The web stack (Starlette, pydantic, uvicorn: the largest import) is preloaded only while a prefetched model is
 loading. Otherwise ``kaito serve`` starts loading the model on a thread of its own before it imports
 the web stack, so that import overlaps the load; preloading it here would make the load wait for it
 whenever the parent's planning is done first (the usual case), which is slower than the overlap.
@@ -27,7 +27,7 @@ from typing import BinaryIO
 PRELOAD = ("kaito_core.serving.engine", "kaito_core.serving.settings", "kaito_core.cli.main")
 
 
-#: The web stack `kaito serve` imports while its model loads (FastAPI, uvicorn, the app).
+#: The web stack `kaito serve` imports while its model loads (Starlette, uvicorn, the app).
 WEB_STACK = "kaito_core.serving.server"
 
 

@@ -1,6 +1,6 @@
 """The inference server (`kaito serve`) and the Engine contract runtimes implement.
 
-Heavy imports (FastAPI, uvicorn) live in ``app`` and ``server``; import those modules directly.
+Heavy imports (Starlette, uvicorn) live in ``app`` and ``server``; import those modules directly.
 """
 
 from kaito_core.serving.engine import Chunk, Engine, EngineConfig, EngineHealth, SamplingParams

@@ -18,7 +18,7 @@ LIMIT_MIB=60
 #: What `kaito serve` (llama.cpp and vLLM runtimes), the checks and the llama-cpp-python build import,
 #: beyond the interpreter. Their dependency closure is read from the installed distributions here (the
 #: versions the tests ran), minus PROVIDED; names not installed here are downloaded at their latest.
-ROOTS=(pydantic fastapi uvicorn openai httpx gguf diskcache scikit-build-core pyproject-metadata)
+ROOTS=(pydantic starlette uvicorn openai httpx gguf diskcache scikit-build-core pyproject-metadata)
 #: On the GPU image already (see docs/gpu-check.md) and large or compiled: not carried.
 PROVIDED=(numpy pyyaml requests tqdm jinja2 markupsafe click h11 certifi idna urllib3 charset-normalizer
           pluggy prometheus-client packaging pathspec rich pygments markdown-it-py mdurl setuptools)

@@ -28,7 +28,7 @@ def _imported_after(code: str, prefixes: tuple[str, ...]) -> list[str]:
 
 
 def test_the_cli_module_imports_no_heavy_dependency() -> None:
-    heavy = ("pydantic", "yaml", "fastapi", "uvicorn", "azure", "importlib.metadata", "kaito_core.api")
+    heavy = ("pydantic", "yaml", "starlette", "uvicorn", "azure", "importlib.metadata", "kaito_core.api")
     assert _imported_after("import kaito_core.cli.main", heavy) == []
 
 
@@ -50,7 +50,7 @@ def test_version_is_read_only_when_asked() -> None:
 
 
 def test_the_prestarted_server_leaves_the_web_stack_to_overlap_the_model_load() -> None:
-    # `kaito serve` starts loading the weights before it imports FastAPI/uvicorn; a preload of the web
+    # `kaito serve` starts loading the weights before it imports Starlette/uvicorn; a preload of the web
     # stack would make the load wait for it.
     code = "from kaito_core.local.prestart import preload\npreload()"
     assert _imported_after(code, ("fastapi", "uvicorn", "starlette", "kaito_core.serving.server")) == []
@@ -61,5 +61,5 @@ def test_the_prestarted_server_leaves_the_web_stack_to_overlap_the_model_load() 
 def test_while_a_prefetched_model_loads_the_web_stack_is_preloaded_too() -> None:
     # the load started already (local/hints.py), so nothing waits for this import
     code = "from kaito_core.local.prestart import preload\npreload(web_stack=True)"
-    loaded = set(_imported_after(code, ("fastapi", "uvicorn", "kaito_core.serving.server")))
-    assert {"fastapi", "uvicorn", "kaito_core.serving.server"} <= loaded
+    loaded = set(_imported_after(code, ("starlette", "uvicorn", "kaito_core.serving.server")))
+    assert {"starlette", "uvicorn", "kaito_core.serving.server"} <= loaded

@@ -107,6 +107,26 @@ def test_api_key_guards_everything_but_health(serve, engine_factory, waiter) -> 
     assert httpx.get(server.url + "/v1/models").status_code == 401
     ok = httpx.post(server.url + "/chat", json=body, headers={"Authorization": "Bearer k-two"})
     assert ok.status_code == 200 and ok.json() == {"Result": "a w0 w1"}
+    # the key is checked before the body is even parsed: a stranger learns nothing about the API
+    garbage = httpx.post(server.url + "/chat", content=b"{not json")
+    assert garbage.status_code == 401
+    key = {"Authorization": "Bearer k-one"}
+    malformed = httpx.post(server.url + "/chat", content=b"{not json", headers=key)
+    assert malformed.status_code == 422 and "malformed JSON" in malformed.json()["detail"]
+
+
+def test_unknown_paths_and_methods_get_the_same_json_errors(serve, engine_factory, waiter) -> None:
+    server = serve(engine_factory())
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    missing = httpx.get(server.url + "/v2/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "Not Found" and missing.json()["error"]["type"] == "not_found_error"
+    wrong = httpx.delete(server.url + "/chat")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["code"] == 405
+    invalid = httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": "many"})
+    assert invalid.status_code == 422
+    assert invalid.json()["error"]["param"] == "max_tokens" and "max_tokens:" in invalid.json()["detail"]
 
 
 def test_client_disconnect_cancels_a_non_streaming_generation(serve, engine_factory, waiter) -> None:
