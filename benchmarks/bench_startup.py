@@ -227,7 +227,7 @@ def time_kaito_run_first(round_no: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description="kaito run start-up vs llama-cpp-python")
     parser.add_argument("--repeat", type=int, default=9,
-                        help="rounds (each times every measurement once; medians and paired ratios are reported)")
+                        help="rounds, each timing every measurement once (medians and paired ratios)")
     args = parser.parse_args()
     # Users' Pythons keep compiled bytecode; a sandbox that sets PYTHONDONTWRITEBYTECODE would make every
     # process recompile the (editable) kaito sources while llama_cpp's bytecode already sits in
