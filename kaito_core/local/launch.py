@@ -137,7 +137,7 @@ def prestart(log: IO[bytes] | None, detach: bool) -> ServerProcess | None:
     (Python itself, click, the CLI) for free, ~0.05 s that a new interpreter spends before it gets
     to the model. Elsewhere (macOS frameworks are not fork-safe) it is a new interpreter.
     """
-    if _can_fork():
+    if will_fork():
         return _fork_prestart(log, detach)
     try:
         return subprocess.Popen([sys.executable, "-m", "kaito_core.local.prestart"], stdin=subprocess.PIPE,
@@ -148,10 +148,6 @@ def prestart(log: IO[bytes] | None, detach: bool) -> ServerProcess | None:
 
 def will_fork() -> bool:
     """Whether ``prestart`` forks (Linux, one thread, KAITO_PRESTART not ``spawn``)."""
-    return _can_fork()
-
-
-def _can_fork() -> bool:
     return (
         sys.platform.startswith("linux")
         and hasattr(os, "fork")

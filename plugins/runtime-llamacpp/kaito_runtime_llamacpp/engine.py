@@ -209,7 +209,7 @@ class LlamaCppEngine:
         self.threads = config.threads or os.cpu_count() or 1
         self.max_observed_batch = 0  # the most sequences one llama_decode call carried
         #: greedy requests without penalties take an argmax over the logits instead of the sampler chain
-        self.fast_greedy = bool(config.options.get("fast_greedy", True))
+        self.fast_greedy = _flag(config.options.get("fast_greedy", True))
         self.steps = 0
         self.preemptions = 0  # sequences sent back to wait because the KV pool was full
         self.prefetched = False  # the model came from prefetch_model()
@@ -455,7 +455,7 @@ class LlamaCppEngine:
         # and clears full-size caches for them: context creation for 8 x 8192 took 0.54 s vs 0.15 s.
         # What it costs: a sequence's cells cannot be rewound past the window (prefix reuse, context
         # shift), which this engine never does: a finished sequence's cells are dropped whole.
-        cparams.swa_full = bool(self.config.options.get("swa_full", False))
+        cparams.swa_full = _flag(self.config.options.get("swa_full", False))
         n_batch = int(self.config.options.get("n_batch", N_BATCH))  # prompt tokens per step at most
         cparams.n_batch = max(n_batch, self.max_batch)
         cparams.n_ubatch = max(n_batch, self.max_batch)
