@@ -12,15 +12,19 @@ import nox
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p) for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+#: Test doubles (the Kubernetes API emulator, the ARM server): installed with the test extra only.
+TESTING = str(ROOT / "testing" / "kaito-testing")
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 
 def install_project(session: nox.Session, *extras: str) -> None:
-    """kaito-core and every plugin distribution, editable, with the named extras of kaito-core."""
+    """kaito-core and every plugin distribution, editable, with the named extras of kaito-core; with
+    the test extra, the kaito-testing distribution too."""
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec, *[arg for p in PLUGINS for arg in ("-e", p)])
+    testing = ["-e", TESTING] if "test" in extras else []
+    session.install("-e", spec, *[arg for p in PLUGINS for arg in ("-e", p)], *testing)
 
 
 @nox.session

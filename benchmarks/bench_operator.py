@@ -48,7 +48,7 @@ class Emulator:
             [
                 sys.executable,
                 "-m",
-                "kaito_core.testing.apiserver",
+                "kaito_testing.apiserver",
                 "--crd",
                 str(ROOT / "crds/kaito.sh_workspaces.yaml"),
             ],

@@ -14,7 +14,7 @@ import copy
 import json
 from typing import Any
 
-from kaito_core.api.models import V1ALPHA1, V1BETA1
+from kaito_core.api.names import V1ALPHA1, V1BETA1
 
 #: Annotation holding v1alpha1-only fields while the object is v1beta1.
 V1ALPHA1_FIELDS = "kaito.sh/v1alpha1-fields"

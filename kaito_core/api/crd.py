@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from kaito_core.api.models import GROUP, KIND, Workspace
+from kaito_core.api.models import Workspace
+from kaito_core.api.names import GROUP, KIND
 from kaito_core.api.v1alpha1 import WorkspaceV1Alpha1
 
 PLURAL = "workspaces"

@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kaito_core.api.errors import FieldError, WorkspaceError, join_path
-from kaito_core.api.models import API_VERSIONS, KIND, V1ALPHA1, Workspace
+from kaito_core.api.models import Workspace
+from kaito_core.api.names import API_VERSIONS, KIND, V1ALPHA1
 
 
 @dataclass

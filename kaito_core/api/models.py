@@ -11,21 +11,12 @@ written here are what ``kubectl explain workspace`` shows.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP: Final = "kaito.sh"
-V1ALPHA1: Final = "kaito.sh/v1alpha1"
-V1BETA1: Final = "kaito.sh/v1beta1"
-API_VERSIONS = (V1ALPHA1, V1BETA1)
-KIND: Final = "Workspace"
-
-#: Annotation that lets validation report "not enough GPU memory" as a warning instead of an error.
-BYPASS_RESOURCE_CHECKS = "kaito.sh/bypass-resource-checks"
-#: Annotation that chooses the inference runtime (``vllm`` by default).
-RUNTIME_ANNOTATION = "kaito.sh/runtime"
+from kaito_core.api.names import GROUP, KIND, V1ALPHA1, V1BETA1
 
 #: Marks a field whose content is schemaless in the CRD (a PodTemplateSpec, a VolumeSource).
 SCHEMALESS: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}

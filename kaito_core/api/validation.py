@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 from kaito_core.api.errors import FieldError, Severity
 from kaito_core.api.models import (
-    BYPASS_RESOURCE_CHECKS,
-    RUNTIME_ANNOTATION,
     AdapterSpec,
     DataDestination,
     DataSource,
@@ -22,11 +20,12 @@ from kaito_core.api.models import (
     TuningSpec,
     Workspace,
 )
+from kaito_core.api.names import BYPASS_RESOURCE_CHECKS, RUNTIME_ANNOTATION
 from kaito_core.api.urls import url_problem
-from kaito_core.plugins.contracts import GiB, InstanceType, Preset
+from kaito_core.plugins import GiB, InstanceType, Preset
 
 if TYPE_CHECKING:
-    from kaito_core.plugins.registry import Registry
+    from kaito_core.plugins import Registry
 
 MAX_ADAPTERS = 10
 TUNING_METHODS = ("lora", "qlora")

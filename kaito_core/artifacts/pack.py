@@ -11,7 +11,7 @@ from kaito_core.artifacts.auth import Credentials
 from kaito_core.artifacts.errors import ArtifactError
 from kaito_core.artifacts.paths import store_reference
 from kaito_core.artifacts.pusher import push
-from kaito_core.plugins.contracts import Preset, WeightFormat
+from kaito_core.plugins import Preset, WeightFormat
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def pack_preset(
     preset's sizes and sha256, and push it to ``push_ref`` or into the embedded store. ``preset`` may be a
     name, looked up in the installed plugins."""
     if isinstance(preset, str):
-        from kaito_core.plugins.registry import PluginError, default_registry
+        from kaito_core.plugins import PluginError, default_registry
 
         try:
             preset = default_registry().preset(preset)

@@ -18,7 +18,7 @@ from kaito_core.artifacts.paths import default_cache_path
 from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import UPLOAD_CHUNK, RegistryClient
-from kaito_core.plugins.contracts import Preset
+from kaito_core.plugins import Preset
 
 
 def collect_files(path: Path) -> list[tuple[str, Path]]:

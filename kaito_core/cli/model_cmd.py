@@ -300,7 +300,7 @@ def pack_cmd(
 ) -> None:
     """Build PRESET's artifact from its upstream files on this machine; store it locally or --push it."""
     from kaito_core.artifacts import pack_preset
-    from kaito_core.plugins.registry import PluginError, default_registry
+    from kaito_core.plugins import PluginError, default_registry
 
     try:
         preset = default_registry().preset(preset_name)

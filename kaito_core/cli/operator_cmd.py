@@ -113,8 +113,7 @@ def operator_command(
     from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
     from kaito_core.operator.run import run_operator
     from kaito_core.planning.manifests import ImageSettings
-    from kaito_core.plugins import default_registry
-    from kaito_core.plugins.registry import PluginError
+    from kaito_core.plugins import PluginError, default_registry
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -10,8 +10,8 @@ import click
 from kaito_core.cli.output import OUTPUT_OPTION, emit_data, fail
 
 if TYPE_CHECKING:
-    from kaito_core.planning import Hardware, Plan
-    from kaito_core.plugins import Registry
+    from kaito_core.planning import Hardware
+    from kaito_core.plugins import Plan, Registry
 
 
 @click.command("plan")
@@ -87,7 +87,7 @@ def _target(
     from kaito_core.planning import Hardware, PlanError
 
     if local:
-        from kaito_core.local.hardware import detect_local_hardware
+        from kaito_core.local.machine import detect_local_hardware
 
         return detect_local_hardware()
     if nodes_file is not None:

@@ -222,8 +222,7 @@ def serve(
     """
     import logging
 
-    from kaito_core.plugins.registry import default_registry
-    from kaito_core.serving.engine import EngineConfig
+    from kaito_core.plugins import EngineConfig, default_registry
     from kaito_core.serving.settings import ServerSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,9 +18,7 @@ from kaito_core.local.errors import LocalRunError
 if TYPE_CHECKING:
     from kaito_core.api import Workspace
     from kaito_core.planning.hardware import Hardware
-    from kaito_core.planning.plan import Plan
-    from kaito_core.plugins.contracts import Preset
-    from kaito_core.plugins.registry import Registry
+    from kaito_core.plugins import Plan, Preset, Registry
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ def prepare(source: Path, registry: Registry, hardware: Hardware | None = None) 
     workspace = load_workspace(source)
     validate(workspace, registry, source)
     if hardware is None:
-        from kaito_core.local.hardware import detect_local_hardware
+        from kaito_core.local.machine import detect_local_hardware
 
         hardware = detect_local_hardware()
     plan = plan_for_machine(workspace, registry, hardware)

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 #: Engine-neutral modules every `kaito serve` imports before it starts loading; preloaded while the
 #: parent plans.
-PRELOAD = ("kaito_core.serving.engine", "kaito_core.serving.settings", "kaito_core.cli.main")
+PRELOAD = ("kaito_core.plugins.engine", "kaito_core.serving.settings", "kaito_core.cli.main")
 
 
 #: The web stack `kaito serve` imports while its model loads (Starlette, uvicorn, the app).
@@ -98,7 +98,7 @@ def prefetch(raw_hint: object) -> bool:
     if hint is None:
         return False
     try:
-        from kaito_core.plugins.registry import Registry, default_registry
+        from kaito_core.plugins import Registry, default_registry
 
         if default_registry.cache_info().currsize:  # forked from kaito run after it loaded the plugins
             registry = default_registry()

@@ -22,7 +22,7 @@ from kaito_core.local.errors import LocalRunError
 if TYPE_CHECKING:
     from kaito_core.local.prepare import Prepared
     from kaito_core.planning.hardware import Hardware
-    from kaito_core.plugins.registry import Registry
+    from kaito_core.plugins import Registry
 
 DEFAULT_PORT = 5000  # KAITO's serving port, so the same curl line works locally and in a cluster
 DEFAULT_HOST = "127.0.0.1"

@@ -24,17 +24,16 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kaito_core.api.names import ARTIFACT_ANNOTATION
 from kaito_core.local.errors import LocalRunError
 
 if TYPE_CHECKING:
     from kaito_core.artifacts.layout import OciLayout
     from kaito_core.artifacts.reference import Reference
     from kaito_core.local.prepare import Prepared
-    from kaito_core.plugins.contracts import Preset, WeightFormat
+    from kaito_core.plugins import Preset, WeightFormat
 
-#: The annotation that names a Workspace's weights artifact (documented in docs/local.md).
-ARTIFACT_ANNOTATION = "kaito.sh/model-artifact"
-MODEL_DIR = "model"
+RUN_WEIGHTS_SUBDIR = "model"  # a run's weights: $KAITO_HOME/runs/<name>/model
 
 
 @dataclass(frozen=True)
@@ -194,8 +193,8 @@ def link_model_dir(weights: Weights, directory: Path) -> Path:
 def model_path_for(prepared: Prepared, run_dir: Path, progress: bool = True) -> Path:
     """What ``kaito serve --model`` gets: the GGUF file itself for a single-file GGUF model, else the
     model directory (safetensors shards with their configs)."""
-    weights = locate(prepared, progress, run_dir / MODEL_DIR)
-    directory = link_model_dir(weights, run_dir / MODEL_DIR)
+    weights = locate(prepared, progress, run_dir / RUN_WEIGHTS_SUBDIR)
+    directory = link_model_dir(weights, run_dir / RUN_WEIGHTS_SUBDIR)
     ggufs = [name for name in weights.files if name.endswith(".gguf")]
     if prepared.plan.weights_format == "gguf" and len(ggufs) == 1:
         return directory / ggufs[0]

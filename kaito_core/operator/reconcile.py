@@ -31,7 +31,7 @@ from kaito_core.operator.status import (
     same_status,
     workload_check,
 )
-from kaito_core.planning import Hardware, Plan, PlanError, plan_workspace
+from kaito_core.planning import Hardware, PlanError, plan_workspace
 from kaito_core.planning.manifests import (
     CONFIG_FILE,
     MANIFEST_HASH_ANNOTATION,
@@ -39,8 +39,7 @@ from kaito_core.planning.manifests import (
     inference_manifests,
     template_manifests,
 )
-from kaito_core.plugins.contracts import NodeRequest
-from kaito_core.plugins.registry import PluginError, Registry
+from kaito_core.plugins import NodeRequest, Plan, PluginError, Registry
 
 T = TypeVar("T")
 #: The kinds the operator creates for a Workspace (pruned when no longer desired).
@@ -64,7 +63,10 @@ def selector_string(selector: LabelSelector) -> str:
 
 
 @dataclass
-class Resources:
+class NodesOutcome:
+    """Where the Workspace's nodes stand after the resource step: the ResourceReady check, the Plan
+    when one could be made, and the nodes ready for it."""
+
     check: Check
     plan: Plan | None = None
     plan_error: Check | None = None
@@ -216,7 +218,7 @@ class Reconciler:
             return None  # a custom template or a tuning Workspace
         return plan_workspace(ws, self.registry, hardware, config)
 
-    async def _resources(self, ws: Workspace) -> Resources:
+    async def _resources(self, ws: Workspace) -> NodesOutcome:
         try:
             config = await self._inference_config(ws)
         except PlanError as exc:
@@ -233,15 +235,15 @@ class Reconciler:
             resources.plan_error = config_error
         return resources
 
-    async def _nodes_brought(self, ws: Workspace, selector: str, config: dict[str, Any] | None) -> Resources:
+    async def _nodes_brought(self, ws: Workspace, selector: str, config: dict[str, Any] | None) -> NodesOutcome:
         """Nodes the user brings: found by the label selector, planned for by their GPU labels."""
         nodes = await self.io(self.kube.list_nodes, selector)
         target = ws.resource.count
         if not nodes:
             message = f"No nodes found matching the specified label selector ({selector})"
-            return Resources(Check("False", "NodesNotFound", message), target=target)
+            return NodesOutcome(Check("False", "NodesNotFound", message), target=target)
         if not any(node_is_ready(n, need_gpu=False) for n in nodes):
-            return Resources(
+            return NodesOutcome(
                 Check("False", "NodesNotReady", f"0/{len(nodes)} nodes matching {selector} are Ready"),
                 target=target,
             )
@@ -250,7 +252,7 @@ class Reconciler:
             plan = self._plan(ws, Hardware.from_nodes(nodes), config)
         except PlanError as exc:
             failure = Check("False", "PlanFailed", str(exc), failed=True)
-            return Resources(failure, plan_error=failure, target=target)
+            return NodesOutcome(failure, plan_error=failure, target=target)
         if plan is not None:
             target = plan.node_count
         need_gpu = plan is not None and plan.gpus_per_node > 0
@@ -262,15 +264,15 @@ class Reconciler:
             check = Check(
                 "False", "NodesNotReady", f"{len(ready)}/{target} nodes matching {selector} are ready{gpu}"
             )
-        return Resources(check, plan, None, ready, target)
+        return NodesOutcome(check, plan, None, ready, target)
 
     async def _nodes_provisioned(
         self, ws: Workspace, selector: str, config: dict[str, Any] | None
-    ) -> Resources:
+    ) -> NodesOutcome:
         try:
             provisioner = self.registry.provisioner(self.config.provisioner)
         except PluginError as exc:
-            return Resources(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
+            return NodesOutcome(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
         instance_type = ws.resource.instance_type or ""
         catalog = provisioner.catalog()
         sku = catalog.get(instance_type)
@@ -279,12 +281,12 @@ class Reconciler:
                 f"Unsupported instance type {instance_type or '(empty)'}. Supported SKUs: "
                 f"{', '.join(sorted(catalog))}"
             )
-            return Resources(Check("False", "UnknownInstanceType", message, failed=True))
+            return NodesOutcome(Check("False", "UnknownInstanceType", message, failed=True))
         plan: Plan | None = None
         try:
             plan = self._plan(ws, Hardware.from_instance_type(sku, ws.resource.count), config)
         except PlanError as exc:
-            return Resources(
+            return NodesOutcome(
                 Check("False", "PlanFailed", str(exc), failed=True),
                 plan_error=Check("False", "PlanFailed", str(exc), failed=True),
             )
@@ -307,9 +309,9 @@ class Reconciler:
             result = await self.io(provisioner.ensure_nodes, request)
         except Exception as exc:  # a plugin's bug or an unreachable cloud: shown, then retried
             message = f"provisioner {provisioner.name} failed: {type(exc).__name__}: {exc}"
-            return Resources(Check("False", "ProvisioningFailed", message, failed=True), plan, target=target)
+            return NodesOutcome(Check("False", "ProvisioningFailed", message, failed=True), plan, target=target)
         if result.error:
-            return Resources(
+            return NodesOutcome(
                 Check("False", result.reason or "ProvisioningFailed", result.error, failed=True),
                 plan,
                 target=target,
@@ -329,7 +331,7 @@ class Reconciler:
                 + (" with nvidia.com/gpu capacity" if need_gpu else "")
                 + (f"; {result.pending} being provisioned" if result.pending else ""),
             )
-        return Resources(check, plan, None, ready, target)
+        return NodesOutcome(check, plan, None, ready, target)
 
     # ------------------------------------------------------------------ children
 
@@ -410,7 +412,7 @@ class Reconciler:
             check = pod_failure(pods) or check
         return check, wrote
 
-    async def _tuning(self, ws: Workspace, resources: Resources, prune: bool) -> tuple[Check, int]:
+    async def _tuning(self, ws: Workspace, resources: NodesOutcome, prune: bool) -> tuple[Check, int]:
         """The wiring point for tuning: the Job itself comes from ``kaito_core.planning.tuning``."""
         if not resources.check.ok:
             return Check("False", "ResourceNotReady", "waiting for the GPU nodes to be ready"), 0

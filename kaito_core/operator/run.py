@@ -15,7 +15,7 @@ from kaito_core.operator.handlers import build_registry
 from kaito_core.operator.kube import Kube, load_api_client
 from kaito_core.operator.reconcile import Reconciler
 from kaito_core.operator.webhook import CONFIGURATION_NAME, webhook_server
-from kaito_core.plugins.registry import Registry
+from kaito_core.plugins import Registry
 
 ANNOTATION_PREFIX = "operator.kaito.sh"
 

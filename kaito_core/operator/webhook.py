@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from kaito_core.api import Workspace, validate_workspace
 from kaito_core.operator.certs import self_signed_certificate
 from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
-from kaito_core.plugins.registry import Registry
+from kaito_core.plugins import Registry
 
 WEBHOOK_PATH = "/validate"
 CONFIGURATION_NAME = "kaito-workspace-validation"

@@ -20,9 +20,8 @@ import math
 from dataclasses import dataclass
 
 from kaito_core.planning.hardware import Hardware
-from kaito_core.planning.plan import MemoryEstimate
 from kaito_core.planning.quantity import gib
-from kaito_core.plugins.contracts import Preset, WeightFormat
+from kaito_core.plugins import MemoryEstimate, Preset, WeightFormat
 
 WEIGHT_EXPANSION = 1.02
 OVERHEAD_WEIGHT_FACTOR = 0.05

@@ -6,7 +6,7 @@ puts in ``nvidia.com/gpu.product`` ("NVIDIA-A100-SXM4-80GB", "Tesla-V100-PCIE-16
 
 from __future__ import annotations
 
-from kaito_core.plugins.contracts import GiB
+from kaito_core.plugins import GiB
 
 #: vLLM ``--gpu-memory-utilization`` as KAITO starts it: 0.84, and 0.82 on the A10 (its launcher's values).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.84

@@ -1,7 +1,7 @@
 """The target a Workspace is planned for: an instance type, nodes a user brings, or one machine.
 
 Pure: the values come from a catalog, from Node objects someone else listed, or from numbers that
-``kaito_core.local.hardware`` detected. Memory is in bytes; ``gpu_memory`` is per GPU.
+``kaito_core.local.machine`` detected. Memory is in bytes; ``gpu_memory`` is per GPU.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaito_core.planning.errors import PlanError
 from kaito_core.planning.gpus import compute_capability as capability_of
 from kaito_core.planning.quantity import gib, parse_quantity
-from kaito_core.plugins.contracts import InstanceType, MiB
+from kaito_core.plugins import InstanceType, MiB, PlanError
 
 #: The labels NVIDIA GPU feature discovery puts on a node, which KAITO reads for nodes users bring.
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

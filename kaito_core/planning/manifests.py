@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from kaito_core.planning.errors import PlanError
-from kaito_core.planning.plan import ADAPTER_DIR, CONFIG_DIR, Plan
-from kaito_core.plugins.contracts import GiB
+from kaito_core.api.names import ARTIFACT_ANNOTATION
+from kaito_core.planning.hardware import GPU_RESOURCE
+from kaito_core.plugins import ADAPTER_DIR, CONFIG_DIR, GiB, Plan, PlanError
 
 if TYPE_CHECKING:
     from kaito_core.api import Workspace
@@ -33,13 +33,11 @@ if TYPE_CHECKING:
 WORKSPACE_LABEL = "kaito.sh/workspace"
 WORKSPACE_NAMESPACE_LABEL = "kaito.sh/workspacenamespace"
 ENABLE_LB_ANNOTATION = "kaito.sh/enablelb"
-ARTIFACT_ANNOTATION = "kaito.sh/model-artifact"
 REVISION_ANNOTATION = "kaito.sh/revision"  # hash of the Workspace spec the object was built from
 MANIFEST_HASH_ANNOTATION = "kaito.sh/manifest-hash"  # hash of the object's own desired content
 CONFIG_HASH_ANNOTATION = "kaito.sh/config-hash"  # on the pod template: a config change rolls the pods
 CONFIG_FILE = "inference_config.yaml"
 REGISTRY_AUTH_DIR = "/etc/kaito/registry-auth"
-GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
 #: KAITO: the startup probe allows 15 minutes plus 18 s per GiB of weights, at most 180 minutes.
 STARTUP_BASE_S, STARTUP_PER_GIB_S, STARTUP_CAP_S = 15 * 60, 18, 180 * 60

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.planning.errors import PlanError
+from kaito_core.api.names import RUNTIME_ANNOTATION
 from kaito_core.planning.fit import Fit, NoFit, fit_llamacpp, fit_vllm, kaito_total_memory_check
 from kaito_core.planning.gpus import (
     DEFAULT_LLAMACPP_OVERHEAD,
@@ -19,15 +19,21 @@ from kaito_core.planning.gpus import (
     supports_bf16,
 )
 from kaito_core.planning.hardware import Hardware
-from kaito_core.planning.plan import AdapterPlan, Plan, Resources
 from kaito_core.planning.quantity import gib, mebibytes
-from kaito_core.plugins.contracts import Preset, Runtime
-from kaito_core.plugins.registry import PluginError, Registry
+from kaito_core.plugins import (
+    AdapterPlan,
+    Plan,
+    PlanError,
+    PluginError,
+    PodResources,
+    Preset,
+    Registry,
+    Runtime,
+)
 
 if TYPE_CHECKING:
     from kaito_core.api.models import Workspace
 
-RUNTIME_ANNOTATION = "kaito.sh/runtime"
 #: The smallest context the planner shrinks an unconfigured context to (KAITO's estimator default).
 MIN_CONTEXT = 2048
 MAX_SUGGESTIONS = 6
@@ -322,9 +328,9 @@ def _build(
         )
 
     if fit.gpus_per_node:
-        resources = Resources(gpu=fit.gpus_per_node)
+        resources = PodResources(gpu=fit.gpus_per_node)
     else:
-        resources = Resources(cpu=str(fit.threads), memory=mebibytes(fit.memory.required))
+        resources = PodResources(cpu=str(fit.threads), memory=mebibytes(fit.memory.required))
 
     inference = workspace.inference
     assert inference is not None and inference.preset is not None  # checked by _preset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from kaito_core.planning.errors import PlanError
+from kaito_core.plugins import PlanError
 
 _SUFFIXES = {
     "Ki": 1024,

@@ -1,10 +1,16 @@
 """Plugin discovery and the typed registry facade over pluggy.
 
 Callers never touch ``pm.hook``: they ask a :class:`Registry` for presets, runtimes and provisioners by
-name. Discovery goes through the entry-point groups ``kaito.presets``, ``kaito.runtimes`` and
-``kaito.provisioners``. A plugin that fails to import, or whose hook raises, is recorded with its
-distribution name and the error, and every other plugin still loads. Two distributions registering the
-same name is an error naming both; the name is then unusable until one of them is removed.
+name. Discovery goes through the entry-point groups ``kaito.presets``, ``kaito.runtimes``,
+``kaito.provisioners`` and ``kaito.commands``. A plugin that fails to import, or whose hook raises, is
+recorded with its distribution name and the error, and every other plugin still loads. Two
+distributions registering the same name is an error naming both; the name is then unusable until one
+of them is removed.
+
+The registry calls each hook implementation itself rather than through ``pm.hook.<name>(...)``:
+pluggy's hook call runs every implementation in one loop and stops at the first exception, which would
+neither say which distribution failed nor let the others contribute. pluggy still does discovery
+bookkeeping, validates every implementation against its spec at registration, and orders them.
 """
 
 from __future__ import annotations
@@ -14,17 +20,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from kaito_core.plugins import hookspecs
-from kaito_core.plugins.contracts import InstanceType, Preset, Provisioner, Runtime
+from kaito_core.plugins.errors import PluginError
+from kaito_core.plugins.presets import Preset
+from kaito_core.plugins.provisioners import InstanceType, Provisioner
+from kaito_core.plugins.runtimes import Runtime
+
+if TYPE_CHECKING:
+    import click
 
 ENTRY_POINT_GROUPS: Mapping[str, str] = {
     "kaito.presets": "preset",
     "kaito.runtimes": "runtime",
     "kaito.provisioners": "provisioner",
+    "kaito.commands": "command",
 }
 #: Comma-separated distribution names: when set, only these are loaded.
 PLUGINS_ENV = "KAITO_PLUGINS"
@@ -32,16 +45,12 @@ PLUGINS_ENV = "KAITO_PLUGINS"
 T = TypeVar("T")
 
 
-class PluginError(Exception):
-    """A plugin-related problem worth showing to the user as it is."""
-
-
 @dataclass(frozen=True)
 class PluginInfo:
     """One loaded (or broken) plugin object, for ``kaito plugins``."""
 
-    name: str  # the registered name (a preset/runtime/provisioner name), or the entry point's
-    kind: str  # "preset" | "runtime" | "provisioner"
+    name: str  # the registered name (a preset/runtime/provisioner/command name), or the entry point's
+    kind: str  # "preset" | "runtime" | "provisioner" | "command"
     distribution: str
     version: str
     error: str | None = None
@@ -91,6 +100,7 @@ _HOOKS: Mapping[str, str] = {
     "preset": "kaito_register_presets",
     "runtime": "kaito_register_runtimes",
     "provisioner": "kaito_register_provisioners",
+    "command": "kaito_register_commands",
 }
 
 
@@ -156,11 +166,8 @@ class Registry:
             hook = getattr(self._pm.hook, hook_name)
             for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
                 distribution, version = self._distributions.get(impl.plugin_name, (impl.plugin_name, "0"))
-                pending: list[Any] = []
-                register = self._register_callback(pending, kind, distribution)
                 try:
-                    # pluggy lets an implementation take fewer arguments than the spec (here: none)
-                    impl.function(*[register for _ in impl.argnames])
+                    contributed = self._call(impl, kind, distribution)
                 except Exception as exc:
                     self._hook_errors.append(
                         PluginInfo(
@@ -172,10 +179,24 @@ class Registry:
                         )
                     )
                     continue  # a hook that fails contributes nothing, not half of its objects
-                for obj in pending:
-                    tables[kind].add(obj.name, obj, distribution)
+                for name, obj in contributed:
+                    tables[kind].add(name, obj, distribution)
         self._collected = tables
         return tables
+
+    def _call(self, impl: pluggy.HookImpl, kind: str, distribution: str) -> list[tuple[str, Any]]:
+        """Run one hook implementation; what it contributed, by name. pluggy lets an implementation
+        take fewer arguments than its spec (here: none), hence the argnames."""
+        if kind == "command":
+            import click
+
+            staging = click.Group()  # commands join `kaito` only if the whole hook succeeds
+            impl.function(*[staging for _ in impl.argnames])
+            return list(staging.commands.items())
+        pending: list[Any] = []
+        register = self._register_callback(pending, kind, distribution)
+        impl.function(*[register for _ in impl.argnames])
+        return [(obj.name, obj) for obj in pending]
 
     @staticmethod
     def _register_callback(pending: list[Any], kind: str, distribution: str) -> Callable[[Any], None]:
@@ -209,6 +230,10 @@ class Registry:
 
     def provisioner(self, name: str) -> Provisioner:
         return self._tables()["provisioner"].get(name)
+
+    def commands(self) -> dict[str, click.Command]:
+        """``kaito`` subcommands the plugins add, by name."""
+        return self._tables()["command"].usable()
 
     def instance_types(self, provisioner: str | None = None) -> dict[str, InstanceType]:
         """The catalog of one provisioner, or of all of them merged."""

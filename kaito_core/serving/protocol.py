@@ -6,18 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kaito_core.serving.engine import ChatMessage, SamplingParams
-
-
-class RequestError(ValueError):
-    """A request the server refuses with 400; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.status = status
-
+from kaito_core.plugins import ChatMessage, RequestError, SamplingParams
 
 # --------------------------------------------------------------------------------------------------
 # KAITO /chat

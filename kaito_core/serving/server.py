@@ -15,8 +15,8 @@ import time
 
 import uvicorn
 
+from kaito_core.plugins import Engine
 from kaito_core.serving.app import create_app
-from kaito_core.serving.engine import Engine
 from kaito_core.serving.settings import ServerSettings
 
 log = logging.getLogger("kaito.serving")

@@ -20,16 +20,16 @@ from kaito_core.artifacts import (
     push,
     store_reference,
 )
-from kaito_core.plugins import hookimpl
-from kaito_core.plugins.contracts import (
+from kaito_core.plugins import (
     Architecture,
     ModelSource,
     Preset,
+    Registry,
     Requirements,
     WeightFile,
     WeightFormat,
+    hookimpl,
 )
-from kaito_core.plugins.registry import Registry
 
 from . import oci_schema
 
@@ -197,7 +197,7 @@ def test_pack_a_registered_preset(tmp_path: Path, registry, repo: str) -> None:
 
 def test_pack_the_real_gemma_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAITO_HOME", str(tmp_path / "kaito-home"))
-    from kaito_core.plugins.registry import PluginError, default_registry
+    from kaito_core.plugins import PluginError, default_registry
 
     try:
         preset = default_registry().preset("gemma-3-270m")

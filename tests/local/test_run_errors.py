@@ -12,17 +12,17 @@ import pytest
 
 from kaito_core.local.errors import LocalRunError
 from kaito_core.local.runner import RunOptions, run
-from kaito_core.plugins import hookimpl
-from kaito_core.plugins.contracts import (
+from kaito_core.plugins import (
     Architecture,
     GiB,
     ModelSource,
     Preset,
+    Registry,
     Requirements,
     WeightFile,
     WeightFormat,
+    hookimpl,
 )
-from kaito_core.plugins.registry import Registry
 
 
 def _preset(name: str, parameters: int, gguf_bytes: int) -> Preset:

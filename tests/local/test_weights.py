@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
+from kaito_core.api import ARTIFACT_ANNOTATION
 from kaito_core.artifacts import push
 from kaito_core.artifacts.layout import OciLayout
 from kaito_core.local.errors import LocalRunError
 from kaito_core.local.prepare import prepare
-from kaito_core.local.weights import ARTIFACT_ANNOTATION, model_path_for, read_layout
+from kaito_core.local.weights import model_path_for, read_layout
 from kaito_core.plugins import default_registry
 
 

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from kaito_testing.apiserver import ApiServer
 from operator_support import (
     OPERATOR_CALLS,
     OPERATOR_USER,
@@ -23,7 +24,6 @@ from operator_support import (
 )
 
 from kaito_core.operator.run import OperatorThread
-from kaito_core.testing.apiserver import ApiServer
 
 
 @pytest.fixture(scope="module")

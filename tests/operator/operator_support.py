@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from kaito_testing.apiserver import ApiServer, Call
 from kubernetes import client, config
 
 from kaito_core.operator.config import OperatorConfig
 from kaito_core.planning.manifests import ImageSettings
-from kaito_core.plugins import hookimpl
-from kaito_core.plugins.contracts import (
+from kaito_core.plugins import (
     Architecture,
     GiB,
     InstanceType,
@@ -31,12 +31,12 @@ from kaito_core.plugins.contracts import (
     NodeRequest,
     Preset,
     ProvisionResult,
+    Registry,
     Requirements,
     WeightFile,
     WeightFormat,
+    hookimpl,
 )
-from kaito_core.plugins.registry import Registry
-from kaito_core.testing.apiserver import ApiServer, Call
 
 T = TypeVar("T")
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 import requests
+from kaito_testing.apiserver import ApiServer, Fault
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
-
-from kaito_core.testing.apiserver import ApiServer, Fault
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kaito_testing.apiserver import ApiServer
 from operator_support import ROOT
-
-from kaito_core.testing.apiserver import ApiServer
 
 pytestmark = pytest.mark.timeout(120)
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")

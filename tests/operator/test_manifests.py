@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from kaito_core.api import Workspace
-from kaito_core.planning import AdapterPlan, Plan, PlanError, Resources
 from kaito_core.planning.manifests import (
     CONFIG_FILE,
     MANIFEST_HASH_ANNOTATION,
@@ -21,7 +20,7 @@ from kaito_core.planning.manifests import (
     startup_timeout_seconds,
     template_manifests,
 )
-from kaito_core.plugins.contracts import GiB, WeightFile
+from kaito_core.plugins import AdapterPlan, GiB, Plan, PlanError, PodResources, WeightFile
 
 K8S_VERSION = "1.33.0"
 SETTINGS = ImageSettings(puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models")
@@ -58,7 +57,7 @@ def plan(nodes: int = 1, **extra: Any) -> Plan:
         context_length=4096,
         node_count=nodes,
         gpus_per_node=1,
-        resources=Resources(gpu=1),
+        resources=PodResources(gpu=1),
     )
     fields.update(extra)
     return Plan(**fields)

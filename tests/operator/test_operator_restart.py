@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kaito_testing.apiserver import Fault
 from operator_support import OPERATOR_USER, Cluster, wait_for, workspace_manifest
 from test_operator_scenarios import children, create
-
-from kaito_core.testing.apiserver import Fault
 
 pytestmark = pytest.mark.timeout(120)
 SCRIPT = Path(__file__).parent / "run_test_operator.py"

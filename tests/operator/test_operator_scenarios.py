@@ -305,7 +305,7 @@ def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, opera
 
 
 def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator: OperatorThread) -> None:
-    from kaito_core.testing.apiserver import Fault
+    from kaito_testing.apiserver import Fault
 
     cluster.server.inject(Fault(verb="create", resource="deployments", code=409, times=2, user="operator"))
     cluster.server.inject(

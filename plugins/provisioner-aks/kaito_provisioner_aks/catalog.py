@@ -8,7 +8,7 @@ A100 80GB, ``94Gi`` for an H100 NVL, ``141Gi`` for an H200). Sources: KAITO ``pk
 
 from __future__ import annotations
 
-from kaito_core.plugins.contracts import GiB, InstanceType
+from kaito_core.plugins import GiB, InstanceType
 
 V100 = ("NVIDIA V100", 16 * GiB, "7.0")
 T4 = ("NVIDIA T4", 16 * GiB, "7.5")

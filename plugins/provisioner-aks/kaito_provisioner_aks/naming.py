@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from kaito_core.plugins.contracts import GiB, NodeRequest
+from kaito_core.plugins import GiB, NodeRequest
 
 #: AKS's rule for Linux agent pool names: 1-12 characters, lowercase letters and digits, a letter first.
 POOL_NAME_RULE = re.compile(r"^[a-z][a-z0-9]{0,11}$")

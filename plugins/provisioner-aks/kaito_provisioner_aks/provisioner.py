@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.plugins.contracts import InstanceType, NodeRequest, ProvisionResult
+from kaito_core.plugins import InstanceType, NodeRequest, ProvisionResult
 from kaito_provisioner_aks.config import AKSConfig, ConfigError, resolve_config
 from kaito_provisioner_aks.errors import AKSError, camel_reason, describe
 from kaito_provisioner_aks.naming import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kaito_provisioner_aks.fake_arm import FakeARM
+from kaito_testing.arm import FakeARM
 
 
 @pytest.fixture

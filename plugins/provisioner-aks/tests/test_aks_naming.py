@@ -10,10 +10,10 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from kaito_provisioner_aks import node_labels_for, node_selector_for, pool_name
 from kaito_provisioner_aks.errors import camel_reason, describe
-from kaito_provisioner_aks.fake_arm import POOL_NAME_RULE as FAKE_RULE
 from kaito_provisioner_aks.naming import POOL_NAME_RULE, os_disk_gb, owned_by, tags_for
+from kaito_testing.arm import POOL_NAME_RULE as FAKE_RULE
 
-from kaito_core.plugins.contracts import GiB, NodeRequest
+from kaito_core.plugins import GiB, NodeRequest
 
 DNS_CHARS = string.ascii_lowercase + string.digits + "-"
 

@@ -37,7 +37,7 @@ def test_registering_the_plugin_imports_no_azure_module() -> None:
     # Every `kaito` command loads this plugin; the Azure SDK is imported only when Azure is called.
     code = (
         "import sys\n"
-        "from kaito_core.plugins.registry import Registry\n"
+        "from kaito_core.plugins import Registry\n"
         "from kaito_provisioner_aks import plugin\n"
         "registry = Registry()\n"
         "registry.register(plugin, distribution='kaito-provisioner-aks')\n"

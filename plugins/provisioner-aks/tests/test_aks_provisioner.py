@@ -15,9 +15,9 @@ from azure.mgmt.containerservice.models import (
     AgentPoolManagedClusterAgentPoolProfileProperties as PoolProperties,
 )
 from kaito_provisioner_aks import AGENTPOOL_LABEL, AKSError, AKSProvisioner, pool_name
-from kaito_provisioner_aks.fake_arm import ALLOCATION_FAILED, POOL_WRITE, FakeARM, FakeCredential
+from kaito_testing.arm import ALLOCATION_FAILED, POOL_WRITE, FakeARM, FakeCredential
 
-from kaito_core.plugins.contracts import GiB, NodeRequest, ProvisionResult
+from kaito_core.plugins import GiB, NodeRequest, ProvisionResult
 
 
 def make_provisioner(arm: FakeARM, **overrides: object) -> AKSProvisioner:

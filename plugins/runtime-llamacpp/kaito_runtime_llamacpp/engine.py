@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.serving.engine import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
 from kaito_runtime_llamacpp.bindings import complete_package, low_level
 from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
 
 if TYPE_CHECKING:  # imported when loading (jinja2: ~40 ms that `kaito serve` spends before loading starts)
-    from kaito_core.serving.chat_template import ChatTemplate
+    from kaito_core.plugins import ChatTemplate
 
 log = logging.getLogger("kaito.llamacpp")
 
@@ -201,7 +201,7 @@ class _Sequence:
 
 
 class LlamaCppEngine:
-    """The Engine contract (kaito_core.serving.engine.Engine) over llama-cpp-python's low-level API."""
+    """The Engine contract (kaito_core.plugins.Engine) over llama-cpp-python's low-level API."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -282,7 +282,7 @@ class LlamaCppEngine:
         threading.Thread(target=target, name="llamacpp-load", daemon=True).start()
         # what the end of the load needs, imported here while the load runs
         complete_package()
-        import kaito_core.serving.chat_template  # noqa: F401
+        import kaito_core.plugins.chat_template  # noqa: F401
 
     async def load(self) -> None:
         # shielded: a cancelled load (SIGTERM while loading) must not free the model under _load's feet;
@@ -479,7 +479,7 @@ class LlamaCppEngine:
         eos = L.llama_vocab_eos(self._vocab)
         self._bos_text = self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
         eos_text = self._piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else ""
-        from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
+        from kaito_core.plugins import FALLBACK_TEMPLATE, ChatTemplate
 
         source = self.config.chat_template
         if source is None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.planning.plan import ADAPTER_DIR
-from kaito_core.plugins.contracts import MiB
+from kaito_core.plugins import ADAPTER_DIR, MiB
 
 if TYPE_CHECKING:
-    from kaito_core.planning.plan import Plan
-    from kaito_core.serving.engine import Engine, EngineConfig
+    from kaito_core.plugins import Engine, EngineConfig, Plan
 
 #: The image `plugins/runtime-llamacpp/Dockerfile` builds (llama-cpp-python with CUDA, kaito-core).
 IMAGE = "kaito-runtime-llamacpp:0.1.0"
@@ -111,7 +109,7 @@ class LlamaCppRuntime:
         """
         import llama_cpp  # noqa: F401 - the whole package (a prefetch may have imported the bindings alone)
 
-        import kaito_core.serving.chat_template  # noqa: F401
+        import kaito_core.plugins.chat_template  # noqa: F401
         import kaito_runtime_llamacpp.engine  # noqa: F401
         from kaito_runtime_llamacpp.bindings import complete_package
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from kaito_runtime_llamacpp.engine import LlamaCppEngine
 
-from kaito_core.serving.engine import EngineConfig
+from kaito_core.plugins import EngineConfig
 from kaito_core.serving.server import RunningServer, start_in_thread
 from kaito_core.serving.settings import ServerSettings
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kaito_runtime_llamacpp.engine import EngineError, LlamaCppEngine
 
-from kaito_core.serving.engine import EngineConfig, SamplingParams
+from kaito_core.plugins import EngineConfig, SamplingParams
 
 
 async def _generate(engine: Any, prompt: str, params: SamplingParams) -> tuple[str, int, str | None]:

@@ -7,9 +7,7 @@ import pytest
 from kaito_runtime_llamacpp.engine import LlamaCppEngine
 from kaito_runtime_llamacpp.runtime import LlamaCppRuntime
 
-from kaito_core.planning.plan import AdapterPlan, Plan, Resources
-from kaito_core.plugins.contracts import Runtime, WeightFile
-from kaito_core.plugins.registry import default_registry
+from kaito_core.plugins import AdapterPlan, Plan, PodResources, Runtime, WeightFile, default_registry
 
 
 def _plan(**overrides: object) -> Plan:
@@ -26,7 +24,7 @@ def _plan(**overrides: object) -> Plan:
         "node_count": 1,
         "gpus_per_node": 0,
         "threads": 4,
-        "resources": Resources(cpu="4", memory="2Gi"),
+        "resources": PodResources(cpu="4", memory="2Gi"),
         "chat_template": "{{ messages[0]['content'] }}",
         "adapters": (AdapterPlan(name="pirate", image="registry.example/adapter:1"),),
     }
@@ -79,7 +77,7 @@ def test_bad_max_batch_option_is_a_clear_error() -> None:
 def test_engine_factory_and_missing_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from kaito_runtime_llamacpp.engine import EngineError, find_gguf
 
-    from kaito_core.serving.engine import EngineConfig
+    from kaito_core.plugins import EngineConfig
 
     engine = LlamaCppRuntime().engine(EngineConfig(model_path=str(tmp_path), served_model_name="x"))
     assert isinstance(engine, LlamaCppEngine)

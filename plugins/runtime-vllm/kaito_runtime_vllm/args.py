@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito_core.planning.errors import PlanError
+from kaito_core.plugins import PlanError
 
 #: Flags the Plan (or the serving wrapper) decides. An extra naming one of them is refused: silently
 #: letting the ConfigMap override e.g. the tensor-parallel size would break the GPU fit the planner

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kaito_core.serving.chat_template import FALLBACK_TEMPLATE, ChatTemplate
+from kaito_core.plugins import FALLBACK_TEMPLATE, ChatTemplate
 
 
 def _token_text(value: Any) -> str:

@@ -19,9 +19,15 @@ from typing import Any
 
 import httpx
 
-from kaito_core.serving.chat_template import ChatTemplate
-from kaito_core.serving.engine import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
-from kaito_core.serving.protocol import RequestError
+from kaito_core.plugins import (
+    ChatMessage,
+    ChatTemplate,
+    Chunk,
+    EngineConfig,
+    EngineHealth,
+    RequestError,
+    SamplingParams,
+)
 from kaito_runtime_vllm.args import server_args
 from kaito_runtime_vllm.chat import load_template
 from kaito_runtime_vllm.options import engine_options_from, settings_from

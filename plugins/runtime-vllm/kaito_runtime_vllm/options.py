@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kaito_core.serving.engine import EngineConfig
+from kaito_core.plugins import EngineConfig
 from kaito_runtime_vllm.args import VllmOptionError, VllmSettings
 
 OPTIONS_ENV = "KAITO_VLLM_OPTIONS"

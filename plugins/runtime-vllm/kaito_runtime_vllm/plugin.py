@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kaito_core.plugins import hookimpl
-from kaito_core.plugins.contracts import Runtime
+from kaito_core.plugins import Runtime, hookimpl
 from kaito_runtime_vllm.runtime import VllmRuntime
 
 

@@ -6,14 +6,12 @@ import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.planning.plan import ADAPTER_DIR
-from kaito_core.plugins.contracts import GiB
+from kaito_core.plugins import ADAPTER_DIR, GiB
 from kaito_runtime_vllm.args import VllmSettings, normalize_key, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV
 
 if TYPE_CHECKING:
-    from kaito_core.planning.plan import Plan
-    from kaito_core.serving.engine import Engine, EngineConfig
+    from kaito_core.plugins import Engine, EngineConfig, Plan
 
 #: The image `plugins/runtime-vllm/Dockerfile` builds: vLLM's OpenAI server image plus kaito.
 IMAGE = "kaito-runtime-vllm:0.1.0"

@@ -13,10 +13,16 @@ import pytest
 from kaito_runtime_vllm import OVERHEAD_BYTES, VllmOptionError, VllmRuntime, option_args, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV, settings_from
 
-from kaito_core.planning.errors import PlanError
-from kaito_core.planning.plan import AdapterPlan, Plan, Resources
-from kaito_core.plugins.contracts import GiB, Runtime, WeightFile
-from kaito_core.serving.engine import EngineConfig
+from kaito_core.plugins import (
+    AdapterPlan,
+    EngineConfig,
+    GiB,
+    Plan,
+    PlanError,
+    PodResources,
+    Runtime,
+    WeightFile,
+)
 
 BASE = Plan(
     workspace="ws-phi3",
@@ -30,7 +36,7 @@ BASE = Plan(
     context_length=4096,
     node_count=1,
     gpus_per_node=1,
-    resources=Resources(gpu=1),
+    resources=PodResources(gpu=1),
 )
 
 
@@ -46,12 +52,12 @@ CASES: list[tuple[str, Plan, dict[str, Any]]] = [
         "--model": "/workspace/weights", "--download-dir": "/workspace/weights", "gpus": "1",
     }),
     ("TP=4 on A10 (0.82)", replace(BASE, gpus_per_node=4, tensor_parallel=4, gpu_memory_utilization=0.82,
-                                  resources=Resources(gpu=4), dtype="fp16", served_model_name="phi3"), {
+                                  resources=PodResources(gpu=4), dtype="fp16", served_model_name="phi3"), {
         "--tensor-parallel-size": "4", "--gpu-memory-utilization": "0.82", "--dtype": "float16",
         "--served-model-name": "phi3", "gpus": "4",
     }),
     ("multi-node pipeline parallel", replace(BASE, node_count=2, gpus_per_node=2, tensor_parallel=2,
-                                             pipeline_parallel=2, resources=Resources(gpu=2)), {
+                                             pipeline_parallel=2, resources=PodResources(gpu=2)), {
         "--tensor-parallel-size": "2", "--pipeline-parallel-size": "2",
         "--distributed-executor-backend": "ray", "gpus": "2",
     }),
@@ -188,7 +194,7 @@ def test_runtime_contract() -> None:
 
 
 def test_registered_through_the_entry_point() -> None:
-    from kaito_core.plugins.registry import default_registry
+    from kaito_core.plugins import default_registry
 
     assert isinstance(default_registry().runtime("vllm"), VllmRuntime)
 

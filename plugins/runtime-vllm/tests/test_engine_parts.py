@@ -12,7 +12,7 @@ from kaito_runtime_vllm.chat import load_template
 from kaito_runtime_vllm.engine import UpstreamError, VllmEngine
 from kaito_runtime_vllm.options import VllmOptionError, engine_options_from
 
-from kaito_core.serving.engine import ChatMessage, EngineConfig, SamplingParams
+from kaito_core.plugins import ChatMessage, EngineConfig, SamplingParams
 
 MESSAGES = [ChatMessage("user", "hi")]
 

@@ -14,7 +14,7 @@ pruning of unknown fields, conversion webhooks (served versions differ only by a
 apply, namespace deletion cascade, controllers (no Deployment creates Pods: tests play the controllers).
 """
 
-from kaito_core.testing.apiserver.server import ApiServer, Call, Emulator, Fault
-from kaito_core.testing.apiserver.store import ApiError, Store
+from kaito_testing.apiserver.server import ApiServer, Call, Emulator, Fault
+from kaito_testing.apiserver.store import ApiError, Store
 
 __all__ = ["ApiError", "ApiServer", "Call", "Emulator", "Fault", "Store"]

@@ -14,10 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-from kaito_core.serving.engine import ChatMessage
+from kaito_core.plugins.engine import ChatMessage
 
 #: Used when neither the preset nor the weights carry a template (a base model): plain turns that a
 #: completion model continues sensibly.
@@ -46,6 +43,10 @@ class ChatTemplate:
     """A compiled, sandboxed chat template."""
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
+        # jinja2 is imported with the first template, not with the SDK face every plugin loads
+        from jinja2 import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
         # trim_blocks/lstrip_blocks: the settings Hugging Face's apply_chat_template uses, which the
         # published templates are written for.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
@@ -78,7 +79,5 @@ class ChatTemplate:
             )
         except ChatTemplateError:
             raise
-        except TemplateError as exc:  # SecurityError is a TemplateError
-            raise ChatTemplateError(f"chat template failed: {exc}") from exc
-        except Exception as exc:  # a template is code from the weights; any failure is the template's
+        except Exception as exc:  # a template is code from the weights (SecurityError included): its fault
             raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from exc

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kaito_core.testing.apiserver.jsonpath import evaluate
-from kaito_core.testing.apiserver.resources import ResourceType
+from kaito_testing.apiserver.jsonpath import evaluate
+from kaito_testing.apiserver.resources import ResourceType
 
 _AGE = {
     "name": "Age",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kaito_core.planning.hardware import Hardware
-from kaito_core.plugins.contracts import MiB
+from kaito_core.plugins import MiB
 
 NVIDIA_SMI_TIMEOUT_S = 10
 _QUERY = "--query-gpu=name,memory.total,compute_cap"

@@ -25,11 +25,11 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from kaito_core.testing.apiserver import openapi
-from kaito_core.testing.apiserver.resources import ResourceType
-from kaito_core.testing.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
-from kaito_core.testing.apiserver.store import ApiError, Event, Store, Watcher, not_found
-from kaito_core.testing.apiserver.tables import table
+from kaito_testing.apiserver import openapi
+from kaito_testing.apiserver.resources import ResourceType
+from kaito_testing.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
+from kaito_testing.apiserver.store import ApiError, Event, Store, Watcher, not_found
+from kaito_testing.apiserver.tables import table
 
 T = TypeVar("T")
 VERSION_INFO = {
@@ -347,7 +347,7 @@ class Emulator:
                     f"format - accepted media types include: {', '.join(PATCH_TYPES)}",
                 )
             if target.subresource is None and self._has_webhooks():
-                from kaito_core.testing.apiserver.patches import (
+                from kaito_testing.apiserver.patches import (
                     json_patch,
                     merge_patch,
                     strategic_merge_patch,

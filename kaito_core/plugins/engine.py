@@ -1,4 +1,4 @@
-"""The Engine contract that runtime plugins implement and the inference server calls.
+"""The Engine contract: what a runtime's ``engine(config)`` returns and the inference server calls.
 
 The server (``kaito_core.serving``) owns HTTP, limits, queueing, metrics and health policy; an Engine
 owns the model: loading it, turning text into tokens, and streaming generated text for many requests

@@ -1,8 +1,9 @@
 """The Plan: everything decided about a Workspace before any I/O happens.
 
 The planner (``kaito_core.planning``) produces it from a Workspace, the plugin registry and the target
-hardware; the operator turns it into Kubernetes objects, ``kaito run`` into local processes, and the
-runtime plugin into its container. It is a plain value, printable by ``kaito plan``.
+hardware; the operator turns it into Kubernetes objects, ``kaito run`` into local processes, and a
+runtime plugin into its container (``Runtime.container(plan)``). It is part of the runtime contract,
+so it lives here, below the planner. It is a plain value, printable by ``kaito plan``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kaito_core.plugins.contracts import WeightFile
+from kaito_core.plugins.presets import WeightFile
 
 #: Where the weights are in an inference pod (and the init container pulls them to).
-MODEL_DIR = "/workspace/weights"
+POD_WEIGHTS_DIR = "/workspace/weights"
 #: Where each adapter is in an inference pod: ADAPTER_DIR/<name>.
 ADAPTER_DIR = "/mnt/adapter"
 #: Where the inference ConfigMap is mounted.
@@ -44,8 +45,8 @@ class AdapterPlan:
 
 
 @dataclass(frozen=True)
-class Resources:
-    """Per-pod resource requests/limits."""
+class PodResources:
+    """What each pod of the workload requests (and limits)."""
 
     gpu: int = 0
     cpu: str | None = None  # Kubernetes quantity, e.g. "4"
@@ -73,11 +74,11 @@ class Plan:
     instance_type: str | None = None
     target: str = ""  # human-readable description of the hardware planned for
     image: str = ""
-    resources: Resources = field(default_factory=Resources)
+    resources: PodResources = field(default_factory=PodResources)
     memory: MemoryEstimate | None = None
     adapters: tuple[AdapterPlan, ...] = ()
     artifact: str | None = None  # OCI reference of the weights artifact, when known
-    model_dir: str = MODEL_DIR
+    model_dir: str = POD_WEIGHTS_DIR
     port: int = SERVING_PORT
     chat_template: str | None = None
     served_model_name: str = ""  # defaults to the preset name

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from kaito_core.testing.apiserver.resources import ResourceType
+from kaito_testing.apiserver.resources import ResourceType
 
 _FIELD_VALIDATION = {
     "name": "fieldValidation",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from kaito_core.local.hardware import (
+from kaito_core.local.machine import (
     cpu_count,
     detect_gpus,
     detect_local_hardware,

@@ -18,9 +18,9 @@ from typing import Any
 
 import jsonschema
 
-from kaito_core.testing.apiserver.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
-from kaito_core.testing.apiserver.resources import ResourceType, builtin_resources, from_crd
-from kaito_core.testing.apiserver.selectors import Matcher
+from kaito_testing.apiserver.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
+from kaito_testing.apiserver.resources import ResourceType, builtin_resources, from_crd
+from kaito_testing.apiserver.selectors import Matcher
 
 ResourceKey = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str, str]  # (namespace or "", name)

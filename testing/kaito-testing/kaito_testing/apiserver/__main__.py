@@ -1,4 +1,4 @@
-"""``python -m kaito_core.testing.apiserver [--port N] [--crd FILE ...]``: serve the emulator."""
+"""``python -m kaito_testing.apiserver [--port N] [--crd FILE ...]``: serve the emulator."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from kaito_core.testing.apiserver.server import ApiServer
+from kaito_testing.apiserver.server import ApiServer
 
 
 def main() -> None:

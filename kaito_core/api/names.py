@@ -1,0 +1,20 @@
+"""The names the Workspace API is known by: its group, versions and kind, and the annotations kaito
+reads. A module of its own, so that conversion, loading and the models agree without importing each
+other (and without pydantic)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "kaito.sh"
+V1ALPHA1: Final = "kaito.sh/v1alpha1"
+V1BETA1: Final = "kaito.sh/v1beta1"
+API_VERSIONS = (V1ALPHA1, V1BETA1)
+KIND: Final = "Workspace"
+
+#: Annotation that lets validation report "not enough GPU memory" as a warning instead of an error.
+BYPASS_RESOURCE_CHECKS: Final = "kaito.sh/bypass-resource-checks"
+#: Annotation that chooses the inference runtime (``vllm`` by default).
+RUNTIME_ANNOTATION: Final = "kaito.sh/runtime"
+#: Annotation naming a registry or OCI layout reference of the weights (docs/local.md, docs/artifacts.md).
+ARTIFACT_ANNOTATION: Final = "kaito.sh/model-artifact"

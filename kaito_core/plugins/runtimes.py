@@ -1,0 +1,36 @@
+"""The runtime contract: an inference engine, as a container for a Plan and as an in-process Engine."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from kaito_core.plugins.engine import Engine, EngineConfig
+from kaito_core.plugins.plan import Plan
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """An inference engine: how to build its container from a Plan and how to serve it in-process.
+
+    ``name`` is what the ``kaito.sh/runtime`` annotation and presets' ``runtimes`` refer to.
+    """
+
+    name: str
+    formats: tuple[str, ...]  # weight formats it serves: ("gguf",) or ("safetensors",)
+    needs_gpu: bool  # True when it cannot run on a CPU-only node
+    image: str  # default container image
+
+    def overhead_bytes(self, plan_context_length: int) -> int:
+        """Memory the engine needs beside weights and KV cache (CUDA context, activations)."""
+        ...
+
+    def container(self, plan: Plan) -> dict[str, Any]:
+        """The Kubernetes Container (a dict in API form) that serves the Plan.
+
+        The model files are at ``plan.model_dir``; adapters under ``/mnt/adapter/<name>``.
+        """
+        ...
+
+    def engine(self, config: EngineConfig) -> Engine:
+        """An Engine for ``kaito serve`` (kaito_core.serving) over the model at config.model_path."""
+        ...

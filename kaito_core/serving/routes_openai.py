@@ -1,0 +1,223 @@
+"""The OpenAI API: /v1/models, /v1/chat/completions and /v1/completions, streamed or whole.
+
+Both generation routes run the same way (:func:`generate`): check ``n`` and the context, take one
+admission slot per sequence, then either gather every sequence or stream their chunks as server-sent
+events. They differ only in the shapes they answer with, which a renderer builds from the
+response models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.routing import Route
+
+from kaito_core.plugins import Chunk, RequestError, SamplingParams
+from kaito_core.serving import sse
+from kaito_core.serving.protocol import ChatCompletionRequest, CompletionRequest
+from kaito_core.serving.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    Completion,
+    CompletionChoice,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+from kaito_core.serving.state import Generation, ServerState
+from kaito_core.serving.web import ApiKeys, ReleasingStream, error_response, json_route, unless_disconnected
+
+
+class Renderer(Protocol):
+    """The response shapes of one route."""
+
+    def opening(self, index: int) -> BaseModel | None:
+        """The first event of sequence ``index`` in a stream, if the shape has one."""
+
+    def chunk(self, index: int, chunk: Chunk) -> BaseModel: ...
+
+    def whole(self, results: list[Generation], usage: Usage) -> BaseModel: ...
+
+    def usage(self, usage: Usage) -> BaseModel:
+        """The stream's last event when the client asked for usage (``stream_options``)."""
+
+
+@dataclass(frozen=True)
+class ChatRenderer:
+    id: str
+    created: int
+    model: str
+
+    def _chunk(self, choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices,
+                                   usage=usage)  # fmt: skip
+
+    def opening(self, index: int) -> BaseModel:
+        return self._chunk([ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))])
+
+    def chunk(self, index: int, chunk: Chunk) -> BaseModel:
+        delta = ChatDelta(content=chunk.text or None)
+        return self._chunk([ChatChunkChoice(index=index, delta=delta, finish_reason=chunk.finish_reason)])
+
+    def whole(self, results: list[Generation], usage: Usage) -> BaseModel:
+        choices = [
+            ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason)
+            for i, r in enumerate(results)
+        ]
+        return ChatCompletion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
+
+    def usage(self, usage: Usage) -> BaseModel:
+        return self._chunk([], usage)
+
+
+@dataclass(frozen=True)
+class CompletionRenderer:
+    id: str
+    created: int
+    model: str
+    prompts: list[str]
+    n: int
+    echo: bool
+
+    def _completion(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        return Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
+
+    def opening(self, index: int) -> BaseModel | None:
+        if not self.echo:
+            return None
+        return self._completion([CompletionChoice(index=index, text=self.prompts[index // self.n])])
+
+    def chunk(self, index: int, chunk: Chunk) -> BaseModel:
+        return self._completion([CompletionChoice(index=index, text=chunk.text, finish_reason=chunk.finish_reason)])
+
+    def whole(self, results: list[Generation], usage: Usage) -> BaseModel:
+        choices = [
+            CompletionChoice(
+                index=i,
+                text=(self.prompts[i // self.n] + r.text) if self.echo else r.text,
+                finish_reason=r.finish_reason,
+            )
+            for i, r in enumerate(results)
+        ]
+        return self._completion(choices, usage)
+
+    def usage(self, usage: Usage) -> BaseModel:
+        return self._completion([], usage)
+
+
+async def generate(
+    state: ServerState,
+    request: Request,
+    prompts: list[str],
+    params: SamplingParams,
+    n: int,
+    stream: bool,
+    include_usage: bool,
+    renderer: Renderer,
+) -> Any:
+    """Every prompt ``n`` times: admitted together, then gathered or streamed."""
+    started = time.monotonic()
+    state.check_n(n)
+    prepared = [state.prepare(p, params) for p in prompts]
+    prompt_tokens = sum(tokens for tokens, _ in prepared) * n
+    jobs = [(prompts[i], prepared[i][1]) for i in range(len(prompts)) for _ in range(n)]
+    slots = len(jobs)
+    limit = state.settings.max_concurrency
+    if slots > limit:
+        raise RequestError(
+            f"this request needs {slots} sequences; the server runs at most {limit} at once (--max-batch)",
+            param="n",
+        )
+    await state.admit(slots)
+    state.metrics.prompt_tokens.inc(prompt_tokens)
+    if not stream:
+        try:
+            results: list[Generation] = await unless_disconnected(
+                request, asyncio.gather(*(state.collect(p, sp, started) for p, sp in jobs))
+            )
+        finally:
+            state.release(slots)
+        return renderer.whole(results, Usage.of(prompt_tokens, sum(r.completion_tokens for r in results)))
+
+    released = False
+    completion_tokens = 0
+
+    def release_once() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            state.release(slots)
+
+    async def body() -> AsyncIterator[BaseModel]:
+        nonlocal completion_tokens
+        try:
+            for index in range(slots):
+                if (opening := renderer.opening(index)) is not None:
+                    yield opening
+            async for index, chunk in sse.merge([state.sequence(p, sp, started) for p, sp in jobs]):
+                completion_tokens += chunk.tokens
+                if chunk.text or chunk.finish_reason:
+                    yield renderer.chunk(index, chunk)
+        finally:
+            release_once()
+
+    def closing() -> list[BaseModel]:
+        return [renderer.usage(Usage.of(prompt_tokens, completion_tokens))] if include_usage else []
+
+    return ReleasingStream(sse.events(body(), closing), release_once)
+
+
+def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
+    settings = state.settings
+    engine = state.engine
+
+    def not_ready() -> Any:
+        message = state.not_ready_message()
+        return None if message is None else error_response(503, message)
+
+    async def models() -> ModelList:
+        card = ModelCard(id=settings.served_model_name, created=int(time.time()),
+                         max_model_len=engine.context_length)  # fmt: skip
+        return ModelList(data=[card])
+
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        if (unready := not_ready()) is not None:
+            return unready
+        state.check_model(body.model)
+        prompt = engine.render_chat([m.to_chat() for m in body.messages])
+        params = body.sampling(default_max_tokens=settings.max_tokens_cap, cap=settings.max_tokens_cap)
+        renderer = ChatRenderer(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await generate(state, request, [prompt], params, body.n, body.stream, include_usage, renderer)
+
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        if (unready := not_ready()) is not None:
+            return unready
+        state.check_model(body.model)
+        if body.logprobs is not None:
+            raise RequestError("logprobs are not supported by this server", param="logprobs")
+        if body.suffix:
+            raise RequestError("suffix (insertion) is not supported by this server", param="suffix")
+        prompts = body.prompts()
+        params = body.sampling(default_max_tokens=16, cap=settings.max_tokens_cap)
+        renderer = CompletionRenderer(f"cmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name,
+                                      prompts, body.n, body.echo)  # fmt: skip
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await generate(state, request, prompts, params, body.n, body.stream, include_usage, renderer)
+
+    return [
+        json_route("/v1/models", "GET", models, keys=keys),
+        json_route("/v1/chat/completions", "POST", chat_completions, body=ChatCompletionRequest, keys=keys),
+        json_route("/v1/completions", "POST", completions, body=CompletionRequest, keys=keys),
+    ]

@@ -1,0 +1,178 @@
+"""What the routes share: the engine, the settings, the metrics, admission, and the health policy.
+
+The model is loaded and proven to generate (a one-token warm-up) before /health says 200; every
+sequence runs through :meth:`ServerState.sequence`, which keeps the token and latency metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kaito_core.plugins import Chunk, Engine, RequestError, SamplingParams
+from kaito_core.serving.admission import Admission
+from kaito_core.serving.metrics import ServerMetrics
+from kaito_core.serving.settings import ServerSettings
+
+log = logging.getLogger("kaito.serving")
+
+WARMUP_PROMPT = "Hello"
+
+
+@dataclasses.dataclass
+class Generation:
+    """One finished sequence."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str
+
+
+class ServerState:
+    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.admission = Admission(settings.max_concurrency, settings.queue_size)
+        self.ready = False
+        self.load_error: str | None = None
+
+    async def load_and_warm_up(self) -> None:
+        """Load the model, then prove it generates: /health says 200 only after this succeeds."""
+        try:
+            await self.engine.load()
+            finish = None
+            async for chunk in self.engine.stream(WARMUP_PROMPT, SamplingParams(max_tokens=1, greedy=True)):
+                finish = chunk.finish_reason or finish
+            if finish is None:
+                raise RuntimeError("the warm-up generation ended without a finish reason")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("loading the model failed: %s", self.load_error)
+            if self.settings.on_load_failure is not None:
+                self.settings.on_load_failure(exc)
+            return
+        self.ready = True
+        log.info("model %s loaded and warmed up", self.settings.served_model_name)
+        if self.settings.on_ready is not None:
+            try:
+                self.settings.on_ready()
+            except Exception as exc:  # a supervisor that went away must not take the server down
+                log.warning("could not report readiness: %s", exc)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        if self.load_error:
+            return 503, {"status": "Unhealthy", "error": self.load_error}
+        if not self.ready:
+            return 503, {"status": "Loading"}
+        health = self.engine.health()
+        if not health.alive:
+            return 503, {"status": "Unhealthy", "error": health.error or "the engine stopped"}
+        stalled = time.monotonic() - health.last_progress
+        if health.running > 0 and stalled > self.settings.stall_timeout:
+            return 503, {
+                "status": "Unhealthy",
+                "error": f"{health.running} sequences running but no decode step for {stalled:.0f}s",
+            }
+        return 200, {"status": "Healthy"}
+
+    def not_ready_message(self) -> str | None:
+        """Why requests cannot be served yet, or None once the model is ready."""
+        if self.ready:
+            return None
+        _, body = self.health()
+        return f"the model is not ready: {body.get('error') or body['status']}"
+
+    # -- admission ----------------------------------------------------------------------------------
+
+    def update_gauges(self) -> None:
+        self.metrics.queue_depth.set(self.admission.waiting)
+        self.metrics.running.set(self.admission.running)
+
+    async def admit(self, count: int) -> None:
+        """Wait for `count` slots; QueueFull (429) when the queue is already full."""
+        try:
+            await self.admission.acquire(count)
+        finally:
+            self.update_gauges()
+
+    def release(self, count: int) -> None:
+        self.admission.release(count)
+        self.update_gauges()
+
+    # -- sequences ----------------------------------------------------------------------------------
+
+    async def sequence(self, prompt: str, params: SamplingParams, started: float) -> AsyncIterator[Chunk]:
+        """The engine's stream for one sequence, with token and latency metrics."""
+        first: float | None = None
+        tokens = 0
+        stream = self.engine.stream(prompt, params)
+        try:
+            async for chunk in stream:
+                if first is None and (chunk.text or chunk.tokens):
+                    first = time.monotonic()
+                    self.metrics.time_to_first_token.observe(first - started)
+                if chunk.tokens:
+                    tokens += chunk.tokens
+                    self.metrics.generation_tokens.inc(chunk.tokens)
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            if first is not None and tokens > 1:
+                elapsed = time.monotonic() - first
+                if elapsed > 0:
+                    self.metrics.tokens_per_second.observe((tokens - 1) / elapsed)
+
+    async def collect(self, prompt: str, params: SamplingParams, started: float) -> Generation:
+        parts: list[str] = []
+        tokens = 0
+        finish = "stop"
+        async for chunk in self.sequence(prompt, params, started):
+            parts.append(chunk.text)
+            tokens += chunk.tokens
+            if chunk.finish_reason:
+                finish = chunk.finish_reason
+        return Generation("".join(parts), tokens, finish)
+
+    # -- request checks -----------------------------------------------------------------------------
+
+    def prepare(
+        self, prompt: str, params: SamplingParams, prompt_tokens: int | None = None
+    ) -> tuple[int, SamplingParams]:
+        """Count the prompt, refuse one longer than the context, fit max_tokens into what is left."""
+        if prompt_tokens is None:
+            prompt_tokens = self.engine.count_tokens(prompt)
+        self.check_context(prompt_tokens)
+        room = self.engine.context_length - prompt_tokens
+        if params.max_tokens > room:
+            params = dataclasses.replace(params, max_tokens=room)
+        return prompt_tokens, params
+
+    def check_context(self, prompt_tokens: int) -> None:
+        context = self.engine.context_length
+        if prompt_tokens >= context:
+            raise RequestError(
+                f"the prompt is {prompt_tokens} tokens; this server's context is {context} tokens per "
+                "sequence (--context-length); shorten the prompt",
+                param="prompt",
+            )
+
+    def check_n(self, n: int) -> None:
+        if n < 1:
+            raise RequestError("n must be at least 1", param="n")
+        if n > self.settings.max_n:
+            raise RequestError(f"n {n} exceeds this server's limit of {self.settings.max_n} (--max-n)", "n")
+
+    def check_model(self, model: str | None) -> None:
+        if model and model != self.settings.served_model_name:
+            raise RequestError(
+                f"the model `{model}` does not exist; this server serves `{self.settings.served_model_name}`",
+                param="model",
+                status=404,
+            )

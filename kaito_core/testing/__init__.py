@@ -1,1 +1,0 @@
-"""Test support shipped with the core: an in-process Kubernetes API emulator (``apiserver``)."""
