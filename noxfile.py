@@ -45,7 +45,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     install_project(session, "test")
     session.install("mypy", "types-PyYAML", "types-requests")
-    plugin_packages = [str(d.parent) for p in PLUGINS for d in Path(p).glob("kaito_*/__init__.py")]
+    plugin_packages = [str(d.parent) for p in [*PLUGINS, TESTING] for d in Path(p).glob("kaito_*/__init__.py")]
     packages = ["kaito_core", *plugin_packages]
     session.run("mypy", *packages)
 

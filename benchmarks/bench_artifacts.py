@@ -9,7 +9,7 @@ Side by side in one run, interleaved, each measured ``--rounds`` times (median a
 - warm pull: ``kaito pull`` again into a new directory with the cache filled: must move 0 bytes.
 
 Targets (from the issue): verified cold pull >= 0.8x curl's throughput; warm pull 0 bytes, < 1 s.
-Results: a table on stdout and bench-results/artifacts.md / artifacts.json.
+Results: a table on stdout and benchmarks/results/artifacts.md / artifacts.json.
 
 Run: ``nox -s bench-artifacts`` or ``.venv/bin/python benchmarks/bench_artifacts.py [--rounds N]``.
 Uses ``$KAITO_TEST_REGISTRY`` when set, else starts ``docker-registry`` on a free 127.0.0.1 port.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ Measured per size, in one run each:
 - peak RSS of the operator process (target under 200 MB at 1000).
 
 Nodes are brought by the user (provisioner `none`): two Ready A100 nodes every Workspace selects.
-Results: a table on stdout, bench-results/operator.md and bench-results/operator.json.
+Results: a table on stdout, benchmarks/results/operator.md and benchmarks/results/operator.json.
 
     python benchmarks/bench_operator.py [--sizes 200,1000]
 """
@@ -37,7 +37,7 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench-results"
+RESULTS = ROOT / "benchmarks" / "results"
 PRESET = "phi-3-mini-4k-instruct"
 WRITE_VERBS = {"create", "update", "patch", "delete"}
 

@@ -9,7 +9,8 @@ Gemma 3 270M Q4_K_M, 2 threads, every engine generating exactly the same number 
    as many slots as clients) and vs `python -m llama_cpp.server`;
 3. time to first token p50/p99 at 4 clients; peak RSS (VmHWM) of each server process.
 
-Results: a table on stdout and in bench-results/serving.md, the numbers in bench-results/serving.json.
+Results: a table on stdout and in benchmarks/results/serving.md, the numbers in
+benchmarks/results/serving.json.
 Run: `nox -s bench-serving`, or `.venv/bin/python benchmarks/bench_serving.py`.
 
 Weight repacking (llama.cpp "extra buffer types") is off in all four: this project's build machines
@@ -39,7 +40,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
+RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 CONTEXT = 512  # per sequence
 MAX_BATCH = 8

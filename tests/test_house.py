@@ -18,9 +18,7 @@ import kaito_core.plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "kaito_core"
-PLUGIN_PACKAGES = sorted(
-    [*ROOT.glob("plugins/*/kaito_*"), *ROOT.glob("examples/plugins/*/kaito_*")], key=str
-)
+PLUGIN_PACKAGES = sorted([*ROOT.glob("plugins/*/kaito_*"), *ROOT.glob("examples/plugins/*/kaito_*")], key=str)
 MAX_LINES = 450
 
 
@@ -133,7 +131,9 @@ def test_plugins_import_only_the_sdk_face() -> None:
                 if module != "kaito_core.plugins":
                     offenders.append(f"{where} imports {module}")
                 elif unknown := sorted(set(names) - face):
-                    offenders.append(f"{where} imports {', '.join(unknown)}, not in kaito_core.plugins.__all__")
+                    offenders.append(
+                        f"{where} imports {', '.join(unknown)}, not in kaito_core.plugins.__all__"
+                    )
     assert offenders == []
 
 

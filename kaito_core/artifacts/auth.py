@@ -18,6 +18,11 @@ from pathlib import Path
 from kaito_core.artifacts.errors import ArtifactError
 from kaito_core.artifacts.reference import DOCKER_HUB, DOCKER_HUB_API
 
+#: Where credentials come from, for messages that ask for them.
+CONFIG_HINT = (
+    "--registry-config FILE (Docker config.json or .dockerconfigjson), DOCKER_CONFIG or ~/.docker/config.json"
+)
+
 
 @dataclass(frozen=True)
 class Credentials:

@@ -12,3 +12,17 @@ class ArtifactError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))  # always one line, whatever was interpolated
+
+
+def connection_problem(exc: Exception) -> str:
+    """A connection failure in a few words (never the exception text, which may hold a URL)."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or "resolve" in text:
+        return "host name not found"
+    if "timed out" in text or "timeout" in text:
+        return "timed out"
+    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
+        return "connection reset"
+    return "connection error"

@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import requests
 
 from kaito_core.artifacts import mediatypes
-from kaito_core.artifacts.auth import Credentials, parse_challenge
-from kaito_core.artifacts.errors import ArtifactError
+from kaito_core.artifacts.auth import CONFIG_HINT, Credentials, parse_challenge
+from kaito_core.artifacts.errors import ArtifactError, connection_problem
 from kaito_core.artifacts.reference import Reference, is_loopback
+from kaito_core.artifacts.tokens import fetch_token
 
 #: Sleeps between tries for 5xx answers and connection errors: 3 tries in all.
 RETRY_DELAYS = (0.2, 0.5)
@@ -43,9 +44,6 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-_CONFIG_HINT = (
-    "--registry-config FILE (Docker config.json or .dockerconfigjson), DOCKER_CONFIG or ~/.docker/config.json"
-)
 
 
 class RegistryClient:
@@ -135,7 +133,7 @@ class RegistryClient:
                     "if it serves plain HTTP pass --plain-http, otherwise check its certificate"
                 ) from None
             except requests.exceptions.ConnectionError as exc:
-                problem = _connection_problem(exc)
+                problem = connection_problem(exc)
             else:
                 if resp.status_code == 401 and not authenticated_once:
                     authenticated_once = True
@@ -169,11 +167,11 @@ class RegistryClient:
             if self.credentials is None:
                 return ArtifactError(
                     f"{where} requires authentication for {self.ref} ({label}); "
-                    f"give credentials with {_CONFIG_HINT}"
+                    f"give credentials with {CONFIG_HINT}"
                 )
             return ArtifactError(
                 f"{where} rejected the credentials for {self.ref} ({label}); check the "
-                f"username and password in {_CONFIG_HINT}"
+                f"username and password in {CONFIG_HINT}"
             )
         if status == 403:
             return ArtifactError(
@@ -201,77 +199,21 @@ class RegistryClient:
                 if self.credentials is None:
                     raise ArtifactError(
                         f"registry {self.host} requires authentication for {self.ref} (401 "
-                        f"Unauthorized); give credentials with {_CONFIG_HINT}"
+                        f"Unauthorized); give credentials with {CONFIG_HINT}"
                     )
                 pair = f"{self.credentials.username}:{self.credentials.password}".encode()
                 self._authorization = "Basic " + base64.b64encode(pair).decode()
             elif scheme == "bearer" and params.get("realm"):
-                self._authorization = f"Bearer {self._fetch_token(params, what)}"
+                token = fetch_token(
+                    self._session, params, self.credentials, self.scope, self.plain_http, self.timeout,
+                    registry=self.host, target=str(self.ref), action=what,
+                )
+                self._authorization = f"Bearer {token}"
             else:
                 raise ArtifactError(
                     f"registry {self.host} answered 401 with an unsupported challenge "
                     f"{scheme or '(none)'!r} while {what} {self.ref}"
                 )
-
-    def _fetch_token(self, params: dict[str, str], what: str) -> str:
-        """The Docker/distribution token flow: GET realm?service=&scope= with Basic credentials
-        (or POST a refresh token when the config holds an identity token)."""
-        realm = params["realm"]
-        realm_host = urlparse(realm).netloc
-        if urlparse(realm).scheme != "https" and not (self.plain_http or is_loopback(realm_host)):
-            raise ArtifactError(
-                f"registry {self.host} sends its token realm over plain HTTP ({realm_host}); "
-                "refusing to send credentials unencrypted (pass --plain-http to allow)"
-            )
-        scopes = [s for s in {params.get("scope", ""), self.scope} if s]
-        creds = self.credentials
-        try:
-            if creds is not None and creds.identity_token:
-                resp = self._session.post(
-                    realm,
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.identity_token,
-                        "service": params.get("service", ""),
-                        "scope": " ".join(scopes),
-                        "client_id": "kaito",
-                    },
-                    timeout=self.timeout,
-                )
-            else:
-                query: dict[str, Any] = {"scope": scopes}
-                if params.get("service"):
-                    query["service"] = params["service"]
-                auth = (creds.username, creds.password) if creds is not None and creds.username else None
-                resp = self._session.get(realm, params=query, auth=auth, timeout=self.timeout)
-        except requests.exceptions.RequestException as exc:
-            raise ArtifactError(
-                f"cannot reach the token service {realm_host} of registry {self.host} "
-                f"({_connection_problem(exc)}) while {what} {self.ref}; check the network"
-            ) from None
-        if resp.status_code in (401, 403):
-            if creds is None:
-                raise ArtifactError(
-                    f"registry {self.host} requires authentication for {self.ref} (token service "
-                    f"answered {resp.status_code}); give credentials with {_CONFIG_HINT}"
-                )
-            raise ArtifactError(
-                f"the token service of registry {self.host} rejected the credentials for {self.ref} "
-                f"({resp.status_code}); check the username and password in {_CONFIG_HINT}"
-            )
-        if resp.status_code != 200:
-            raise ArtifactError(
-                f"the token service {realm_host} of registry {self.host} answered "
-                f"{resp.status_code} while {what} {self.ref}; try again later"
-            )
-        try:
-            payload = resp.json()
-            token = payload.get("token") or payload.get("access_token")
-        except ValueError:
-            token = None
-        if not token or not isinstance(token, str):
-            raise ArtifactError(f"the token service {realm_host} of registry {self.host} returned no token")
-        return token
 
     # ------------------------------------------------------------------------------ the API calls
 
@@ -470,16 +412,3 @@ def _registry_error_code(resp: requests.Response) -> str:
         return code if isinstance(code, str) and code.replace("_", "").isalnum() else ""
     except (ValueError, AttributeError, IndexError, requests.exceptions.RequestException):
         return ""
-
-
-def _connection_problem(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "resolve" in text:
-        return "host name not found"
-    if "timed out" in text or "timeout" in text:
-        return "timed out"
-    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
-        return "connection reset"
-    return "connection error"

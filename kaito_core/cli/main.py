@@ -29,7 +29,43 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class KaitoGroup(click.Group):
+    """The `kaito` group: built-in commands, then those plugins add (``kaito_register_commands``).
+
+    Plugin commands are looked up only for a name that is not built in (and for ``--help``), so the
+    built-in commands start without importing a plugin."""
+
+    _plugins_added = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and self.add_plugin_commands():
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def add_plugin_commands(self) -> bool:
+        """Add the installed plugins' commands once; False when that was done already."""
+        if self._plugins_added:
+            return False
+        self._plugins_added = True
+        from kaito_core.plugins import default_registry
+
+        registry = default_registry()
+        for name, command in registry.commands().items():
+            if name in self.commands:
+                owner = registry.owner("command", name)
+                click.echo(f"kaito: warning: {owner} adds a command {name!r}, which kaito has already; "
+                           "ignored", err=True)  # fmt: skip
+                continue
+            self.add_command(command, name)
+        return True
+
+
+@click.group(cls=KaitoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and exit.")
 def cli() -> None:

@@ -112,7 +112,7 @@ def operator_command(
     from kaito_core.cli.output import fail
     from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
     from kaito_core.operator.run import run_operator
-    from kaito_core.planning.manifests import ImageSettings
+    from kaito_core.planning.pod import ImageSettings
     from kaito_core.plugins import PluginError, default_registry
 
     logging.basicConfig(

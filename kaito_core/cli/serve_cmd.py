@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -60,20 +59,6 @@ def _parse_engine_options(values: tuple[str, ...]) -> dict[str, object]:
         except ValueError:
             options[key] = raw
     return options
-
-
-def _notifier(ready_fd: int | None) -> Callable[[], None] | None:
-    """What `--ready-fd` does once the server is ready: one line, then the descriptor is closed."""
-    if ready_fd is None:
-        return None
-
-    def notify() -> None:
-        try:
-            os.write(ready_fd, b"ready\n")
-        finally:
-            os.close(ready_fd)
-
-    return notify
 
 
 @click.command("serve")
@@ -180,14 +165,6 @@ def _notifier(ready_fd: int | None) -> Callable[[], None] | None:
     help="Seconds in-flight requests get after SIGTERM.",
 )
 @click.option(
-    "--ready-fd",
-    type=click.IntRange(min=0),
-    default=None,
-    envvar=_env("READY_FD"),
-    help="For supervisors: write one line to this open file descriptor when /health turns 200, then "
-    "close it (`kaito run` uses it instead of polling).",
-)
-@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -213,7 +190,6 @@ def serve(
     max_n: int,
     queue_size: int,
     grace_period: float,
-    ready_fd: int | None,
     log_level: str,
 ) -> None:
     """Serve a model over HTTP.
@@ -260,7 +236,6 @@ def serve(
         max_n=min(max_n, max_batch),
         api_keys=_read_keys(api_key_file),
         grace_period=grace_period,
-        on_ready=_notifier(ready_fd),
     )
     engine = runtime_obj.engine(config)
     # An engine that can load on a thread of its own starts now, so that reading the weights overlaps

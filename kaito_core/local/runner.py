@@ -6,8 +6,8 @@ validation, the fit on this machine, the port, the weights.
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kaito_core.local import hints, launch, paths, ports, procs, state
+from kaito_core.local import launch, paths, ports, procs, state
 from kaito_core.local.errors import LocalRunError
 
 if TYPE_CHECKING:
@@ -54,20 +54,14 @@ def run(
 ) -> int:
     """Run the Workspace until stopped (foreground) or until ready (detached). Returns the exit code."""
     t0 = started if started is not None else time.monotonic()
-    # The server process starts now and imports (and, when this file ran before, loads its weights)
-    # while this one plans (see local/prestart.py and local/hints.py).
-    if registry is None and launch.will_fork():
-        # loaded before the fork, the plugins are the server process's too, at no cost
-        registry = _default_registry()
-    hint = hints.read(options.file)
+    # The server process starts now and imports while this one plans (see local/prestart.py).
     early_log = paths.runs_dir() / f".starting-{os.getpid()}.log" if options.detach else None
     server = _prestart(early_log, options.detach)
-    if server is not None and not launch.send_prefetch(server, hint.to_json() if hint else None):
-        launch.abandon(server)
-        server = None
     try:
         if registry is None:
-            registry = _default_registry()
+            from kaito_core.plugins import default_registry
+
+            registry = default_registry()
         record, prepared = _prepare(options, registry, hardware, t0)
         if early_log is not None:
             os.replace(early_log, state.log_path(record.name))
@@ -77,19 +71,13 @@ def run(
             early_log.unlink(missing_ok=True)
         raise
     try:
-        return _serve(prepared, record, options, t0, server, registry)
+        return _serve(prepared, record, options, t0, server)
     finally:
         if not options.detach or record.ready_at is None:
             state.remove_if_owned(record)
 
 
-def _default_registry() -> Registry:
-    from kaito_core.plugins import default_registry
-
-    return default_registry()
-
-
-def _prestart(early_log: Path | None, detach: bool) -> launch.ServerProcess | None:
+def _prestart(early_log: Path | None, detach: bool) -> subprocess.Popen[bytes] | None:
     if early_log is None:
         return launch.prestart(None, detach)
     early_log.parent.mkdir(parents=True, exist_ok=True)
@@ -127,13 +115,12 @@ def _prepare(
 
 def _start_server(
     args: launch.ServeArgs, record: state.RunRecord, options: RunOptions,
-    server: launch.ServerProcess | None,
-) -> launch.ServerProcess:
+    server: subprocess.Popen[bytes] | None,
+) -> subprocess.Popen[bytes]:
     """Hand the arguments to the prestarted server, or start one the plain way."""
     if server is not None and launch.hand_over(server, args):
         return server
     launch.abandon(server)
-    args = dataclasses.replace(args, ready_fd=None)  # a new process has no readiness pipe: polled
     log = open(state.log_path(record.name), "ab") if options.detach else None  # noqa: SIM115
     try:
         return launch.start(args.argv(), log, options.detach)
@@ -144,7 +131,7 @@ def _start_server(
 
 def _serve(
     prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float,
-    server: launch.ServerProcess | None, registry: Registry,
+    server: subprocess.Popen[bytes] | None,
 ) -> int:
     from kaito_core.local.weights import model_path_for
 
@@ -167,7 +154,6 @@ def _serve(
             n_gpu_layers=plan.n_gpu_layers,
             max_batch=options.parallel,
             chat_template_file=template_file,
-            ready_fd=server.child_ready_fd if isinstance(server, launch.ForkedProcess) else None,
         )
         # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
         ports.check_port(options.host, options.port)
@@ -205,7 +191,6 @@ def _serve(
         record.ready_at = time.time()
         state.save(record)
         _ready(record, time.monotonic() - t0)
-        _remember(options.file, registry, args)
         if options.detach:
             _say(f"running in the background (pid {process.pid}); `kaito logs {record.name} -f`, "
                  f"`kaito stop {record.name}`")
@@ -216,20 +201,6 @@ def _serve(
         return 0
     click.echo(f"error: `kaito serve` exited with code {code}", err=True)
     return code if code > 0 else 1
-
-
-def _remember(workspace_file: Path, registry: Registry, args: launch.ServeArgs) -> None:
-    """Leave a hint for the next run of this file (local/hints.py), where the runtime can prefetch."""
-    try:
-        runtime = registry.runtime(args.runtime)
-        distribution = registry.owner("runtime", args.runtime)
-    except Exception:  # only a speed-up for the next start
-        return
-    if callable(getattr(runtime, "prefetch", None)):
-        hints.remember(workspace_file, hints.Hint(
-            distribution=distribution, runtime=args.runtime, model=str(args.model.resolve()),
-            n_gpu_layers=args.n_gpu_layers,
-        ))
 
 
 def _exit_hint(record: state.RunRecord, received: int | None) -> str:

@@ -22,7 +22,7 @@ from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.kube import GROUP, PLURAL, VERSION
 from kaito_core.operator.reconcile import Reconciler
 from kaito_core.operator.webhook import admission_problems
-from kaito_core.planning.manifests import WORKSPACE_LABEL
+from kaito_core.planning.labels import WORKSPACE_LABEL
 from kaito_core.plugins import Registry
 
 log = logging.getLogger("kaito.operator")

@@ -13,65 +13,25 @@ import asyncio
 import importlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import yaml
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from kaito_core.api import LabelSelector, Workspace
+from kaito_core.api import Workspace
 from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
 from kaito_core.operator.kube import Kube
-from kaito_core.operator.status import (
-    Check,
-    build_status,
-    node_is_ready,
-    pod_failure,
-    same_status,
-    workload_check,
-)
-from kaito_core.planning import Hardware, PlanError, plan_workspace
-from kaito_core.planning.manifests import (
-    CONFIG_FILE,
-    MANIFEST_HASH_ANNOTATION,
-    WORKSPACE_LABEL,
-    inference_manifests,
-    template_manifests,
-)
-from kaito_core.plugins import NodeRequest, Plan, PluginError, Registry
+from kaito_core.operator.nodes import NodesOutcome, NodeStep
+from kaito_core.operator.status import Check, build_status, pod_failure, same_status, workload_check
+from kaito_core.planning import PlanError
+from kaito_core.planning.labels import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
+from kaito_core.planning.manifests import inference_manifests, template_manifests
+from kaito_core.plugins import Plan, PluginError, Registry
 
 T = TypeVar("T")
 #: The kinds the operator creates for a Workspace (pruned when no longer desired).
 MANAGED_KINDS = ("ConfigMap", "Service", "Deployment", "StatefulSet")
-
-
-def selector_string(selector: LabelSelector) -> str:
-    """A LabelSelector in the API server's query syntax."""
-    terms = [f"{k}={v}" for k, v in sorted(selector.match_labels.items())]
-    for req in selector.match_expressions:
-        values = ",".join(req.values)
-        terms.append(
-            {
-                "In": f"{req.key} in ({values})",
-                "NotIn": f"{req.key} notin ({values})",
-                "Exists": req.key,
-                "DoesNotExist": f"!{req.key}",
-            }[req.operator]
-        )
-    return ",".join(terms)
-
-
-@dataclass
-class NodesOutcome:
-    """Where the Workspace's nodes stand after the resource step: the ResourceReady check, the Plan
-    when one could be made, and the nodes ready for it."""
-
-    check: Check
-    plan: Plan | None = None
-    plan_error: Check | None = None
-    ready_nodes: list[str] = field(default_factory=list)
-    target: int | None = None
 
 
 @dataclass
@@ -90,6 +50,7 @@ class Reconciler:
         self._semaphore: asyncio.Semaphore | None = None
         self._passes: asyncio.Semaphore | None = None
         self._written: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # key -> (rv, status)
+        self._nodes = NodeStep(kube, registry, config, self.io)
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking API call in a worker thread, at most ``config.concurrency`` at once."""
@@ -121,7 +82,7 @@ class Reconciler:
             status = build_status(current_status, generation=generation, resource=check, inference=check)
             return await self._finish(namespace, name, current_status, status, 60.0, 0)
 
-        resources = await self._resources(ws)
+        resources = await self._nodes.resources(ws)
         requeue = self.config.resync_seconds
         wrote = 0
         job: Check | None = None
@@ -187,151 +148,6 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
-
-    # ------------------------------------------------------------------ resources
-
-    async def _inference_config(self, ws: Workspace) -> dict[str, Any] | None:
-        if ws.inference is None or not ws.inference.config:
-            return None
-        config_map = await self.io(self.kube.read_config_map, ws.namespace, ws.inference.config)
-        if config_map is None:
-            raise PlanError(
-                f"inference.config: ConfigMap {ws.inference.config!r} not found in namespace "
-                f"{ws.namespace!r}; create it with an {CONFIG_FILE} key"
-            )
-        text = (config_map.get("data") or {}).get(CONFIG_FILE)
-        if text is None:
-            raise PlanError(f"inference.config: ConfigMap {ws.inference.config!r} has no {CONFIG_FILE} key")
-        try:
-            parsed = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise PlanError(
-                f"inference.config: {CONFIG_FILE} in ConfigMap {ws.inference.config!r} is not "
-                f"valid YAML: {exc}"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise PlanError(f"inference.config: {CONFIG_FILE} must hold a mapping")
-        return parsed
-
-    def _plan(self, ws: Workspace, hardware: Hardware, config: dict[str, Any] | None) -> Plan | None:
-        if ws.inference is None or ws.inference.preset is None:
-            return None  # a custom template or a tuning Workspace
-        return plan_workspace(ws, self.registry, hardware, config)
-
-    async def _resources(self, ws: Workspace) -> NodesOutcome:
-        try:
-            config = await self._inference_config(ws)
-        except PlanError as exc:
-            config = None
-            config_error: Check | None = Check("False", "InvalidInferenceConfig", str(exc), failed=True)
-        else:
-            config_error = None
-        selector = selector_string(ws.resource.label_selector)
-        if self.config.provisioner == NO_PROVISIONER:
-            resources = await self._nodes_brought(ws, selector, config)
-        else:
-            resources = await self._nodes_provisioned(ws, selector, config)
-        if config_error is not None:
-            resources.plan_error = config_error
-        return resources
-
-    async def _nodes_brought(self, ws: Workspace, selector: str, config: dict[str, Any] | None) -> NodesOutcome:
-        """Nodes the user brings: found by the label selector, planned for by their GPU labels."""
-        nodes = await self.io(self.kube.list_nodes, selector)
-        target = ws.resource.count
-        if not nodes:
-            message = f"No nodes found matching the specified label selector ({selector})"
-            return NodesOutcome(Check("False", "NodesNotFound", message), target=target)
-        if not any(node_is_ready(n, need_gpu=False) for n in nodes):
-            return NodesOutcome(
-                Check("False", "NodesNotReady", f"0/{len(nodes)} nodes matching {selector} are Ready"),
-                target=target,
-            )
-        plan: Plan | None = None
-        try:
-            plan = self._plan(ws, Hardware.from_nodes(nodes), config)
-        except PlanError as exc:
-            failure = Check("False", "PlanFailed", str(exc), failed=True)
-            return NodesOutcome(failure, plan_error=failure, target=target)
-        if plan is not None:
-            target = plan.node_count
-        need_gpu = plan is not None and plan.gpus_per_node > 0
-        ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
-        if len(ready) >= target:
-            check = Check("True", "NodesReady", f"{len(ready)} node(s) ready")
-        else:
-            gpu = " with nvidia.com/gpu capacity" if need_gpu else ""
-            check = Check(
-                "False", "NodesNotReady", f"{len(ready)}/{target} nodes matching {selector} are ready{gpu}"
-            )
-        return NodesOutcome(check, plan, None, ready, target)
-
-    async def _nodes_provisioned(
-        self, ws: Workspace, selector: str, config: dict[str, Any] | None
-    ) -> NodesOutcome:
-        try:
-            provisioner = self.registry.provisioner(self.config.provisioner)
-        except PluginError as exc:
-            return NodesOutcome(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
-        instance_type = ws.resource.instance_type or ""
-        catalog = provisioner.catalog()
-        sku = catalog.get(instance_type)
-        if sku is None:
-            message = (
-                f"Unsupported instance type {instance_type or '(empty)'}. Supported SKUs: "
-                f"{', '.join(sorted(catalog))}"
-            )
-            return NodesOutcome(Check("False", "UnknownInstanceType", message, failed=True))
-        plan: Plan | None = None
-        try:
-            plan = self._plan(ws, Hardware.from_instance_type(sku, ws.resource.count), config)
-        except PlanError as exc:
-            return NodesOutcome(
-                Check("False", "PlanFailed", str(exc), failed=True),
-                plan_error=Check("False", "PlanFailed", str(exc), failed=True),
-            )
-        target = plan.node_count if plan is not None else ws.resource.count
-        disk = 0
-        if plan is not None:
-            try:
-                disk = self.registry.preset(plan.preset).requirements.disk
-            except PluginError:
-                disk = 0
-        request = NodeRequest(
-            workspace=ws.name,
-            namespace=ws.namespace,
-            instance_type=sku.name,
-            count=target,
-            labels=dict(ws.resource.label_selector.match_labels),
-            disk_bytes=disk,
-        )
-        try:
-            result = await self.io(provisioner.ensure_nodes, request)
-        except Exception as exc:  # a plugin's bug or an unreachable cloud: shown, then retried
-            message = f"provisioner {provisioner.name} failed: {type(exc).__name__}: {exc}"
-            return NodesOutcome(Check("False", "ProvisioningFailed", message, failed=True), plan, target=target)
-        if result.error:
-            return NodesOutcome(
-                Check("False", result.reason or "ProvisioningFailed", result.error, failed=True),
-                plan,
-                target=target,
-            )
-        if result.node_selector:
-            selector = ",".join([selector, *(f"{k}={v}" for k, v in sorted(result.node_selector.items()))])
-        nodes = await self.io(self.kube.list_nodes, selector)
-        need_gpu = plan.gpus_per_node > 0 if plan is not None else sku.gpu_count > 0
-        ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
-        if len(ready) >= target:
-            check = Check("True", "NodesReady", f"{len(ready)} node(s) of {sku.name} ready")
-        else:
-            check = Check(
-                "False",
-                "NodesNotReady",
-                f"{len(ready)}/{target} {sku.name} node(s) ready"
-                + (" with nvidia.com/gpu capacity" if need_gpu else "")
-                + (f"; {result.pending} being provisioned" if result.pending else ""),
-            )
-        return NodesOutcome(check, plan, None, ready, target)
 
     # ------------------------------------------------------------------ children
 

@@ -80,7 +80,11 @@ def create_app(engine: Engine, settings: ServerSettings) -> Starlette:
     }
     keys = ApiKeys(settings.api_keys)
     app = Starlette(
-        routes=[*routes_ops.routes(state), *routes_kaito.routes(state, keys), *routes_openai.routes(state, keys)],
+        routes=[
+            *routes_ops.routes(state),
+            *routes_kaito.routes(state, keys),
+            *routes_openai.routes(state, keys),
+        ],
         middleware=[Middleware(CountRequests, metrics=state.metrics)],
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -46,7 +46,9 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         await state.admit(1)
         state.metrics.prompt_tokens.inc(prompt_tokens)
         try:
-            result: Generation = await unless_disconnected(request, state.collect(model_input, params, started))
+            result: Generation = await unless_disconnected(
+                request, state.collect(model_input, params, started)
+            )
         finally:
             state.release(1)
         # return_full_text applies to `prompt` (the transformers pipeline's behaviour); for `messages`

@@ -75,7 +75,9 @@ class ChatRenderer:
             ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason)
             for i, r in enumerate(results)
         ]
-        return ChatCompletion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
+        return ChatCompletion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
 
     def usage(self, usage: Usage) -> BaseModel:
         return self._chunk([], usage)
@@ -99,7 +101,9 @@ class CompletionRenderer:
         return self._completion([CompletionChoice(index=index, text=self.prompts[index // self.n])])
 
     def chunk(self, index: int, chunk: Chunk) -> BaseModel:
-        return self._completion([CompletionChoice(index=index, text=chunk.text, finish_reason=chunk.finish_reason)])
+        return self._completion(
+            [CompletionChoice(index=index, text=chunk.text, finish_reason=chunk.finish_reason)]
+        )
 
     def whole(self, results: list[Generation], usage: Usage) -> BaseModel:
         choices = [
@@ -211,8 +215,8 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
             raise RequestError("suffix (insertion) is not supported by this server", param="suffix")
         prompts = body.prompts()
         params = body.sampling(default_max_tokens=16, cap=settings.max_tokens_cap)
-        renderer = CompletionRenderer(f"cmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name,
-                                      prompts, body.n, body.echo)  # fmt: skip
+        ident, name = f"cmpl-{uuid.uuid4().hex}", settings.served_model_name
+        renderer = CompletionRenderer(ident, int(time.time()), name, prompts, body.n, body.echo)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, prompts, params, body.n, body.stream, include_usage, renderer)
 

@@ -27,5 +27,3 @@ class ServerSettings:
     retry_after: int = 1
     #: Called (from the event loop) when loading or the warm-up generation fails; `kaito serve` exits.
     on_load_failure: Callable[[BaseException], None] | None = field(default=None, repr=False, compare=False)
-    #: Called once, when /health turns 200 (the model loaded and generated): `kaito serve --ready-fd`.
-    on_ready: Callable[[], None] | None = field(default=None, repr=False, compare=False)

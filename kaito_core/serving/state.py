@@ -60,11 +60,6 @@ class ServerState:
             return
         self.ready = True
         log.info("model %s loaded and warmed up", self.settings.served_model_name)
-        if self.settings.on_ready is not None:
-            try:
-                self.settings.on_ready()
-            except Exception as exc:  # a supervisor that went away must not take the server down
-                log.warning("could not report readiness: %s", exc)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         if self.load_error:

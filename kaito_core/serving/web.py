@@ -54,7 +54,9 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
             f"{'.'.join(str(part) for part in err.get('loc', ())) or 'body'}: {err.get('msg')}"
             for err in exc.errors()
         ]
-        raise RequestError("invalid request: " + "; ".join(problems), problems[0].split(":")[0], 422) from None
+        raise RequestError(
+            "invalid request: " + "; ".join(problems), problems[0].split(":")[0], 422
+        ) from None
 
 
 class ApiKeys:

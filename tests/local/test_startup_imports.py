@@ -49,17 +49,10 @@ def test_version_is_read_only_when_asked() -> None:
     assert result.output == f"kaito, version {version('kaito-core')}\n"
 
 
-def test_the_prestarted_server_leaves_the_web_stack_to_overlap_the_model_load() -> None:
-    # `kaito serve` starts loading the weights before it imports Starlette/uvicorn; a preload of the web
-    # stack would make the load wait for it.
+def test_the_prestarted_server_imports_the_engine_library_but_leaves_the_web_stack() -> None:
+    # `kaito serve` starts loading the weights before it imports Starlette/uvicorn, so that import
+    # overlaps the load; preloading it here would make the load wait for it (docs/local.md).
     code = "from kaito_core.local.prestart import preload\npreload()"
     assert _imported_after(code, ("fastapi", "uvicorn", "starlette", "kaito_core.serving.server")) == []
-    loaded = _imported_after(code, ("kaito_core.cli.serve_cmd", "kaito_core.serving.engine"))
-    assert loaded == ["kaito_core.cli.serve_cmd", "kaito_core.serving.engine"]
-
-
-def test_while_a_prefetched_model_loads_the_web_stack_is_preloaded_too() -> None:
-    # the load started already (local/hints.py), so nothing waits for this import
-    code = "from kaito_core.local.prestart import preload\npreload(web_stack=True)"
-    loaded = set(_imported_after(code, ("starlette", "uvicorn", "kaito_core.serving.server")))
-    assert {"starlette", "uvicorn", "kaito_core.serving.server"} <= loaded
+    loaded = _imported_after(code, ("kaito_core.cli.serve_cmd", "llama_cpp.llama_cpp"))
+    assert loaded == ["kaito_core.cli.serve_cmd", "llama_cpp.llama_cpp"]

@@ -22,7 +22,7 @@ from kaito_testing.apiserver import ApiServer, Call
 from kubernetes import client, config
 
 from kaito_core.operator.config import OperatorConfig
-from kaito_core.planning.manifests import ImageSettings
+from kaito_core.planning.pod import ImageSettings
 from kaito_core.plugins import (
     Architecture,
     GiB,

@@ -13,7 +13,7 @@ from operator_support import EmulatedProvisioner, make_registry
 
 from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.run import run_operator
-from kaito_core.planning.manifests import ImageSettings
+from kaito_core.planning.pod import ImageSettings
 
 
 def main() -> None:

@@ -10,16 +10,9 @@ import pytest
 import yaml
 
 from kaito_core.api import Workspace
-from kaito_core.planning.manifests import (
-    CONFIG_FILE,
-    MANIFEST_HASH_ANNOTATION,
-    WORKSPACE_LABEL,
-    ImageSettings,
-    inference_manifests,
-    spec_hash,
-    startup_timeout_seconds,
-    template_manifests,
-)
+from kaito_core.planning.labels import CONFIG_FILE, MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
+from kaito_core.planning.manifests import inference_manifests, spec_hash, template_manifests
+from kaito_core.planning.pod import ImageSettings, startup_timeout_seconds
 from kaito_core.plugins import AdapterPlan, GiB, Plan, PlanError, PodResources, WeightFile
 
 K8S_VERSION = "1.33.0"

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from operator_support import CRD_FILE, Cluster, wait_for, workspace_manifest
 
 from kaito_core.operator.run import OperatorThread
-from kaito_core.planning.manifests import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
+from kaito_core.planning.labels import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,6 +6,8 @@ import re
 import types
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from kaito_core.plugins import NodeRequest, Registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
@@ -23,7 +25,7 @@ def doc_plugins() -> list[types.ModuleType]:
 
 def test_the_documented_plugins_register_cleanly() -> None:
     modules = doc_plugins()
-    assert len(modules) == 3
+    assert len(modules) == 4
     registry = Registry()
     for index, module in enumerate(modules):
         registry.register(module, distribution=f"docs-example-{index}")
@@ -37,3 +39,5 @@ def test_the_documented_plugins_register_cleanly() -> None:
         NodeRequest(workspace="ws", namespace="default", instance_type="t4", count=1, labels={"apps": "x"})
     )
     assert result.pending == 1 and result.error is not None and "apps" in result.error
+    hello = registry.commands()["tiny-hello"]
+    assert CliRunner().invoke(hello, ["you"]).output == "hello you\n"

@@ -46,3 +46,22 @@ def test_registering_the_plugin_imports_no_azure_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_kaito_aks_instance_types_lists_the_catalog() -> None:
+    import json
+
+    from click.testing import CliRunner
+    from kaito_provisioner_aks import plugin
+
+    from kaito_core.plugins import Registry
+
+    registry = Registry()
+    registry.register(plugin, distribution="kaito-provisioner-aks")
+    aks = registry.commands()["aks"]
+    table = CliRunner().invoke(aks, ["instance-types", "--gpu", "a100"])
+    assert table.exit_code == 0, table.output
+    assert "Standard_NC24ads_A100_v4" in table.output and "V100" not in table.output
+    rows = json.loads(CliRunner().invoke(aks, ["instance-types", "-o", "json"]).output)
+    assert {"name": "Standard_NC6s_v3", "gpuModel": "NVIDIA V100", "gpuCount": 1, "gpuMemoryGiB": 16,
+            "computeCapability": "7.0", "cpuCores": 6, "memoryGiB": 112} in rows

@@ -90,30 +90,15 @@ class LlamaCppRuntime:
 
         return LlamaCppEngine(config)
 
-    def prefetch(self, model_path: str, n_gpu_layers: int) -> None:
-        """Start loading these weights now, on a thread; the engine made later for the same file and
-        GPU layers takes the loaded model (kaito_runtime_llamacpp.engine.prefetch_model).
-
-        Optional runtime hook: `kaito run` calls it in its early server process with what the last run
-        of the same Workspace file served (kaito_core/local/hints.py), while it validates and plans.
-        """
-        from kaito_runtime_llamacpp.engine import prefetch_model
-
-        prefetch_model(model_path, n_gpu_layers)
-
     def preload_imports(self) -> None:
-        """Import what loading a model needs (libllama through ctypes: ~0.1 s), ahead of time.
+        """Import the engine and llama-cpp-python (libllama through ctypes) ahead of time.
 
-        Optional runtime hook: `kaito run` calls it in the server process it starts early, while the
-        parent still validates and plans, so that import is off the path to the ready line.
+        Optional runtime hook: `kaito run` calls it in the server process it starts early, while it
+        still validates and plans, so that import is off the path to the ready line.
         """
-        import llama_cpp  # noqa: F401 - the whole package (a prefetch may have imported the bindings alone)
+        import llama_cpp  # noqa: F401
 
-        import kaito_core.plugins.chat_template  # noqa: F401
         import kaito_runtime_llamacpp.engine  # noqa: F401
-        from kaito_runtime_llamacpp.bindings import complete_package
-
-        complete_package()
 
 
 def _resources(plan: Plan) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def test_bad_max_batch_option_is_a_clear_error() -> None:
 
 
 def test_engine_factory_and_missing_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from kaito_runtime_llamacpp.engine import EngineError, find_gguf
+    from kaito_runtime_llamacpp.loading import EngineError, find_gguf
 
     from kaito_core.plugins import EngineConfig
 

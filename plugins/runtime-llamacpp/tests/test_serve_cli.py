@@ -124,25 +124,3 @@ def test_engine_options_reach_the_runtime_and_bad_ones_are_named(gemma_path: Pat
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and "kv_cells must be a whole number of tokens, not 'lots'" in result.stderr
-
-
-def test_ready_fd_gets_one_line_when_health_turns_200(gemma_path: Path) -> None:
-    """`--ready-fd N` (what `kaito run` uses instead of polling): one line once /health is 200."""
-    read_end, write_end = os.pipe()
-    port = _free_port()
-    process = subprocess.Popen(
-        [*SERVE, "--runtime", "llamacpp", "--model", str(gemma_path), "--host", "127.0.0.1",
-         "--port", str(port), "--context-length", "256", "--threads", "2", "--ready-fd", str(write_end),
-         "--log-level", "warning"],
-        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end, "rb") as ready:
-            line = ready.readline()  # blocks until the server writes
-            assert line == b"ready\n", process.stderr.read() if process.stderr else ""
-            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
-            assert ready.read() == b""  # and the server closed its end
-    finally:
-        process.terminate()
-        process.wait(timeout=60)

@@ -1,0 +1,178 @@
+"""Continuous batching without the model: which sequences run, what each step decodes, who is preempted.
+
+Pure bookkeeping over :class:`Sequence` values, so it can be tested without llama.cpp. The engine
+(engine.py) owns the llama.cpp calls and asks this module what to do:
+
+- :meth:`Scheduler.admit` moves waiting sequences into free seq_ids while the shared KV pool has cells
+  for them (first come, first served: the head of the queue waits for cells, the rest behind it);
+- :meth:`Scheduler.plan_step` builds one batch: the next token of every generating sequence first (so
+  no sequence waits on a long prefill), then prompt tokens of newcomers, chunked to ``n_batch``;
+- when llama.cpp finds no room for a batch, :meth:`Scheduler.undo_step` restores every sequence and
+  :meth:`Scheduler.preempt` sends the sequence admitted last back to the head of the queue, to be
+  recomputed from its prompt plus what it generated; after a preemption nothing is admitted until a
+  sequence ends (re-admitting at once would only fill the pool again, for ever).
+
+seq_ids are a min-heap: new sequences take the lowest free id, keeping the ids in use compact (with
+per-sequence KV slices, llama.cpp attends over the span of streams from the lowest to the highest
+seq_id in a batch), and every batch lists its sequences in ascending seq_id order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaito_core.plugins import SamplingParams
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One generation as the scheduler sees it; ``work`` is the engine's own state for it."""
+
+    prompt: list[int]  # tokens to prefill: the prompt, plus what was generated before a preemption
+    params: SamplingParams
+    prompt_len: int = 0  # tokens of the original prompt at the start of ``prompt``
+    seq_id: int = -1
+    n_past: int = 0  # tokens of this sequence in the KV cache
+    prefilled: int = 0  # prompt tokens sent to the model
+    next_token: int | None = None  # sampled, not yet decoded
+    output_index: int = -1  # row of logits to sample in the current batch
+    generated: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    admitted: int = 0  # admission order: preemption takes the sequence admitted last
+    work: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.prompt_len:
+            self.prompt_len = len(self.prompt)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One token of a batch: which sequence, at which position, and whether its logits are wanted."""
+
+    token: int
+    seq: Sequence
+    pos: int
+    logits: bool
+
+
+class Scheduler:
+    def __init__(self, max_batch: int, kv_cells: int = 0) -> None:
+        #: cells of the shared KV pool; 0: each sequence has a slice of its own (never waits for cells)
+        self.kv_cells = kv_cells
+        self.pending: deque[Sequence] = deque()
+        self.active: list[Sequence] = []
+        self.free_ids: list[int] = list(range(max_batch))
+        self.preemptions = 0
+        self._admissions = 0
+        self._hold_until_retire = False
+        self._before: dict[Sequence, tuple[int, int, int | None]] = {}
+
+    def submit(self, seq: Sequence) -> None:
+        self.pending.append(seq)
+
+    def drop_cancelled_pending(self) -> list[Sequence]:
+        """Forget waiters whose clients went away; returns them (a preempted one holds a sampler)."""
+        dropped = [seq for seq in self.pending if seq.cancelled]
+        if dropped:
+            self.pending = deque(seq for seq in self.pending if not seq.cancelled)
+        return dropped
+
+    def cells_committed(self) -> int:
+        """Cells the running sequences hold after their next step: what is cached, the rest of their
+        prompts, and the token each decodes next."""
+        return sum(s.n_past + len(s.prompt) - s.prefilled + (s.next_token is not None) for s in self.active)
+
+    def admit(self) -> list[Sequence]:
+        """Move waiting sequences into free seq_ids, in order, while the pool has cells for their prompts
+        (an idle engine always admits one: a prompt is shorter than the context, which the pool holds).
+        Returns the sequences admitted."""
+        admitted = []
+        while self.pending and self.free_ids:
+            seq = self.pending[0]
+            if self.kv_cells and self.active:
+                if self._hold_until_retire:
+                    break
+                if self.cells_committed() + len(seq.prompt) + 1 > self.kv_cells:
+                    break
+            self.pending.popleft()
+            seq.seq_id = heapq.heappop(self.free_ids)
+            self._admissions += 1
+            seq.admitted = self._admissions
+            self.active.append(seq)
+            admitted.append(seq)
+        return admitted
+
+    def plan_step(self, n_batch: int) -> tuple[list[Entry], list[Sequence]]:
+        """The next batch, and the sequences it carries (each once)."""
+        self._before = {seq: (seq.n_past, seq.prefilled, seq.next_token) for seq in self.active}
+        entries: list[Entry] = []
+        carried: list[Sequence] = []
+
+        def add(token: int, seq: Sequence, logits: bool) -> None:
+            if logits:
+                seq.output_index = len(entries)
+            entries.append(Entry(token, seq, seq.n_past, logits))
+            seq.n_past += 1
+
+        self.active.sort(key=lambda s: s.seq_id)
+        for seq in self.active:
+            if seq.next_token is not None:
+                add(seq.next_token, seq, True)
+                seq.next_token = None
+                carried.append(seq)
+        for seq in self.active:
+            room = n_batch - len(entries)
+            if room <= 0:
+                break
+            remaining = len(seq.prompt) - seq.prefilled
+            if remaining <= 0 or seq in carried:
+                continue
+            take = min(room, remaining)
+            for i in range(seq.prefilled, seq.prefilled + take):
+                add(seq.prompt[i], seq, i == len(seq.prompt) - 1)
+            seq.prefilled += take
+            carried.append(seq)
+        return entries, carried
+
+    def undo_step(self) -> None:
+        """The model could not take the batch: every sequence is as it was before plan_step."""
+        for seq, (n_past, prefilled, next_token) in self._before.items():
+            seq.n_past, seq.prefilled, seq.next_token = n_past, prefilled, next_token
+            seq.output_index = -1
+
+    def preemption_victim(self) -> Sequence | None:
+        """The sequence to preempt when the pool is full, or None when only one runs (it cannot fit)."""
+        if len(self.active) < 2:
+            return None
+        return max(self.active, key=lambda s: s.admitted)
+
+    def preempt(self, seq: Sequence) -> int:
+        """Send a running sequence back to the head of the queue, to be recomputed from its prompt plus
+        the tokens it generated (the last one, sampled but not yet decoded, included), so it resumes
+        exactly where it was. Returns the seq_id whose cells the engine must free."""
+        seq_id = self._release(seq)
+        seq.prompt = seq.prompt[: seq.prompt_len] + seq.generated
+        seq.prefilled = 0
+        seq.n_past = 0
+        seq.next_token = None
+        seq.output_index = -1
+        self.pending.appendleft(seq)
+        self._hold_until_retire = True
+        self.preemptions += 1
+        return seq_id
+
+    def retire(self, seq: Sequence) -> int:
+        """A sequence ended; returns the seq_id whose cells the engine must free."""
+        self._hold_until_retire = False
+        return self._release(seq)
+
+    def _release(self, seq: Sequence) -> int:
+        seq_id = seq.seq_id
+        self.active.remove(seq)
+        heapq.heappush(self.free_ids, seq_id)
+        seq.seq_id = -1
+        return seq_id

@@ -1,0 +1,113 @@
+"""The scheduler alone: admission, batch composition and preemption, with no model loaded."""
+
+from __future__ import annotations
+
+from kaito_runtime_llamacpp.scheduler import Scheduler, Sequence
+
+from kaito_core.plugins import SamplingParams
+
+PARAMS = SamplingParams(max_tokens=8)
+
+
+def seq(n: int, start: int = 0) -> Sequence:
+    return Sequence(list(range(start, start + n)), PARAMS)
+
+
+def test_waiting_sequences_take_the_lowest_free_ids_in_order() -> None:
+    scheduler = Scheduler(max_batch=3)
+    a, b, c, d = seq(4), seq(4), seq(4), seq(4)
+    for s in (a, b, c, d):
+        scheduler.submit(s)
+    assert scheduler.admit() == [a, b, c]
+    assert [s.seq_id for s in (a, b, c)] == [0, 1, 2] and list(scheduler.pending) == [d]
+    scheduler.retire(b)
+    assert scheduler.admit() == [d] and d.seq_id == 1
+
+
+def test_the_head_of_the_queue_waits_for_cells_and_the_rest_wait_behind_it() -> None:
+    scheduler = Scheduler(max_batch=4, kv_cells=20)
+    running, big, small = seq(10), seq(12), seq(2)
+    for s in (running, big, small):
+        scheduler.submit(s)
+    assert scheduler.admit() == [running]  # 10 + 1 committed; 12 more do not fit in 20
+    assert list(scheduler.pending) == [big, small]  # first come, first served: small waits too
+    scheduler.retire(running)
+    assert scheduler.admit() == [big, small]
+
+
+def test_an_idle_scheduler_admits_one_sequence_whatever_its_size() -> None:
+    scheduler = Scheduler(max_batch=2, kv_cells=8)
+    scheduler.submit(huge := seq(30))
+    assert scheduler.admit() == [huge]
+
+
+def test_a_step_decodes_every_generating_sequence_first_then_prefills_in_order() -> None:
+    scheduler = Scheduler(max_batch=3)
+    decoding, prefilling, waiting = seq(3), seq(6, start=100), seq(5, start=200)
+    for s in (decoding, prefilling, waiting):
+        scheduler.submit(s)
+    scheduler.admit()
+    decoding.prefilled = decoding.n_past = 3
+    decoding.next_token = 42
+    entries, carried = scheduler.plan_step(n_batch=5)
+    assert [(e.seq.seq_id, e.token, e.pos, e.logits) for e in entries] == [
+        (0, 42, 3, True),  # the decode token first, with its logits
+        (1, 100, 0, False), (1, 101, 1, False), (1, 102, 2, False), (1, 103, 3, False),  # a chunk
+    ]  # fmt: skip
+    assert carried == [decoding, prefilling] and prefilling.prefilled == 4 and waiting.prefilled == 0
+    entries, carried = scheduler.plan_step(n_batch=5)  # the rest of the prompt, logits on its last token
+    assert [(e.token, e.logits) for e in entries[:2]] == [(104, False), (105, True)]
+    assert prefilling.output_index == 1
+
+
+def test_undo_restores_every_sequence_after_a_refused_batch() -> None:
+    scheduler = Scheduler(max_batch=2)
+    a, b = seq(4), seq(4)
+    scheduler.submit(a)
+    scheduler.submit(b)
+    scheduler.admit()
+    a.prefilled = a.n_past = 4
+    a.next_token = 7
+    scheduler.plan_step(n_batch=8)
+    scheduler.undo_step()
+    assert (a.n_past, a.prefilled, a.next_token, a.output_index) == (4, 4, 7, -1)
+    assert (b.n_past, b.prefilled) == (0, 0)
+
+
+def test_preemption_takes_the_last_admitted_and_recomputes_it_exactly() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=100)
+    first, last = seq(5), seq(5, start=50)
+    scheduler.submit(first)
+    scheduler.submit(last)
+    scheduler.admit()
+    last.prefilled = last.n_past = 5
+    last.generated = [9, 8]
+    last.next_token = 8
+    assert scheduler.preemption_victim() is last
+    assert scheduler.preempt(last) == 1
+    assert last.prompt == [50, 51, 52, 53, 54, 9, 8] and (last.n_past, last.prefilled, last.next_token) == (
+        0,
+        0,
+        None,
+    )
+    assert list(scheduler.pending) == [last] and scheduler.preemptions == 1
+    assert scheduler.admit() == []  # nothing is admitted until a sequence ends
+    scheduler.retire(first)
+    assert scheduler.admit() == [last]
+
+
+def test_a_lone_sequence_is_never_preempted() -> None:
+    scheduler = Scheduler(max_batch=2, kv_cells=4)
+    scheduler.submit(seq(3))
+    scheduler.admit()
+    assert scheduler.preemption_victim() is None
+
+
+def test_cancelled_waiters_are_dropped() -> None:
+    scheduler = Scheduler(max_batch=1)
+    running, gone, kept = seq(2), seq(2), seq(2)
+    for s in (running, gone, kept):
+        scheduler.submit(s)
+    scheduler.admit()
+    gone.cancelled = True
+    assert scheduler.drop_cancelled_pending() == [gone] and list(scheduler.pending) == [kept]
