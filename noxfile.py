@@ -45,7 +45,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     install_project(session, "test")
     session.install("mypy", "types-PyYAML", "types-requests")
-    plugin_packages = [str(d.parent) for p in [*PLUGINS, TESTING] for d in Path(p).glob("kaito_*/__init__.py")]
+    distributions = [*PLUGINS, TESTING]
+    plugin_packages = [str(d.parent) for p in distributions for d in Path(p).glob("kaito_*/__init__.py")]
     packages = ["kaito_core", *plugin_packages]
     session.run("mypy", *packages)
 

@@ -281,8 +281,9 @@ def workspace_manifest(name: str, namespace: str = "default", **extra: Any) -> d
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "kaito.sh_workspaces.yaml"
 OPERATOR_USER = "operator"
-#: every request the operator made, over all the tests of the session (the RBAC test reads it)
-OPERATOR_CALLS: list[Call] = []
+#: When set, each module's cluster fixture appends the operator's requests ([group, resource, verb])
+#: to the JSON file it names (tests/operator/test_rbac.py).
+RECORD_CALLS_ENV = "KAITO_TEST_RECORD_OPERATOR_CALLS"
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:

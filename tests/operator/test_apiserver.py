@@ -285,13 +285,16 @@ def test_live_watch_sees_changes_and_label_transitions(server: ApiServer, api: c
 
     def consume() -> None:
         for event in watch.Watch().stream(
-            core.list_namespaced_config_map, "default", label_selector="team=a", timeout_seconds=2
+            core.list_namespaced_config_map, "default", label_selector="team=a", timeout_seconds=5
         ):
             seen.append((event["type"], event["object"].metadata.name))
 
     thread = threading.Thread(target=consume)
     thread.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while not seen:  # the watch is running: its first event came
+        assert time.monotonic() < deadline, "the watch never started"
+        time.sleep(0.02)
     core.patch_namespaced_config_map("live", "default", {"metadata": {"labels": {"team": "b"}}})
     thread.join()
     assert seen == [("ADDED", "live"), ("DELETED", "live")]

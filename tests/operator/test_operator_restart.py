@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kaito_testing.apiserver import Fault
 from operator_support import OPERATOR_USER, Cluster, wait_for, workspace_manifest
-from test_operator_scenarios import children, create
+from test_operator_scenarios import children, create, served
 
 pytestmark = pytest.mark.timeout(120)
 SCRIPT = Path(__file__).parent / "run_test_operator.py"
@@ -113,13 +113,16 @@ def test_killed_mid_reconcile_then_restarted_converges(cluster: Cluster, spawn: 
 
 def test_restart_of_a_settled_operator_writes_nothing(cluster: Cluster, spawn: object) -> None:
     """A resync of an unchanged Workspace (here: a fresh operator process) reads, and writes nothing."""
-    wait_for(lambda: (cluster.condition("crash", "WorkspaceSucceeded") or {}).get("status") == "True")
+    first = spawn()  # type: ignore[operator]
+    served(cluster, "settled")
+    first.send_signal(signal.SIGTERM)
+    first.wait(30)
     writes = len(cluster.operator_writes())
     calls = len(cluster.server.emulator.calls_by(OPERATOR_USER))
-    spawn()  # type: ignore[operator]  # the previous test's processes were stopped with its fixture
+    spawn()  # type: ignore[operator]
     wait_for(
         lambda: any(
-            c.resource == "services" and c.verb == "get" and c.name == "crash"
+            c.resource == "services" and c.verb == "get" and c.name == "settled"
             for c in cluster.server.emulator.calls_by(OPERATOR_USER)[calls:]
         ),
         what="the restarted operator to check the children",

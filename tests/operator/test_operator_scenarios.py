@@ -1,4 +1,6 @@
-"""The operator against the emulator: kopf for real, the test playing kubelet and controllers."""
+"""The operator against the emulator: kopf for real, the test playing kubelet and controllers.
+
+Each test works on a Workspace of its own, so the tests pass alone and in any order."""
 
 from __future__ import annotations
 
@@ -62,6 +64,32 @@ def children(cluster: Cluster, name: str, namespace: str = "default") -> dict[st
     return found
 
 
+def served(cluster: Cluster, name: str, **extra: Any) -> dict[str, dict[str, Any]]:
+    """A Workspace created and driven to WorkspaceSucceeded (the test plays kubelet); its children."""
+    create(cluster, workspace_manifest(name, **extra))
+    wait_for(lambda: cluster.server.list("v1", "Node", selector=f"kaito.sh/workspace={name}"), what="a node")
+    cluster.kubelet.nodes_ready(name)
+    wait_for(lambda: f"Deployment/{name}" in children(cluster, name), what="the Deployment")
+    cluster.kubelet.deployment_ready("default", name)
+    wait_for(
+        lambda: (cluster.condition(name, "WorkspaceSucceeded") or {}).get("status") == "True",
+        what="WorkspaceSucceeded",
+    )
+    return children(cluster, name)
+
+
+def settled(cluster: Cluster, quiet: float = 1.0) -> None:
+    """Wait until the operator has written nothing for ``quiet`` seconds (the passes its own last
+    writes caused are over)."""
+    count, since = len(cluster.operator_writes()), time.monotonic()
+    deadline = since + 30
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "the operator kept writing for 30 s"
+        time.sleep(0.1)
+        if (now := len(cluster.operator_writes())) != count:
+            count, since = now, time.monotonic()
+
+
 def status_schema() -> dict[str, Any]:
     crd = next(d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
@@ -118,7 +146,8 @@ def test_create_provisions_nodes_then_serves(cluster: Cluster, operator: Operato
 
 
 def test_unchanged_workspace_writes_nothing(cluster: Cluster, operator: OperatorThread) -> None:
-    wait_for(lambda: (cluster.condition("phi", "WorkspaceSucceeded") or {}).get("status") == "True")
+    served(cluster, "steady")
+    settled(cluster)
     before = len(cluster.operator_writes())
     reads = len(cluster.server.emulator.calls_by("operator"))
     # Events about the children and the nodes wake the operator (a kubelet heartbeat, a controller's
@@ -126,7 +155,7 @@ def test_unchanged_workspace_writes_nothing(cluster: Cluster, operator: Operator
     cluster.server.patch_status(
         "apps/v1",
         "Deployment",
-        "phi",
+        "steady",
         "default",
         {
             "conditions": [
@@ -172,38 +201,38 @@ def test_provisioning_errors_reach_the_status_verbatim(cluster: Cluster, operato
 
 
 def test_spec_change_rewrites_only_what_changed(cluster: Cluster, operator: OperatorThread) -> None:
-    before = children(cluster, "phi")
+    before = served(cluster, "lb")
     update(
         cluster,
-        "phi",
+        "lb",
         lambda ws: ws["metadata"].setdefault("annotations", {}).update({"kaito.sh/enablelb": "True"}),
     )
     wait_for(
-        lambda: children(cluster, "phi")["Service/phi"]["spec"]["type"] == "LoadBalancer",
+        lambda: children(cluster, "lb")["Service/lb"]["spec"]["type"] == "LoadBalancer",
         what="a LoadBalancer Service",
     )
-    after = children(cluster, "phi")
+    after = children(cluster, "lb")
     assert (
-        after["Deployment/phi"]["metadata"]["resourceVersion"]
-        == before["Deployment/phi"]["metadata"]["resourceVersion"]
+        after["Deployment/lb"]["metadata"]["resourceVersion"]
+        == before["Deployment/lb"]["metadata"]["resourceVersion"]
     )
     assert (
-        after["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
-        == before["ConfigMap/phi-inference-config"]["metadata"]["resourceVersion"]
+        after["ConfigMap/lb-inference-config"]["metadata"]["resourceVersion"]
+        == before["ConfigMap/lb-inference-config"]["metadata"]["resourceVersion"]
     )
     assert (
-        after["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
-        != before["Service/phi"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+        after["Service/lb"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
+        != before["Service/lb"]["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION]
     )
 
 
 def test_adapter_change_rewrites_config_and_workload_not_service(
     cluster: Cluster, operator: OperatorThread
 ) -> None:
-    before = children(cluster, "phi")
+    before = served(cluster, "adapted")
     update(
         cluster,
-        "phi",
+        "adapted",
         lambda ws: ws["inference"].update(
             adapters=[
                 {"source": {"name": "support-lora", "image": "registry.example.com/adapters/support:1"}}
@@ -212,19 +241,24 @@ def test_adapter_change_rewrites_config_and_workload_not_service(
     )
     wait_for(
         lambda: (
-            len(children(cluster, "phi")["Deployment/phi"]["spec"]["template"]["spec"]["initContainers"]) == 2
+            len(
+                children(cluster, "adapted")["Deployment/adapted"]["spec"]["template"]["spec"][
+                    "initContainers"
+                ]
+            )
+            == 2
         ),
         what="the adapter puller",
     )
-    after = children(cluster, "phi")
+    after = children(cluster, "adapted")
     assert (
-        after["Service/phi"]["metadata"]["resourceVersion"]
-        == before["Service/phi"]["metadata"]["resourceVersion"]
+        after["Service/adapted"]["metadata"]["resourceVersion"]
+        == before["Service/adapted"]["metadata"]["resourceVersion"]
     )
-    assert "support-lora" in after["ConfigMap/phi-inference-config"]["data"]["inference_config.yaml"]
+    assert "support-lora" in after["ConfigMap/adapted-inference-config"]["data"]["inference_config.yaml"]
     assert (
-        after["Deployment/phi"]["metadata"]["generation"]
-        == before["Deployment/phi"]["metadata"]["generation"] + 1
+        after["Deployment/adapted"]["metadata"]["generation"]
+        == before["Deployment/adapted"]["metadata"]["generation"] + 1
     )
 
 
@@ -297,11 +331,12 @@ def test_tuning_workspace_gets_nodes_and_a_clear_job_condition(
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:
-    as_tester(cluster).delete_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "phi")
-    wait_for(lambda: cluster.workspace("phi") is None, what="the Workspace to go")
-    assert ("default", "phi") in cluster.provisioner.deleted
-    assert cluster.server.list("v1", "Node", selector="kaito.sh/workspace=phi") == []
-    assert children(cluster, "phi") == {}  # owner references: the garbage collector took them
+    served(cluster, "gone")
+    as_tester(cluster).delete_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "gone")
+    wait_for(lambda: cluster.workspace("gone") is None, what="the Workspace to go")
+    assert ("default", "gone") in cluster.provisioner.deleted
+    assert cluster.server.list("v1", "Node", selector="kaito.sh/workspace=gone") == []
+    assert children(cluster, "gone") == {}  # owner references: the garbage collector took them
 
 
 def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator: OperatorThread) -> None:
@@ -325,9 +360,6 @@ def test_conflicts_and_dropped_watches_are_recovered(cluster: Cluster, operator:
     codes = {(c.verb, c.resource, c.code) for c in cluster.server.emulator.calls_by("operator")}
     assert ("create", "deployments", 409) in codes and ("create", "deployments", 201) in codes
     assert len([k for k in children(cluster, "flaky") if k.startswith("Deployment/")]) == 1
-
-
-def test_status_is_written_as_merge_patch_json(cluster: Cluster) -> None:
     ws = cluster.workspace("flaky")
     assert ws is not None
-    json.dumps(ws)  # the stored object is plain JSON
+    json.dumps(ws)  # the status was written as merge-patch JSON: the stored object is plain JSON

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kaito_core.plugins import InstanceType, NodeRequest, ProvisionResult
@@ -61,6 +61,7 @@ class AKSProvisioner:
         environ: Mapping[str, str] | None = None,
         client_options: Mapping[str, Any] | None = None,
         retry_interval_s: float = DEFAULT_RETRY_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Nothing here touches Azure or reads credentials: this runs in every `kaito` command.
         self._settings = (subscription_id, resource_group, cluster_name)
@@ -74,6 +75,7 @@ class AKSProvisioner:
             log.warning("client option logging_enable is ignored: it would log the Azure bearer token")
         self._client_options = options
         self._retry_interval_s = retry_interval_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._client: ContainerServiceClient | None = None
         self._config: AKSConfig | None = None
@@ -105,7 +107,7 @@ class AKSProvisioner:
             return ProvisionResult(pending=request.count, error=str(err), reason="ProvisionerNotConfigured")
         with self._lock:
             held = self._backoff.get(pool)
-        if held is not None and time.monotonic() < held[0]:
+        if held is not None and self._clock() < held[0]:
             return held[1]  # the last answer still stands; do not ask Azure again yet
         try:
             existing = self._get_pool(client, config, pool)
@@ -371,4 +373,4 @@ class AKSProvisioner:
 
     def _hold(self, pool: str, result: ProvisionResult) -> None:
         with self._lock:
-            self._backoff[pool] = (time.monotonic() + self._retry_interval_s, result)
+            self._backoff[pool] = (self._clock() + self._retry_interval_s, result)

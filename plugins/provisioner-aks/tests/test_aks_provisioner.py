@@ -217,13 +217,15 @@ def test_quota_error_reaches_the_result_verbatim(arm: FakeARM) -> None:
 
 def test_after_a_quota_error_azure_is_asked_again_only_after_the_retry_interval(arm: FakeARM) -> None:
     arm.quota["standardNCSv3Family"] = 0
-    provisioner = make_provisioner(arm, retry_interval_s=0.4)
+    now = [1000.0]
+    provisioner = make_provisioner(arm, retry_interval_s=60.0, clock=lambda: now[0])
     first = provisioner.ensure_nodes(request_for())
+    now[0] += 59
     again = provisioner.ensure_nodes(request_for())
     assert again == first
     assert arm.count("PUT") == 1  # the held answer, no second write to ARM
     arm.quota["standardNCSv3Family"] = 100  # the user got the quota raised
-    time.sleep(0.45)
+    now[0] += 2
     recovered = provisioner.ensure_nodes(request_for())
     assert recovered.error is None and recovered.reason == "NodePoolCreating"
     assert arm.count("PUT") == 2
@@ -338,7 +340,7 @@ def test_a_pool_kaito_did_not_create_is_never_modified_or_deleted(arm: FakeARM) 
         arm.cluster_name,
         pool,
         AgentPool(properties=PoolProperties(count=1, vm_size="Standard_NC12s_v3", tags={"owner": "someone"})),
-    ).result(timeout=5)
+    ).result(timeout=60)
     provisioner = make_provisioner(arm)
     result = provisioner.ensure_nodes(request_for())
     assert result.reason == "NodePoolConflict"

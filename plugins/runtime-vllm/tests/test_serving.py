@@ -90,7 +90,7 @@ def test_child_death_turns_health_to_503(serve_factory: Callable[..., Any]) -> N
     server = serve_factory()
     assert httpx.get(f"{server.url}/health").status_code == 200
     os.kill(server.upstream_pid(), signal.SIGKILL)  # the fake vLLM, which this test's server started
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     status = 200
     while time.monotonic() < deadline and status == 200:
         response = httpx.get(f"{server.url}/health")
@@ -107,7 +107,7 @@ def test_failing_vllm_health_turns_health_to_503_and_back(serve_factory: Callabl
     upstream = f"http://127.0.0.1:{server.upstream_port()}"
 
     def wait_for(code: int) -> httpx.Response:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:
             response = httpx.get(f"{server.url}/health")
             if response.status_code == code or time.monotonic() > deadline:
@@ -135,7 +135,7 @@ def test_a_killed_server_takes_vllm_with_it(serve_factory: Callable[..., Any]) -
     upstream = server.upstream_pid()
     server.process.kill()  # SIGKILL: no shutdown code runs in kaito serve
     server.process.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and running(upstream):
         time.sleep(0.1)
     assert not running(upstream), "the vLLM child outlived its kaito serve"
