@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ TESTING = str(ROOT / "testing" / "kaito-testing")
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
+# nox notes at every session that it looked for uv; this project uses venv, so the note only confuses.
+logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
 
 def install_project(session: nox.Session, *extras: str) -> None:
@@ -87,8 +90,13 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run examples/workspace-gemma-3-270m.yaml on this machine; `-- --once` answers one /chat and exits."""
-    install_project(session)
+    session.log(
+        "installing kaito-core and the plugins; the first time, pip builds llama-cpp-python from source "
+        "(a C/C++ compiler and cmake; about 5 minutes on 2 cores), later runs reuse pip's cached wheel"
+    )
+    session.install("-e", ".", *[arg for p in PLUGINS for arg in ("-e", p)], silent=False)
     session.run("python", "scripts/demo.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
+    session.log(f"the kaito command is in {session.bin}: `. {session.bin}/activate`, then `kaito --help`")
 
 
 @nox.session(name="gpu-check")

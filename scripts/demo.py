@@ -41,19 +41,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def curl_line(url: str, max_new_tokens: int) -> str:
-    body = json.dumps({"prompt": PROMPT, "generate_kwargs": {"max_new_tokens": max_new_tokens}})
-    return f"curl -s {url}/chat -H 'Content-Type: application/json' -d '{body}'"
-
-
-def chat(url: str, max_new_tokens: int, timeout: float = 120.0) -> str:
-    import httpx
-
-    body = {
+def request_body(max_new_tokens: int) -> dict[str, object]:
+    return {
         "prompt": PROMPT,
         "return_full_text": False,
         "generate_kwargs": {"max_new_tokens": max_new_tokens, "temperature": 0.7, "seed": 7},
     }
+
+
+def chat(url: str, body: dict[str, object], timeout: float = 120.0) -> str:
+    import httpx
+
     response = httpx.post(f"{url}/chat", json=body, timeout=timeout)
     response.raise_for_status()
     return str(response.json()["Result"])
@@ -76,6 +74,14 @@ def wait_ready(process: subprocess.Popen[str]) -> str | None:
     return None
 
 
+def echo(process: subprocess.Popen[str], skip: tuple[str, ...] = ()) -> None:
+    """Echo the rest of kaito run's output (its lines starting with ``skip`` left out)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if not line.lstrip().startswith(skip):
+            print(line, end="", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,7 +93,10 @@ def main() -> int:
 
     port = args.port
     if port is None:
-        port = 5000 if not args.once and port_is_free(5000) else free_port()
+        port = 5000  # KAITO's serving port: the curl line is the one a cluster answers too
+        if not port_is_free(port):
+            port = free_port()
+            print(f"demo: port 5000 is taken; serving on {port} instead", flush=True)
     process = start(port, [])
     # Ctrl-C reaches kaito run too (same process group): it stops the server; we wait for it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -99,26 +108,22 @@ def main() -> int:
         return code or 1
 
     if not args.once:
-        print(f"\nTry it:\n  {curl_line(url, args.max_new_tokens)}\n", flush=True)
-        assert process.stdout is not None
-        for line in process.stdout:  # keep echoing the server's log until it stops
-            print(line, end="", flush=True)
+        echo(process)  # kaito run printed the curl line with its ready line; its log until it stops
         return process.wait()
 
+    body = request_body(args.max_new_tokens)
+    print(f"\n$ curl -s {url}/chat -H 'Content-Type: application/json' -d '{json.dumps(body)}'", flush=True)
     started = time.monotonic()
     try:
-        text = chat(url, args.max_new_tokens)
+        text = chat(url, body)
     except Exception as exc:  # any failure is reported, and the server is still stopped
         print(f"demo: /chat failed: {exc}", file=sys.stderr)
         text = ""
     finally:
         process.send_signal(signal.SIGINT)
-    print(f"\n$ {curl_line(url, args.max_new_tokens)}")
     print(f"{PROMPT}{text}")
     print(f"(generated in {time.monotonic() - started:.2f}s)\n", flush=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        print(line, end="", flush=True)
+    echo(process, skip=("curl ", "(Ctrl-C stops it)"))  # the server is stopping: no more to try
     code = process.wait()
     if not text.strip():
         print("demo: the model answered with no text", file=sys.stderr)

@@ -76,7 +76,7 @@ def parse_documents(text: str) -> list[Document]:
     try:
         raw = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        return [Document(0, KIND, "?", None, errors=[FieldError("", f"invalid YAML: {exc}")])]
+        return [Document(0, KIND, "?", None, errors=[FieldError("", _yaml_problem(exc))])]
     documents = []
     for index, manifest in enumerate(_expand_lists(raw)):
         if isinstance(manifest, dict):
@@ -97,6 +97,16 @@ def parse_documents(text: str) -> list[Document]:
         document.errors.extend(errors)
         documents.append(document)
     return documents
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line, with the position in the file (the caller names the file)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"invalid YAML: {exc}"
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = "; ".join(part for part in (exc.context, exc.problem) if part)
+    return f"invalid YAML{where}: {what}"
 
 
 def _expand_lists(raw: list[Any]) -> list[Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 BLOCK = 4 * 1024 * 1024
 #: Buffers of a download pipeline: small enough that a block is still in the CPU cache when the hasher
-#: reads it right after the socket wrote it (measured here: 512 KiB x 8 beat 4 MiB x 4 by about 1.4x).
+#: reads it right after the socket wrote it (docs/artifacts.md has the measurement).
 PIPE_BLOCK = 512 * 1024
 PIPE_DEPTH = 8
 
@@ -31,8 +31,8 @@ def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> st
 class PipelinedHasher:
     """Hashes buffers on a second thread while the caller reads the next one.
 
-    hashlib releases the GIL on large updates, so on two cores a 250 MB download + write + sha256
-    takes about as long as the slowest of the three instead of their sum. Buffers come from a small
+    hashlib releases the GIL on large updates, so a download, its write and its sha256 take about as
+    long as the slowest of the three instead of their sum. Buffers come from a small
     pool: at most ``depth`` x ``size`` bytes are in flight.
     """
 

@@ -2,9 +2,10 @@
 
 Speaks the API directly with ``requests`` instead of through oras-py because the pull and push paths
 need what oras-py 0.2 lacks: chunked PATCH uploads that stream from disk, Range requests to resume,
-streaming digest verification, and retries bounded to about two seconds instead of 131 s of sleeps.
-``requests`` (not httpx) because it streams a 250 MB blob at about curl's speed here, and it drops the
-Authorization header when a registry redirects a blob to another host (a storage CDN).
+streaming digest verification, and retries bounded to a few short sleeps instead of oras-py's long
+back-off. ``requests`` (not httpx) because it streams a large blob at about curl's speed
+(bench_artifacts.py), and it drops the Authorization header when a registry redirects a blob to
+another host (a storage CDN).
 """
 
 from __future__ import annotations

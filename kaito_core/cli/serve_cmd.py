@@ -198,7 +198,7 @@ def serve(
     """
     import logging
 
-    from kaito_core.plugins import EngineConfig, default_registry
+    from kaito_core.plugins import EngineConfig, PluginError, default_registry
     from kaito_core.serving.settings import ServerSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -209,11 +209,8 @@ def serve(
     registry = default_registry()
     try:
         runtime_obj = registry.runtime(runtime)
-    except Exception as exc:
-        known = ", ".join(sorted(registry.runtimes())) or "none installed"
-        raise click.BadParameter(
-            f"unknown runtime {runtime!r} ({exc}); installed: {known}", param_hint="--runtime"
-        ) from exc
+    except PluginError as exc:  # says which runtimes are installed
+        raise click.BadParameter(str(exc), param_hint="--runtime") from exc
     template = (
         Path(chat_template_file).read_text(encoding="utf-8") if chat_template_file else chat_template_text
     )
@@ -237,7 +234,10 @@ def serve(
         api_keys=_read_keys(api_key_file),
         grace_period=grace_period,
     )
-    engine = runtime_obj.engine(config)
+    try:
+        engine = runtime_obj.engine(config)  # what is cheap to check (the weights are there) fails here
+    except Exception as exc:
+        raise click.ClickException(f"the model could not be loaded: {exc}") from exc
     # An engine that can load on a thread of its own starts now, so that reading the weights overlaps
     # importing the web stack below (Starlette, uvicorn); the server's load() then waits for it.
     start_loading = getattr(engine, "start_loading", None)

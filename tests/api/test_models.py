@@ -202,7 +202,8 @@ inference: {preset: {name: p}}
 
 def test_invalid_yaml_is_an_error_not_a_traceback() -> None:
     documents = parse_documents("apiVersion: [unclosed\n")
-    assert len(documents) == 1 and documents[0].errors[0].message.startswith("invalid YAML")
+    assert len(documents) == 1 and documents[0].errors[0].message.startswith("invalid YAML at line ")
+    assert "<unicode string>" not in documents[0].errors[0].message  # the caller names the file
     with pytest.raises(WorkspaceError, match="expected one Workspace, found 0"):
         load_workspace("apiVersion: v1\nkind: ConfigMap\n")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
 from kaito_runtime_llamacpp import sampling
-from kaito_runtime_llamacpp.loading import EngineError, Loaded, flag, free, load
+from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
 from kaito_runtime_llamacpp.scheduler import Scheduler
 from kaito_runtime_llamacpp.scheduler import Sequence as Seq
 from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
@@ -54,6 +54,7 @@ class LlamaCppEngine:
     """The Engine contract (kaito_core.plugins.Engine) over llama-cpp-python's low-level API."""
 
     def __init__(self, config: EngineConfig) -> None:
+        find_gguf(config.model_path)  # no weights: an error now, before a server starts around them
         self.config = config
         self.max_batch = max(1, config.max_batch)
         self.threads = config.threads or os.cpu_count() or 1

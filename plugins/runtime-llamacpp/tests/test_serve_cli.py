@@ -93,9 +93,14 @@ def test_unknown_runtime_and_missing_model_are_clear_errors(tmp_path: Path) -> N
         [*SERVE, "--runtime", "nope", "--model", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert (
-        result.returncode == 2 and "unknown runtime 'nope'" in result.stderr and "llamacpp" in result.stderr
-    )
+    assert result.returncode == 2 and "llamacpp" in result.stderr
+    assert result.stderr.count("unknown runtime 'nope'") == 1  # said once, with what is installed
+    result = subprocess.run(
+        [*SERVE, "--runtime", "llamacpp", "--model", str(tmp_path)],  # a directory with no weights
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and f"no .gguf file in {tmp_path}" in result.stderr
+    assert "Uvicorn running" not in result.stderr  # refused before any server started
     result = subprocess.run(
         [*SERVE, "--runtime", "llamacpp", "--model", str(tmp_path / "x")],
         capture_output=True, text=True, timeout=60,
