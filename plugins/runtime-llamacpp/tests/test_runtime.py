@@ -79,11 +79,11 @@ def test_engine_factory_and_missing_model(tmp_path) -> None:  # type: ignore[no-
 
     from kaito_core.plugins import EngineConfig
 
+    with pytest.raises(EngineError, match=r"no \.gguf file"):  # refused when the engine is made
+        LlamaCppRuntime().engine(EngineConfig(model_path=str(tmp_path), served_model_name="x"))
+    (tmp_path / "a.gguf").write_bytes(b"")
     engine = LlamaCppRuntime().engine(EngineConfig(model_path=str(tmp_path), served_model_name="x"))
     assert isinstance(engine, LlamaCppEngine)
-    with pytest.raises(EngineError, match=r"no \.gguf file"):
-        find_gguf(str(tmp_path))
-    (tmp_path / "a.gguf").write_bytes(b"")
     (tmp_path / "b.gguf").write_bytes(b"")
     with pytest.raises(EngineError, match="several GGUF files"):
         find_gguf(str(tmp_path))
