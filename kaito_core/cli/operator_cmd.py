@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from kaito_core.planning.nodeclaims import NodeClass
 
 
 @click.command("operator")
 @click.option(
     "--provisioner",
     envvar="KAITO_PROVISIONER",
-    default="none",
+    default="byo",
     show_default=True,
-    help="Node provisioner plugin, or 'none' for nodes the user brings (labelSelector).",
+    help="gpu-provisioner or karpenter: write Karpenter NodeClaims for that controller; byo (or none): "
+    "nodes the user brings (labelSelector); any other name: a provisioner plugin called in-process.",
+)
+@click.option(
+    "--cloud",
+    envvar="CLOUD_PROVIDER",
+    type=click.Choice(["azure", "aws"]),
+    default="azure",
+    show_default=True,
+    help="Cloud of the NodeClaims: their requirements and default node class (KaitoNodeClass, EC2NodeClass).",
+)
+@click.option(
+    "--node-class",
+    envvar="KAITO_NODE_CLASS",
+    default=None,
+    metavar="KIND.GROUP/VERSION/NAME",
+    help="The NodeClaims' nodeClassRef, e.g. AKSNodeClass.karpenter.azure.com/v1beta1/default; "
+    "default: the cloud's (KaitoNodeClass.kaito.sh/v1alpha1/default, "
+    "EC2NodeClass.karpenter.k8s.aws/v1/default).",
+)
+@click.option(
+    "--node-image-family",
+    envvar="KAITO_NODE_IMAGE_FAMILY",
+    type=click.Choice(["ubuntu", "azurelinux"]),
+    default=None,
+    help="Node image family on NodeClaims whose Workspace has no kaito.sh/node-image-family annotation.",
 )
 @click.option(
     "--registry-prefix",
@@ -90,6 +119,9 @@ import click
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator_command(
     provisioner: str,
+    cloud: str,
+    node_class: str | None,
+    node_image_family: str | None,
     registry_prefix: str,
     weights_tag: str,
     puller_image: str | None,
@@ -110,8 +142,8 @@ def operator_command(
 ) -> None:
     """Reconcile Workspaces into GPU nodes, inference workloads and status (Ctrl-C stops)."""
     from kaito_core.cli.output import fail
-    from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
-    from kaito_core.operator.run import run_operator
+    from kaito_core.operator.config import BYO_ALIASES, NODECLAIM_MODES, OperatorConfig
+    from kaito_core.operator.run import MissingCRD, run_operator
     from kaito_core.planning.pod import ImageSettings
     from kaito_core.plugins import PluginError, default_registry
 
@@ -120,11 +152,15 @@ def operator_command(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     registry = default_registry()
-    if provisioner != NO_PROVISIONER:
+    if provisioner not in BYO_ALIASES and provisioner not in NODECLAIM_MODES:
         try:
             registry.provisioner(provisioner)
         except PluginError as exc:
-            fail(f"--provisioner: {exc}")
+            fail(f"--provisioner: {exc}; or use {', '.join(NODECLAIM_MODES)} or byo")
+    try:
+        claim_class = parse_node_class(node_class) if node_class else None
+    except ValueError as exc:
+        fail(f"--node-class: {exc}")
     if (webhook_cert is None) != (webhook_key is None):
         fail("--webhook-cert and --webhook-key go together")
     defaults = ImageSettings()
@@ -148,8 +184,27 @@ def operator_command(
         requeue_seconds=requeue_seconds,
         resync_seconds=resync_seconds,
         concurrency=concurrency,
+        cloud=cloud,
+        node_class=claim_class,
+        node_image_family=node_image_family or "",
     )
-    run_operator(config, registry)
+    try:
+        run_operator(config, registry)
+    except MissingCRD as exc:
+        fail(str(exc))
+
+
+def parse_node_class(text: str) -> NodeClass:
+    """``KIND.GROUP/VERSION/NAME`` -> NodeClass (the version is what the start-up check asks for)."""
+    from kaito_core.planning.nodeclaims import NodeClass
+
+    parts = text.split("/")
+    kind, _, group = parts[0].partition(".")
+    if len(parts) != 3 or not kind or not group or not all(parts[1:]):
+        raise ValueError(
+            f"{text!r} is not KIND.GROUP/VERSION/NAME, e.g. EC2NodeClass.karpenter.k8s.aws/v1/default"
+        )
+    return NodeClass(group=group, kind=kind, version=parts[1], name=parts[2])
 
 
 def register(group: click.Group) -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kaito_core.planning.nodeclaims import CLOUD_NODE_CLASSES, NodeClass
 from kaito_core.planning.pod import ImageSettings
 
-#: The provisioner name meaning "the user brings the nodes" (KAITO's BYO mode).
-NO_PROVISIONER = "none"
+#: The provisioner name meaning "the user brings the nodes" (KAITO's BYO mode); "none" is its old name.
+NO_PROVISIONER = "byo"
+BYO_ALIASES = ("byo", "none")
+#: Modes in which the operator writes Karpenter NodeClaims and a node-provisioner controller (Azure's
+#: gpu-provisioner, ``kaito gpu-provisioner``, or Karpenter itself) turns them into nodes. Any other
+#: name is a provisioner plugin called in-process.
+GPU_PROVISIONER = "gpu-provisioner"
+KARPENTER = "karpenter"
+NODECLAIM_MODES = (GPU_PROVISIONER, KARPENTER)
 FINALIZER = "workspace.finalizer.kaito.sh"
 
 
@@ -31,3 +39,20 @@ class OperatorConfig:
     webhook_url: str | None = None  # the URL the API server calls (when not derived from host/port)
     manage_webhook_configuration: bool = False  # kopf creates/updates the ValidatingWebhookConfiguration
     liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+    #: the cloud of the NodeClaims (KAITO's CLOUD_PROVIDER): picks the requirements and node class
+    cloud: str = "azure"
+    #: the claims' nodeClassRef; None: the cloud's (KaitoNodeClass on Azure, EC2NodeClass on AWS)
+    node_class: NodeClass | None = None
+    #: node image family written on claims when the Workspace's annotation names none
+    node_image_family: str = ""
+
+    @property
+    def writes_nodeclaims(self) -> bool:
+        return self.provisioner in NODECLAIM_MODES
+
+    @property
+    def brings_nodes(self) -> bool:
+        return self.provisioner in BYO_ALIASES
+
+    def claim_node_class(self) -> NodeClass:
+        return self.node_class or CLOUD_NODE_CLASSES[self.cloud]

@@ -2,9 +2,9 @@
 
 - a daemon per Workspace runs reconciliation passes: after any event about the Workspace or its
   children (woken), else after the Reconciler's requeue delay (polling only while waiting);
-- ``on.delete`` (kopf keeps the finalizer while it runs): the provisioner deletes the nodes;
+- ``on.delete`` (kopf keeps the finalizer while it runs): the NodeClaims or the provisioner's nodes go;
 - ``on.event`` for Deployments, StatefulSets and Pods labelled ``kaito.sh/workspace``, and for Nodes,
-  wakes the daemon of the Workspace concerned;
+  wakes the daemon of the Workspace concerned; so do NodeClaims in the NodeClaim modes;
 - ``on.validate``: the admission webhook.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 import kopf
 
 from kaito_core.operator.config import OperatorConfig
-from kaito_core.operator.kube import GROUP, PLURAL, VERSION
+from kaito_core.operator.kube import GROUP, NC_GROUP, NC_PLURAL, NC_VERSION, PLURAL, VERSION
 from kaito_core.operator.reconcile import Reconciler
 from kaito_core.operator.webhook import admission_problems
-from kaito_core.planning.labels import WORKSPACE_LABEL
+from kaito_core.planning.labels import WORKSPACE_LABEL, WORKSPACE_NAMESPACE_LABEL
 from kaito_core.plugins import Registry
 
 log = logging.getLogger("kaito.operator")
@@ -125,6 +125,13 @@ def build_registry(
     @kopf.on.event("", "v1", "nodes", registry=registry)
     async def node_changed(**_: Any) -> None:
         wakeups.wake_node_waiters()
+
+    if config.writes_nodeclaims:
+        # A claim's conditions (Launched, Registered, Initialized, Ready) move the Workspace on.
+        @kopf.on.event(NC_GROUP, NC_VERSION, NC_PLURAL, labels=present, registry=registry, id="nodeclaims")
+        async def nodeclaim_changed(**kwargs: Any) -> None:
+            labels = kwargs["labels"]
+            wakeups.wake(labels.get(WORKSPACE_NAMESPACE_LABEL), labels.get(WORKSPACE_LABEL))
 
     if config.webhook_port is not None:
 

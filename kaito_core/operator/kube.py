@@ -14,6 +14,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 GROUP, VERSION, PLURAL = "kaito.sh", "v1beta1", "workspaces"
+NC_GROUP, NC_VERSION, NC_PLURAL = "karpenter.sh", "v1", "nodeclaims"
 
 #: kind -> (API class, method suffix) of the official client
 _KINDS: Mapping[str, tuple[type, str]] = {
@@ -98,6 +99,42 @@ class Kube:
     def list_nodes(self, selector: str) -> list[dict[str, Any]]:
         api = client.CoreV1Api(self.api)
         return _body(api.list_node(label_selector=selector, _preload_content=False)).get("items", [])
+
+    def list_nodeclaims(self, selector: str) -> list[dict[str, Any]]:
+        api = client.CustomObjectsApi(self.api)
+        return _body(
+            api.list_cluster_custom_object(
+                NC_GROUP, NC_VERSION, NC_PLURAL, label_selector=selector, _preload_content=False
+            )
+        ).get("items", [])
+
+    def create_nodeclaim(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        api = client.CustomObjectsApi(self.api)
+        return _body(
+            api.create_cluster_custom_object(
+                NC_GROUP, NC_VERSION, NC_PLURAL, dict(obj), _preload_content=False
+            )
+        )
+
+    def delete_nodeclaim(self, name: str) -> None:
+        api = client.CustomObjectsApi(self.api)
+        try:
+            api.delete_cluster_custom_object(NC_GROUP, NC_VERSION, NC_PLURAL, name, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API server serves ``plural`` in ``group/version`` (discovery: needs no RBAC)."""
+        try:
+            response = client.CustomObjectsApi(self.api).get_api_resources(
+                group, version, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in _body(response).get("resources", []))
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get("ConfigMap", namespace, name)

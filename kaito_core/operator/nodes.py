@@ -1,7 +1,8 @@
 """The resource step of a reconcile pass: the nodes a Workspace runs on, and the Plan for them.
 
-Either nodes the user brings (found by ``resource.labelSelector``, planned for by their GPU labels) or
-nodes a provisioner plugin creates for ``resource.instanceType``. The Plan is made here because it
+Nodes the user brings (found by ``resource.labelSelector``, planned for by their GPU labels), nodes
+claimed through Karpenter NodeClaims (``kaito_core.operator.claims``), or nodes a provisioner plugin
+creates in-process for ``resource.instanceType``. The Plan is made here because it
 depends on the nodes: the hardware they offer decides the runtime, GPU split and node count.
 """
 
@@ -14,12 +15,13 @@ from typing import Any, TypeVar
 import yaml
 
 from kaito_core.api import LabelSelector, Workspace
-from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.operator.claims import ClaimRequest, ClaimStep
+from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.kube import Kube
 from kaito_core.operator.status import Check, node_is_ready
 from kaito_core.planning import Hardware, PlanError, plan_workspace
 from kaito_core.planning.labels import CONFIG_FILE
-from kaito_core.plugins import NodeRequest, Plan, PluginError, Registry
+from kaito_core.plugins import InstanceType, NodeRequest, Plan, PluginError, Registry
 
 T = TypeVar("T")
 #: Runs a blocking API call off the event loop (the reconciler's bounded worker threads).
@@ -60,6 +62,7 @@ class NodeStep:
         self.registry = registry
         self.config = config
         self.io = io
+        self.claims = ClaimStep(kube, config, io)
 
     async def _inference_config(self, ws: Workspace) -> dict[str, Any] | None:
         if ws.inference is None or not ws.inference.config:
@@ -99,8 +102,10 @@ class NodeStep:
         else:
             config_error = None
         selector = selector_string(ws.resource.label_selector)
-        if self.config.provisioner == NO_PROVISIONER:
+        if self.config.brings_nodes:
             resources = await self._nodes_brought(ws, selector, config)
+        elif self.config.writes_nodeclaims:
+            resources = await self._nodes_claimed(ws, config)
         else:
             resources = await self._nodes_provisioned(ws, selector, config)
         if config_error is not None:
@@ -140,30 +145,23 @@ class NodeStep:
             )
         return NodesOutcome(check, plan, None, ready, target)
 
-    async def _nodes_provisioned(
-        self, ws: Workspace, selector: str, config: dict[str, Any] | None
-    ) -> NodesOutcome:
-        try:
-            provisioner = self.registry.provisioner(self.config.provisioner)
-        except PluginError as exc:
-            return NodesOutcome(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
+    def _sized(
+        self, ws: Workspace, catalog: dict[str, InstanceType], config: dict[str, Any] | None
+    ) -> tuple[InstanceType, Plan | None, int, int] | NodesOutcome:
+        """The SKU, the Plan, the node count and the preset's disk need; or why there are none."""
         instance_type = ws.resource.instance_type or ""
-        catalog = provisioner.catalog()
         sku = catalog.get(instance_type)
         if sku is None:
             message = (
                 f"Unsupported instance type {instance_type or '(empty)'}. Supported SKUs: "
-                f"{', '.join(sorted(catalog))}"
+                f"{', '.join(sorted(catalog)) or 'none (install a provisioner plugin with a catalog)'}"
             )
             return NodesOutcome(Check("False", "UnknownInstanceType", message, failed=True))
-        plan: Plan | None = None
         try:
             plan = self._plan(ws, Hardware.from_instance_type(sku, ws.resource.count), config)
         except PlanError as exc:
-            return NodesOutcome(
-                Check("False", "PlanFailed", str(exc), failed=True),
-                plan_error=Check("False", "PlanFailed", str(exc), failed=True),
-            )
+            failure = Check("False", "PlanFailed", str(exc), failed=True)
+            return NodesOutcome(failure, plan_error=failure)
         target = plan.node_count if plan is not None else ws.resource.count
         disk = 0
         if plan is not None:
@@ -171,6 +169,29 @@ class NodeStep:
                 disk = self.registry.preset(plan.preset).requirements.disk
             except PluginError:
                 disk = 0
+        return sku, plan, target, disk
+
+    async def _nodes_claimed(self, ws: Workspace, config: dict[str, Any] | None) -> NodesOutcome:
+        """NodeClaims for a node-provisioner controller; instance types sized by every installed catalog."""
+        sized = self._sized(ws, self.registry.instance_types(), config)
+        if isinstance(sized, NodesOutcome):
+            return sized
+        sku, plan, target, disk = sized
+        need_gpu = plan.gpus_per_node > 0 if plan is not None else sku.gpu_count > 0
+        check, ready = await self.claims.ensure(ws, ClaimRequest(sku.name, target, disk, need_gpu))
+        return NodesOutcome(check, plan, None, ready, target)
+
+    async def _nodes_provisioned(
+        self, ws: Workspace, selector: str, config: dict[str, Any] | None
+    ) -> NodesOutcome:
+        try:
+            provisioner = self.registry.provisioner(self.config.provisioner)
+        except PluginError as exc:
+            return NodesOutcome(Check("False", "ProvisionerUnavailable", str(exc), failed=True))
+        sized = self._sized(ws, dict(provisioner.catalog()), config)
+        if isinstance(sized, NodesOutcome):
+            return sized
+        sku, plan, target, disk = sized
         request = NodeRequest(
             workspace=ws.name,
             namespace=ws.namespace,

@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from kaito_core.api import Workspace
-from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.kube import Kube
 from kaito_core.operator.nodes import NodesOutcome, NodeStep
 from kaito_core.operator.status import Check, build_status, pod_failure, same_status, workload_check
@@ -264,9 +264,13 @@ class Reconciler:
     # ------------------------------------------------------------------ deletion
 
     async def release(self, name: str, namespace: str) -> None:
-        """On delete: the provisioner deletes the nodes it made for the Workspace."""
+        """On delete, before the finalizer goes: the Workspace's NodeClaims are deleted (their controller
+        removes the nodes), or the provisioner plugin deletes the nodes it made."""
         self.forget(namespace, name)
-        if self.config.provisioner == NO_PROVISIONER:
+        if self.config.brings_nodes:
+            return
+        if self.config.writes_nodeclaims:
+            await self._nodes.claims.release(name, namespace)
             return
         provisioner = self.registry.provisioner(self.config.provisioner)
         await self.io(provisioner.delete_nodes, name, namespace)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from kaito_core.operator.config import FINALIZER, OperatorConfig
+from kaito_core.operator.config import FINALIZER, KARPENTER, OperatorConfig
 from kaito_core.operator.handlers import build_registry
-from kaito_core.operator.kube import Kube, load_api_client
+from kaito_core.operator.kube import NC_GROUP, NC_PLURAL, NC_VERSION, Kube, load_api_client
 from kaito_core.operator.reconcile import Reconciler
 from kaito_core.operator.webhook import CONFIGURATION_NAME, webhook_server
 from kaito_core.plugins import Registry
@@ -38,6 +39,31 @@ def operator_settings(config: OperatorConfig, watch_timeout: float = 300.0) -> k
         if config.manage_webhook_configuration:
             settings.admission.managed = CONFIGURATION_NAME
     return settings
+
+
+class MissingCRD(RuntimeError):
+    """A CRD the operator reads or writes but does not own is not installed; the message says which."""
+
+
+def check_crds(kube: Kube, config: OperatorConfig) -> None:
+    """At start-up: the NodeClaim CRD in the NodeClaim modes, and the node class CRD for Karpenter
+    (Azure's gpu-provisioner ships no node class CRD; Karpenter refuses claims whose class is missing)."""
+    if not config.writes_nodeclaims:
+        return
+    wanted = [
+        (NC_GROUP, NC_VERSION, NC_PLURAL, "NodeClaim", "Karpenter's CRDs (karpenter.sh_nodeclaims.yaml)")
+    ]
+    node_class = config.claim_node_class()
+    if config.provisioner == KARPENTER and node_class.version:
+        wanted.append((node_class.group, node_class.version, node_class.plural, node_class.kind,
+                       "the Karpenter provider's CRDs"))  # fmt: skip
+    for group, version, plural, kind, source in wanted:
+        if not kube.serves(group, version, plural):
+            raise MissingCRD(
+                f"--provisioner {config.provisioner}: the API server does not serve {kind} "
+                f"({plural}.{group}/{version}); install {source} before starting the operator, "
+                "or choose another --provisioner (byo, or a provisioner plugin)"
+            )
 
 
 def connection_info(api: Any) -> kopf.ConnectionInfo:
@@ -66,7 +92,9 @@ async def operate(
     watch_timeout: float = 300.0,
 ) -> None:
     api = load_api_client(config.kubeconfig, pool=config.concurrency + 4)
-    reconciler = Reconciler(Kube(api), plugins, config)
+    kube = Kube(api)
+    await asyncio.to_thread(check_crds, kube, config)
+    reconciler = Reconciler(kube, plugins, config)
     registry = build_registry(reconciler, config, plugins)
 
     @kopf.on.login(registry=registry)
@@ -93,7 +121,7 @@ async def operate(
 
 
 def run_operator(config: OperatorConfig, plugins: Registry) -> None:
-    """Block running the operator until SIGINT/SIGTERM."""
+    """Block running the operator until SIGINT/SIGTERM; a missing CRD stops it with its message."""
     asyncio.run(operate(config, plugins))
 
 
@@ -123,8 +151,12 @@ class OperatorThread:
 
     def start(self, timeout: float = 30.0) -> OperatorThread:
         self.thread.start()
-        if not self.ready_flag.wait(timeout):
-            raise TimeoutError(f"the operator did not start within {timeout}s: {self.error!r}")
+        deadline = time.monotonic() + timeout
+        while not self.ready_flag.wait(0.05):
+            if not self.thread.is_alive() and self.error is not None:
+                raise self.error  # it stopped before it was ready (a missing CRD): its own message
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the operator did not start within {timeout}s: {self.error!r}")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from kaito_core.api import Workspace, validate_workspace
 from kaito_core.operator.certs import self_signed_certificate
-from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.operator.config import BYO_ALIASES, NODECLAIM_MODES, OperatorConfig
 from kaito_core.plugins import Registry
 
 WEBHOOK_PATH = "/validate"
@@ -42,9 +42,9 @@ def admission_problems(
             previous = parse(old)
         except ValidationError:
             previous = None  # an old object that no longer parses does not block fixing it
-    problems = validate_workspace(
-        ws, registry, old=previous, provisioner=None if provisioner == NO_PROVISIONER else provisioner
-    )
+    # NodeClaim modes have no plugin of their own: instance types are sized by every installed catalog.
+    in_process = provisioner not in BYO_ALIASES and provisioner not in NODECLAIM_MODES
+    problems = validate_workspace(ws, registry, old=previous, provisioner=provisioner if in_process else None)
     return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
 
 
