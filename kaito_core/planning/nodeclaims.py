@@ -45,8 +45,6 @@ INSTANCE_TYPES_UNAVAILABLE = "all requested instance types were unavailable duri
 LIFECYCLE = ("Launched", "Registered", "Initialized")
 #: Karpenter core's reason for a condition not yet looked at: a state, not an error.
 AWAITING_RECONCILIATION = "AwaitingReconciliation"
-#: KAITO caps the message it copies to the Workspace at this length.
-MAX_MESSAGE = 256
 #: Keys a labelSelector may not put on a claim (they would let one Workspace target another's nodes).
 RESERVED_LABELS = frozenset(
     {
@@ -191,7 +189,9 @@ def launch_unavailable(claim: Mapping[str, Any]) -> bool:
 
 def first_provisioning_state(claims: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
     """KAITO's FirstNodeClaimProvisioningState: (reason, message) of the earliest non-True lifecycle
-    condition with a message across the live claims; a real error wins over AwaitingReconciliation."""
+    condition with a message across the live claims; a real error wins over AwaitingReconciliation.
+    The message is copied whole (KAITO cuts it at 256 characters, which can drop the part of an Azure
+    quota error that says which limit to raise)."""
     live = [c for c in claims if not deleting(c)]
     pending: tuple[str, str] | None = None
     for stage in LIFECYCLE:
@@ -199,13 +199,9 @@ def first_provisioning_state(claims: Iterable[Mapping[str, Any]]) -> tuple[str, 
             cond = condition(claim, stage)
             if cond is None or cond.get("status") == "True" or not cond.get("message"):
                 continue
-            found = (str(cond.get("reason") or stage + "NotTrue"), _truncate(str(cond["message"])))
+            found = (str(cond.get("reason") or stage + "NotTrue"), str(cond["message"]))
             if cond.get("reason") == AWAITING_RECONCILIATION:
                 pending = pending or found
                 continue
             return found
     return pending
-
-
-def _truncate(message: str) -> str:
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."

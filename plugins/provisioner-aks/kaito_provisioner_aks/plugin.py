@@ -20,6 +20,7 @@ def kaito_register_provisioners(register: Callable[[Provisioner], None]) -> None
 
 @hookimpl
 def kaito_register_commands(cli: click.Group) -> None:
-    from kaito_provisioner_aks.commands import aks
+    from kaito_provisioner_aks.commands import aks, gpu_provisioner
 
     cli.add_command(aks)
+    cli.add_command(gpu_provisioner)

@@ -63,5 +63,12 @@ def test_kaito_aks_instance_types_lists_the_catalog() -> None:
     assert table.exit_code == 0, table.output
     assert "Standard_NC24ads_A100_v4" in table.output and "V100" not in table.output
     rows = json.loads(CliRunner().invoke(aks, ["instance-types", "-o", "json"]).output)
-    assert {"name": "Standard_NC6s_v3", "gpuModel": "NVIDIA V100", "gpuCount": 1, "gpuMemoryGiB": 16,
-            "computeCapability": "7.0", "cpuCores": 6, "memoryGiB": 112} in rows
+    assert {
+        "name": "Standard_NC6s_v3",
+        "gpuModel": "NVIDIA V100",
+        "gpuCount": 1,
+        "gpuMemoryGiB": 16,
+        "computeCapability": "7.0",
+        "cpuCores": 6,
+        "memoryGiB": 112,
+    } in rows

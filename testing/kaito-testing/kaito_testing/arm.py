@@ -238,6 +238,13 @@ class FakeARM:
             self._settle()
             return sorted(self._pools)
 
+    def machines(self, name: str) -> list[dict[str, Any]]:
+        """The machines of a pool as ``GET .../machines`` lists them (none until it has VMs)."""
+        with self._lock:
+            self._settle()
+            pool = self._pools.get(name)
+            return [] if pool is None else self._machines(pool)
+
     def count(self, method: str, path_suffix: str = "") -> int:
         """How many requests of ``method`` went to a path ending with ``path_suffix``."""
         return sum(1 for m, p, _ in self.requests if m == method and p.endswith(path_suffix))

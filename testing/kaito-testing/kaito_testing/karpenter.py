@@ -107,8 +107,12 @@ class FakeKarpenter:
             self._terminate(claim)
             return
         if FINALIZER not in (claim["metadata"].get("finalizers") or []):
-            self._patch(name, {"metadata": {"finalizers": [*claim["metadata"].get("finalizers", []), FINALIZER]}})
-            self._conditions(name, {t: ("Unknown", AWAITING, "object is awaiting reconciliation") for t in LIFECYCLE})
+            self._patch(
+                name, {"metadata": {"finalizers": [*claim["metadata"].get("finalizers", []), FINALIZER]}}
+            )
+            self._conditions(
+                name, {t: ("Unknown", AWAITING, "object is awaiting reconciliation") for t in LIFECYCLE}
+            )
             return
         status = claim.get("status") or {}
         if not status.get("providerID"):
@@ -124,7 +128,9 @@ class FakeKarpenter:
         if _condition(claim, "Initialized") != "True" and self._initialized(claim, node):
             labels = {**node["metadata"].get("labels", {}), "karpenter.sh/initialized": "true"}
             self.server.apply({**node, "metadata": {**node["metadata"], "labels": labels}})
-            self._conditions(name, {"Initialized": ("True", "Initialized", ""), "Ready": ("True", "Ready", "")})
+            self._conditions(
+                name, {"Initialized": ("True", "Initialized", ""), "Ready": ("True", "Ready", "")}
+            )
             self.events.append((name, "initialized"))
 
     def _launch(self, claim: dict[str, Any]) -> None:
@@ -137,9 +143,7 @@ class FakeKarpenter:
         workspace = claim["metadata"].get("labels", {}).get("kaito.sh/workspace", "")
         failure = self.launch_errors.get(instance_type) or self.launch_errors.get(workspace)
         if failure or instance_type not in self.offerings:
-            message = failure or (
-                f"creating instance, instance type {instance_type!r} is not offered"
-            )
+            message = failure or (f"creating instance, instance type {instance_type!r} is not offered")
             self._conditions(name, {"Launched": ("Unknown", "LaunchFailed", message[:1024])})
             self.events.append((name, "launch failed"))
             return
@@ -153,7 +157,8 @@ class FakeKarpenter:
         self._patch(name, {"metadata": {"labels": labels}})
         self.server.patch_status(
             API_VERSION, KIND, name, "",
-            {"providerID": provider_id, "imageID": "fake-image", "capacity": capacity, "allocatable": capacity},
+            {"providerID": provider_id, "imageID": "fake-image",
+             "capacity": capacity, "allocatable": capacity},
         )  # fmt: skip
         self._conditions(name, {"Launched": ("True", "Launched", "")})
         self.events.append((name, "launched"))
@@ -197,7 +202,9 @@ class FakeKarpenter:
 
     def _initialized(self, claim: dict[str, Any], node: dict[str, Any]) -> bool:
         status = node.get("status") or {}
-        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+        if not any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        ):
             return False
         allocatable = status.get("allocatable") or {}
         extended = [k for k in (claim.get("status") or {}).get("capacity", {}) if "/" in k]
