@@ -16,10 +16,24 @@ def _gib(n: int) -> str:
 @click.command("plugins")
 @OUTPUT_OPTION
 def plugins_command(output: str) -> None:
-    """List installed plugins (name, kind, distribution, version); broken ones with their error."""
-    from kaito_core.plugins import default_registry
+    """List installed plugins (name, kind, distribution, version); broken ones with their error.
 
-    rows = default_registry().plugins()
+    The node-provisioning modes built into the operator (``--provisioner gpu-provisioner | karpenter |
+    byo``) are listed with them, as provisioners of kaito-core."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from kaito_core.operator.config import GPU_PROVISIONER, KARPENTER
+    from kaito_core.plugins import PluginInfo, default_registry
+
+    try:
+        core_version = version("kaito-core")
+    except PackageNotFoundError:
+        core_version = "0"
+    built_in = [
+        PluginInfo(name, "provisioner", "kaito-core", core_version)
+        for name in (GPU_PROVISIONER, KARPENTER, "byo")
+    ]
+    rows = default_registry().plugins() + built_in
     if output != "table":
         emit_data([dataclasses.asdict(r) for r in rows], output)
         return
@@ -65,8 +79,20 @@ def presets_command(output: str) -> None:
         )
         return
     emit_table(
-        ["NAME", "FAMILY", "PARAMS", "CONTEXT", "GPUS", "GPU MEM", "PER-GPU", "DISK", "RUNTIMES", "FORMATS",
-         "TUNING", "LICENSE"],
+        [
+            "NAME",
+            "FAMILY",
+            "PARAMS",
+            "CONTEXT",
+            "GPUS",
+            "GPU MEM",
+            "PER-GPU",
+            "DISK",
+            "RUNTIMES",
+            "FORMATS",
+            "TUNING",
+            "LICENSE",
+        ],
         [
             (
                 p.name,
