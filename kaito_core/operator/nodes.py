@@ -135,13 +135,24 @@ class NodeStep:
         if plan is not None:
             target = plan.node_count
         need_gpu = plan is not None and plan.gpus_per_node > 0
-        ready = sorted(n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu))
+        usable = {n["metadata"]["name"] for n in nodes if node_is_ready(n, need_gpu)}
+        # resource.preferredNodes first (KAITO's order), then the rest; the pods prefer them too.
+        preferred = list(dict.fromkeys(ws.resource.preferred_nodes))
+        ready = [p for p in preferred if p in usable] + sorted(usable - set(preferred))
+        ignored = [p for p in preferred if p not in {n["metadata"]["name"] for n in nodes}]
+        note = (
+            f"; resource.preferredNodes {', '.join(ignored)} ignored: not among the nodes matching {selector}"
+            if ignored
+            else ""
+        )
         if len(ready) >= target:
-            check = Check("True", "NodesReady", f"{len(ready)} node(s) ready")
+            check = Check("True", "NodesReady", f"{len(ready)} node(s) ready{note}")
         else:
             gpu = " with nvidia.com/gpu capacity" if need_gpu else ""
             check = Check(
-                "False", "NodesNotReady", f"{len(ready)}/{target} nodes matching {selector} are ready{gpu}"
+                "False",
+                "NodesNotReady",
+                f"{len(ready)}/{target} nodes matching {selector} are ready{gpu}{note}",
             )
         return NodesOutcome(check, plan, None, ready, target)
 

@@ -194,7 +194,7 @@ def build_status(
     status = {
         k: v for k, v in current.items() if k not in ("conditions", "workerNodes", "state", "targetNodeCount")
     }
-    status.update({"conditions": conditions, "workerNodes": sorted(worker_nodes), "state": state})
+    status.update({"conditions": conditions, "workerNodes": list(worker_nodes), "state": state})
     if target_node_count is not None:
         status["targetNodeCount"] = target_node_count
     return status

@@ -89,7 +89,7 @@ def _pod_security_context() -> dict[str, Any]:
 
 
 def node_affinity(ws: Workspace) -> dict[str, Any]:
-    """The Workspace's labelSelector as a required node affinity."""
+    """The Workspace's labelSelector as a required node affinity; resource.preferredNodes preferred."""
     selector = ws.resource.label_selector
     expressions: list[dict[str, Any]] = [
         {"key": key, "operator": "In", "values": [value]}
@@ -100,13 +100,18 @@ def node_affinity(ws: Workspace) -> dict[str, Any]:
         if requirement.operator in ("In", "NotIn"):
             expression["values"] = list(requirement.values)
         expressions.append(expression)
-    return {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": expressions}]
-            }
+    affinity: dict[str, Any] = {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": expressions}]
         }
     }
+    if ws.resource.preferred_nodes:  # among the selected nodes, these first
+        names = list(dict.fromkeys(ws.resource.preferred_nodes))
+        affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": 100, "preference": {"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": names}]}}
+        ]  # fmt: skip
+    return {"nodeAffinity": affinity}
 
 
 def _secret_volume_name(secret: str) -> str:

@@ -71,3 +71,51 @@ def test_brought_nodes_are_found_waited_for_and_planned(
     ws = cluster.workspace("mine")
     assert ws is not None and ws["status"]["workerNodes"] == ["my-gpu-node"]
     assert cluster.provisioner.deleted == []  # no provisioner involved
+
+
+def _ready_gpu_node(cluster: Cluster, name: str, apps: str, product: str = "NVIDIA-A100-SXM4-80GB") -> None:
+    node = gpu_node(name)
+    node["metadata"]["labels"].update({"apps": apps, "nvidia.com/gpu.product": product})
+    cluster.server.apply(node)
+    cluster.server.patch_status("v1", "Node", name, "", {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "capacity": {"nvidia.com/gpu": "1", "cpu": "24", "memory": "220Gi"},
+        "allocatable": {"nvidia.com/gpu": "1", "cpu": "23", "memory": "200Gi"},
+    })  # fmt: skip
+
+
+def test_preferred_nodes_come_first_and_the_pods_prefer_them(
+    cluster: Cluster, byo_operator: OperatorThread
+) -> None:
+    for name in ("pref-a", "pref-b", "pref-c"):
+        _ready_gpu_node(cluster, name, "prefs")
+    manifest = workspace_manifest("prefs")
+    manifest["resource"] = {"labelSelector": {"matchLabels": {"apps": "prefs"}},
+                            "preferredNodes": ["pref-c", "elsewhere"]}  # fmt: skip
+    create(cluster, manifest)
+    wait_for(lambda: "Deployment/prefs" in children(cluster, "prefs"), what="the Deployment")
+    ws = cluster.workspace("prefs") or {}
+    assert ws["status"]["workerNodes"] == ["pref-c", "pref-a", "pref-b"]
+    resource = cluster.condition("prefs", "ResourceReady") or {}
+    assert "resource.preferredNodes elsewhere ignored" in resource["message"]
+    affinity = children(cluster, "prefs")["Deployment/prefs"]["spec"]["template"]["spec"]["affinity"][
+        "nodeAffinity"
+    ]
+    (term,) = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["preference"]["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pref-c", "elsewhere"]}
+    ]
+
+
+def test_brought_nodes_that_disagree_on_gpus_are_refused_by_name(
+    cluster: Cluster, byo_operator: OperatorThread
+) -> None:
+    _ready_gpu_node(cluster, "mixed-a100", "mixed")
+    _ready_gpu_node(cluster, "mixed-t4", "mixed", product="Tesla-T4")
+    manifest = workspace_manifest("mixed")
+    del manifest["resource"]["instanceType"]
+    create(cluster, manifest)
+    cond = wait_for(
+        lambda: (c := cluster.condition("mixed", "ResourceReady")) and c["reason"] == "PlanFailed" and c
+    )
+    assert "do not have uniform GPUs" in cond["message"] and "mixed-t4" in cond["message"]

@@ -47,7 +47,10 @@ class AKSNodes:
                         "apiVersion": "v1",
                         "kind": "Node",
                         "metadata": {"name": machine["name"], "labels": labels},
-                        "spec": {"providerID": "azure://" + machine["properties"]["resourceId"], "taints": taints},
+                        "spec": {
+                            "providerID": "azure://" + machine["properties"]["resourceId"],
+                            "taints": taints,
+                        },
                     }
                 )
                 joined.append(machine["name"])
