@@ -94,8 +94,8 @@ def test_preferred_nodes_come_first_and_the_pods_prefer_them(
                             "preferredNodes": ["pref-c", "elsewhere"]}  # fmt: skip
     create(cluster, manifest)
     wait_for(lambda: "Deployment/prefs" in children(cluster, "prefs"), what="the Deployment")
-    ws = cluster.workspace("prefs") or {}
-    assert ws["status"]["workerNodes"] == ["pref-c", "pref-a", "pref-b"]
+    workers = wait_for(lambda: ((cluster.workspace("prefs") or {}).get("status") or {}).get("workerNodes"))
+    assert workers == ["pref-c", "pref-a", "pref-b"]
     resource = cluster.condition("prefs", "ResourceReady") or {}
     assert "resource.preferredNodes elsewhere ignored" in resource["message"]
     affinity = children(cluster, "prefs")["Deployment/prefs"]["spec"]["template"]["spec"]["affinity"][

@@ -75,8 +75,8 @@ def test_a_workspace_gets_one_nodeclaim_written_as_kaito_writes_it_and_serves_on
     conditions = {c["type"]: c["status"] for c in claims(cluster, name)[0]["status"]["conditions"]}
     assert conditions == {"Launched": "True", "Registered": "True", "Initialized": "True", "Ready": "True"}
     assert len(claims(cluster, name)) == 1
-    ws = cluster.workspace(name) or {}
-    assert ws["status"]["workerNodes"] == [claim["metadata"]["name"]]
+    workers = wait_for(lambda: ((cluster.workspace(name) or {}).get("status") or {}).get("workerNodes"))
+    assert workers == [claim["metadata"]["name"]]
 
 
 def test_a_failed_launch_reaches_the_workspace_status_as_it_is(

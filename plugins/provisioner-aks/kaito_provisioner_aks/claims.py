@@ -277,7 +277,7 @@ class ClaimReconciler:
         import json
 
         selector = f"agentpool={pool},kubernetes.azure.com/agentpool={pool}"
-        response = self.core.list_node(label_selector=selector, _preload_content=False)
+        response: Any = self.core.list_node(label_selector=selector, _preload_content=False)
         items: list[dict[str, Any]] = json.loads(response.data).get("items", [])
         return [n for n in items if not n["metadata"].get("deletionTimestamp")]
 
