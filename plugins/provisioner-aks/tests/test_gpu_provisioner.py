@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from kaito_provisioner_aks.claims import ClaimReconciler
 from kaito_provisioner_aks.gpu_provisioner import ProvisionerThread
 from kaito_provisioner_aks.plugin import kaito_register_provisioners
@@ -174,11 +175,9 @@ def test_quota_error_reaches_the_workspace_through_the_nodeclaim(
     from kaito_core.operator.run import OperatorThread
     from kaito_core.plugins import Registry
 
-    server, arm, _ = cluster
-    for doc in __import__("yaml").safe_load_all(
-        (
-            __import__("pathlib").Path(__file__).resolve().parents[3] / "crds" / "kaito.sh_workspaces.yaml"
-        ).read_text()
+    server, arm, aks = cluster
+    for doc in yaml.safe_load_all(
+        (Path(__file__).resolve().parents[3] / "crds" / "kaito.sh_workspaces.yaml").read_text()
     ):
         if doc:
             server.apply(doc)
@@ -210,7 +209,35 @@ def test_quota_error_reaches_the_workspace_through_the_nodeclaim(
         cond = wait_for(resource_ready, what="the quota error in the Workspace")
         assert "exceeding approved StandardNCADSA100v4Family Cores quota" in cond["message"]
         (nodeclaim,) = server.list(*NC, selector="kaito.sh/workspace=custom")
-        launched = condition(server, nodeclaim["metadata"]["name"], "Launched") or {}
+        name = nodeclaim["metadata"]["name"]
+        launched = condition(server, name, "Launched") or {}
         assert cond["message"] == launched["message"]
+
+        # The quota is raised: the same claim becomes a pool, a node, a ready Workspace.
+        arm.quota["StandardNCADSA100v4Family"] = 1000
+        wait_for(lambda: arm.pool(name), what="the pool after the quota increase")
+        arm.finish_operations()
+        (node,) = wait_for(aks.join, what="the VM to join")
+        wait_for(
+            lambda: (server.get(*NC, name) or {}).get("status", {}).get("nodeName") == node, what="registered"
+        )
+        node_ready(server, node)
+
+        def workspace_ready() -> bool:
+            ws = server.get("kaito.sh/v1beta1", "Workspace", "custom", "default") or {}
+            conds = (ws.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "ResourceReady" and c["status"] == "True" for c in conds)
+
+        wait_for(workspace_ready, what="ResourceReady")
+        assert server.get("apps/v1", "Deployment", "custom", "default") is not None
+
+        # Deleted: the claim goes (the operator), then the node and the pool (this controller).
+        server.delete("kaito.sh/v1beta1", "Workspace", "custom", "default")
+        wait_for(
+            lambda: server.get("kaito.sh/v1beta1", "Workspace", "custom", "default") is None, what="gone"
+        )
+        wait_for(lambda: arm.pool(name) is None or arm.finish_operations(), what="the pool deleted")
+        wait_for(lambda: server.get(*NC, name) is None, what="the NodeClaim to go")
+        assert server.get("v1", "Node", node) is None
     finally:
         operator.stop()
