@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import yaml
+from click.testing import CliRunner
 from kaito_provisioner_aks import AKSProvisioner, plugin
 
 from kaito_core.plugins import Provisioner, Registry, default_registry
@@ -72,3 +75,20 @@ def test_kaito_aks_instance_types_lists_the_catalog() -> None:
         "cpuCores": 6,
         "memoryGiB": 112,
     } in rows
+
+
+def test_kaito_gpu_provisioner_is_a_command_and_says_what_is_missing(tmp_path: Path) -> None:
+    registry = Registry()
+    registry.register(plugin, distribution="kaito-provisioner-aks")
+    command = registry.commands()["gpu-provisioner"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))  # fmt: skip
+    result = CliRunner().invoke(command, ["--kubeconfig", str(kubeconfig)], env={
+        "AZURE_SUBSCRIPTION_ID": "", "AKS_RESOURCE_GROUP": "", "AKS_CLUSTER_NAME": ""})  # fmt: skip
+    assert result.exit_code != 0
+    assert "AZURE_SUBSCRIPTION_ID, AKS_RESOURCE_GROUP, AKS_CLUSTER_NAME are not set" in result.output
