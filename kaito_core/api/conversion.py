@@ -28,16 +28,14 @@ ONLY_IN_V1BETA1 = ("status.state", "status.targetNodeCount")
 
 def v1alpha1_to_v1beta1(manifest: dict[str, Any]) -> dict[str, Any]:
     """A v1alpha1 Workspace manifest as v1beta1."""
-    return _convert(
-        manifest, V1BETA1, drop=ONLY_IN_V1ALPHA1, stash_in=V1ALPHA1_FIELDS, restore_from=V1BETA1_FIELDS
-    )
+    return _convert(manifest, V1BETA1, drop=ONLY_IN_V1ALPHA1, stash_in=V1ALPHA1_FIELDS,
+                    restore_from=V1BETA1_FIELDS)
 
 
 def v1beta1_to_v1alpha1(manifest: dict[str, Any]) -> dict[str, Any]:
     """A v1beta1 Workspace manifest as v1alpha1."""
-    return _convert(
-        manifest, V1ALPHA1, drop=ONLY_IN_V1BETA1, stash_in=V1BETA1_FIELDS, restore_from=V1ALPHA1_FIELDS
-    )
+    return _convert(manifest, V1ALPHA1, drop=ONLY_IN_V1BETA1, stash_in=V1BETA1_FIELDS,
+                    restore_from=V1ALPHA1_FIELDS)
 
 
 def convert(manifest: dict[str, Any], to: str) -> dict[str, Any]:

@@ -25,22 +25,8 @@ HEADER = "# Generated from kaito_core/api by `kaito crd > crds/kaito.sh_workspac
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 #: Keywords a structural schema may carry that we copy through unchanged.
-_KEEP = (
-    "description",
-    "type",
-    "format",
-    "enum",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minItems",
-    "maxItems",
-    PRESERVE,
-)
+_KEEP = ("description", "type", "format", "enum", "minimum", "maximum", "exclusiveMinimum",
+         "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", PRESERVE)
 
 
 def _condition_column(condition: str) -> dict[str, str]:
@@ -63,12 +49,8 @@ def printer_columns(version: str) -> list[dict[str, Any]]:
     if version == "v1beta1":
         columns += [
             {"name": "State", "type": "string", "jsonPath": ".status.state", "priority": 1},
-            {
-                "name": "TargetNodeCount",
-                "type": "integer",
-                "jsonPath": ".status.targetNodeCount",
-                "priority": 1,
-            },
+            {"name": "TargetNodeCount", "type": "integer", "jsonPath": ".status.targetNodeCount",
+             "priority": 1},
         ]
     columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
     return columns
@@ -87,8 +69,7 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     # status is written by the operator and by kopf's bookkeeping, which must not be pruned
     properties["status"][PRESERVE] = True
     schema["description"] = (
-        "Workspace runs a model for inference, or fine-tunes one, on GPU nodes it provisions."
-    )
+        "Workspace runs a model for inference, or fine-tunes one, on GPU nodes it provisions.")
     return schema
 
 
@@ -142,16 +123,14 @@ def crd_manifest() -> dict[str, Any]:
     versions = []
     for model, storage in ((WorkspaceV1Alpha1, False), (Workspace, True)):
         version = str(model.version)
-        versions.append(
-            {
-                "name": version,
-                "served": True,
-                "storage": storage,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": printer_columns(version),
-                "schema": {"openAPIV3Schema": openapi_schema(model)},
-            }
-        )
+        versions.append({
+            "name": version,
+            "served": True,
+            "storage": storage,
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": printer_columns(version),
+            "schema": {"openAPIV3Schema": openapi_schema(model)},
+        })
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -115,11 +115,8 @@ def _expand_lists(raw: list[Any]) -> list[Any]:
     for document in raw:
         if document is None:
             continue
-        if (
-            isinstance(document, dict)
-            and document.get("kind") in ("List", f"{KIND}List")
-            and isinstance(document.get("items"), list)
-        ):
+        if (isinstance(document, dict) and document.get("kind") in ("List", f"{KIND}List")
+                and isinstance(document.get("items"), list)):
             out.extend(item for item in document["items"] if item is not None)
         else:
             out.append(document)
@@ -175,11 +172,8 @@ def _message(error: Any, loc: list[str | int], model: type[BaseModel]) -> str:
         name = str(loc[-1]) if loc else "?"
         known = _known_fields(model, loc[:-1])
         close = difflib.get_close_matches(name, known, n=1)
-        hint = (
-            f"; did you mean {close[0]!r}?"
-            if close
-            else (f"; known fields here: {', '.join(known)}" if known else "")
-        )
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f"; known fields here: {', '.join(known)}" if known else "")
         return f"unknown field {name!r}{hint}"
     if kind == "missing":
         return "required"

@@ -18,3 +18,17 @@ BYPASS_RESOURCE_CHECKS: Final = "kaito.sh/bypass-resource-checks"
 RUNTIME_ANNOTATION: Final = "kaito.sh/runtime"
 #: Annotation naming a registry or OCI layout reference of the weights (docs/local.md, docs/artifacts.md).
 ARTIFACT_ANNOTATION: Final = "kaito.sh/model-artifact"
+#: Label keys KAITO sets on its own NodeClaims and nodes; a labelSelector's values for them are ignored
+#: (they would let one Workspace target another's nodes).
+RESERVED_SELECTOR_LABELS: Final = frozenset(
+    {
+        "kaito.sh/workspace",
+        "kaito.sh/workspacenamespace",
+        "kaito.sh/ragengine",
+        "kaito.sh/ragenginenamespace",
+        "karpenter.kaito.sh/workspace-name",
+        "karpenter.kaito.sh/workspace-namespace",
+        "karpenter.kaito.sh/inferenceset-name",
+        "karpenter.kaito.sh/inferenceset-namespace",
+    }
+)

@@ -20,7 +20,7 @@ from kaito_core.api.models import (
     TuningSpec,
     Workspace,
 )
-from kaito_core.api.names import BYPASS_RESOURCE_CHECKS, RUNTIME_ANNOTATION
+from kaito_core.api.names import BYPASS_RESOURCE_CHECKS, RESERVED_SELECTOR_LABELS, RUNTIME_ANNOTATION
 from kaito_core.api.urls import url_problem
 from kaito_core.plugins import GiB, InstanceType, Preset
 
@@ -102,37 +102,32 @@ class _Checker:
             return
         preset = self.preset_or_none(self.ws.preset_name)
         if preset is not None and runtime not in preset.runtimes:
-            self.error(
-                path,
-                f"preset {preset.name} does not support runtime {runtime}; "
-                f"it supports: {', '.join(preset.runtimes)}",
-            )
+            self.error(path, f"preset {preset.name} does not support runtime {runtime}; "
+                             f"it supports: {', '.join(preset.runtimes)}")
 
     # ----------------------------------------------------------------------------------- resource
 
     def check_resource(self) -> None:
         resource = self.ws.resource
         if not resource.label_selector.match_labels and not resource.label_selector.match_expressions:
-            self.error(
-                "resource.labelSelector",
-                "must contain matchLabels or matchExpressions "
-                "(the labels that select the Workspace's GPU nodes)",
-            )
+            self.error("resource.labelSelector", "must contain matchLabels or matchExpressions "
+                       "(the labels that select the Workspace's GPU nodes)")
+        elif resource.label_selector.match_labels and set(resource.label_selector.match_labels) <= (
+            RESERVED_SELECTOR_LABELS
+        ):  # KAITO ignores the reserved keys, so the selector would match every node
+            self.error("resource.labelSelector.matchLabels",
+                       "matchLabels must contain at least one non-reserved label")
         if self.catalog is None or not self.catalog:
             return
         if not resource.instance_type:
             preset = self.preset_or_none(self.ws.preset_name)
             if preset is not None and preset.requirements.gpu_count == 0:
                 return  # a CPU model runs on a node the user brings; nothing to provision
-            self.error(
-                "resource.instanceType", "instanceType is required when node auto-provisioning is enabled"
-            )
+            self.error("resource.instanceType", "instanceType is required when node auto-provisioning is "
+                       "enabled")
         elif resource.instance_type not in self.catalog:
-            self.error(
-                "resource.instanceType",
-                f"Unsupported instance type {resource.instance_type}. "
-                f"Supported SKUs: {', '.join(sorted(self.catalog))}",
-            )
+            self.error("resource.instanceType", f"Unsupported instance type {resource.instance_type}. "
+                       f"Supported SKUs: {', '.join(sorted(self.catalog))}")
 
     def check_gpu_memory(self, preset: Preset) -> None:
         resource = self.ws.resource
@@ -144,21 +139,15 @@ class _Checker:
         required = preset.requirements
         total = resource.count * sku.total_gpu_memory
         if total < required.total_gpu_memory:
-            self.error(
-                "resource.instanceType",
-                f"Insufficient total GPU memory: Instance type {sku.name} has a total of "
-                f"{format_bytes(total)}, but preset {preset.name} requires at least "
-                f"{format_bytes(required.total_gpu_memory)}",
-                severity,
-            )
+            self.error("resource.instanceType",
+                       f"Insufficient total GPU memory: Instance type {sku.name} has a total of "
+                       f"{format_bytes(total)}, but preset {preset.name} requires at least "
+                       f"{format_bytes(required.total_gpu_memory)}", severity)
         if required.per_gpu_memory and sku.gpu_memory < required.per_gpu_memory:
-            self.error(
-                "resource.instanceType",
-                f"Insufficient per GPU memory: Instance type {sku.name} has a per GPU memory of "
-                f"{format_bytes(sku.gpu_memory)}, but preset {preset.name} requires at least "
-                f"{format_bytes(required.per_gpu_memory)}",
-                severity,
-            )
+            self.error("resource.instanceType",
+                       f"Insufficient per GPU memory: Instance type {sku.name} has a per GPU memory of "
+                       f"{format_bytes(sku.gpu_memory)}, but preset {preset.name} requires at least "
+                       f"{format_bytes(required.per_gpu_memory)}", severity)
 
     # ----------------------------------------------------------------------------------- inference
 
@@ -173,22 +162,16 @@ class _Checker:
                 options = inference.preset.preset_options
                 secret = options.model_access_secret if options is not None else None
                 if preset.requires_auth and not secret:
-                    self.error(
-                        "inference.preset.presetOptions.modelAccessSecret",
-                        "This preset requires authentication and needs a modelAccessSecret with HF_TOKEN key",
-                    )
+                    self.error("inference.preset.presetOptions.modelAccessSecret",
+                               "This preset requires authentication and needs a modelAccessSecret with "
+                               "HF_TOKEN key")
                 elif secret and not preset.requires_auth:
-                    self.error(
-                        "inference.preset.presetOptions.modelAccessSecret",
-                        "This preset does not require a modelAccessSecret; it is ignored",
-                        "warning",
-                    )
+                    self.error("inference.preset.presetOptions.modelAccessSecret",
+                               "This preset does not require a modelAccessSecret; it is ignored", "warning")
                 self.check_gpu_memory(preset)
         if len(inference.adapters) > MAX_ADAPTERS:
-            self.error(
-                "inference.adapters",
-                f"Number of Adapters exceeds the maximum limit, maximum of {MAX_ADAPTERS} allowed",
-            )
+            self.error("inference.adapters",
+                       f"Number of Adapters exceeds the maximum limit, maximum of {MAX_ADAPTERS} allowed")
         seen: set[str] = set()
         for i, adapter in enumerate(inference.adapters):
             self.check_adapter(f"inference.adapters[{i}]", adapter, seen)
@@ -217,9 +200,8 @@ class _Checker:
             except ValueError:
                 strength = math.nan
             if not 0.0 <= strength <= 1.0:  # also false for nan
-                self.error(
-                    f"{path}.strength", f"strength must be a number between 0 and 1, got {adapter.strength!r}"
-                )
+                self.error(f"{path}.strength",
+                           f"strength must be a number between 0 and 1, got {adapter.strength!r}")
 
     # ----------------------------------------------------------------------------------- tuning
 
@@ -232,29 +214,19 @@ class _Checker:
         if tuning.method is None:
             self.error("tuning.method", f"required: one of {', '.join(TUNING_METHODS)}")
         elif tuning.method.lower() not in TUNING_METHODS:
-            self.error(
-                "tuning.method",
-                f"Unsupported tuning method {tuning.method}; use one of {', '.join(TUNING_METHODS)}",
-            )
+            self.error("tuning.method",
+                       f"Unsupported tuning method {tuning.method}; use one of {', '.join(TUNING_METHODS)}")
         if preset is not None:
             if preset.tuning is None:
                 self.error("tuning.preset.name", f"preset {preset.name} does not support tuning")
-            elif (
-                tuning.method
-                and tuning.method.lower() in TUNING_METHODS
-                and tuning.method.lower() not in preset.tuning.methods
-            ):
-                self.error(
-                    "tuning.method",
-                    f"preset {preset.name} does not support {tuning.method}; it "
-                    f"supports: {', '.join(preset.tuning.methods)}",
-                )
+            elif tuning.method and tuning.method.lower() in TUNING_METHODS \
+                    and tuning.method.lower() not in preset.tuning.methods:
+                self.error("tuning.method", f"preset {preset.name} does not support {tuning.method}; it "
+                           f"supports: {', '.join(preset.tuning.methods)}")
             self.check_gpu_memory(preset)
         if self.ws.resource.count > 1:
-            self.error(
-                "resource.count",
-                "Tuning does not currently support multinode configurations. Please set the node count to 1",
-            )
+            self.error("resource.count", "Tuning does not currently support multinode configurations. "
+                       "Please set the node count to 1")
         if tuning.input is None:
             self.error("tuning.input", "required: exactly one of urls, image or volumeSource")
         else:
@@ -265,15 +237,8 @@ class _Checker:
             self.check_output("tuning.output", tuning.output)
 
     def check_input(self, path: str, source: DataSource) -> None:
-        given = [
-            name
-            for name, value in (
-                ("urls", source.urls),
-                ("image", source.image),
-                ("volumeSource", source.volume_source),
-            )
-            if value
-        ]
+        given = [name for name, value in (("urls", source.urls), ("image", source.image),
+                                          ("volumeSource", source.volume_source)) if value]
         if len(given) != 1:
             told = "none is set" if not given else f"got {', '.join(given)}"
             self.error(path, f"exactly one of urls, image or volumeSource must be specified ({told})")
@@ -290,10 +255,8 @@ class _Checker:
         elif not destination.image and destination.volume_source is None:
             self.error(path, "exactly one of image or volumeSource must be specified (none is set)")
         if destination.image and not destination.image_push_secret:
-            self.error(
-                f"{path}.imagePushSecret",
-                "an output image requires imagePushSecret (a Secret with push credentials for the registry)",
-            )
+            self.error(f"{path}.imagePushSecret", "an output image requires imagePushSecret (a Secret with "
+                       "push credentials for the registry)")
 
     # ----------------------------------------------------------------------------------- presets
 
@@ -309,11 +272,8 @@ class _Checker:
         preset = presets.get(name)
         if preset is None:
             known = ", ".join(sorted(presets))
-            fix = (
-                f"installed presets: {known}"
-                if known
-                else "no presets are installed; install a preset plugin such as kaito-presets-phi3"
-            )
+            fix = (f"installed presets: {known}" if known
+                   else "no presets are installed; install a preset plugin such as kaito-presets-phi3")
             self.error(f"{path}.name", f"Unsupported {purpose} preset name {name}; {fix}")
             return None
         if preset.deprecated:
@@ -343,11 +303,8 @@ class _Checker:
             new_preset = after_spec.preset.name if after_spec.preset else None
             if old_preset != new_preset:
                 self.error(f"{section}.preset", "field is immutable")
-        if (
-            old.inference is not None
-            and new.inference is not None
-            and (old.inference.template is None) != (new.inference.template is None)
-        ):
+        if old.inference is not None and new.inference is not None \
+                and (old.inference.template is None) != (new.inference.template is None):
             self.error("inference.template", "Template field cannot be toggled once set")
         if old.tuning is not None and new.tuning is not None and old.tuning.method != new.tuning.method:
             self.error("tuning.method", "field is immutable")
@@ -360,11 +317,9 @@ def dns1123_label_problem(name: str) -> str | None:
     if len(name) > 63:
         return f"{name!r}: must be no more than 63 characters"
     if not _DNS1123_LABEL.match(name):
-        return (
-            f"{name!r}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
-            "or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or "
-            "'123-abc')"
-        )
+        return (f"{name!r}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
+                "or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or "
+                "'123-abc')")
     return None
 
 

@@ -206,15 +206,8 @@ class RegistryClient:
                 self._authorization = "Basic " + base64.b64encode(pair).decode()
             elif scheme == "bearer" and params.get("realm"):
                 token = fetch_token(
-                    self._session,
-                    params,
-                    self.credentials,
-                    self.scope,
-                    self.plain_http,
-                    self.timeout,
-                    registry=self.host,
-                    target=str(self.ref),
-                    action=what,
+                    self._session, params, self.credentials, self.scope, self.plain_http, self.timeout,
+                    registry=self.host, target=str(self.ref), action=what,
                 )
                 self._authorization = f"Bearer {token}"
             else:

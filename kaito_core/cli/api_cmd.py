@@ -32,16 +32,10 @@ def crd() -> None:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--provisioner", metavar="NAME", help="Check instance types against this installed provisioner's catalog."
-)
-@click.option(
-    "--old",
-    "old_file",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The stored Workspace(s): also check what an update may not change.",
-)
+@click.option("--provisioner", metavar="NAME",
+              help="Check instance types against this installed provisioner's catalog.")
+@click.option("--old", "old_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="The stored Workspace(s): also check what an update may not change.")
 def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | None) -> None:
     """Check Workspace files (multi-document YAML, v1alpha1 or v1beta1) against every validation rule.
 
@@ -81,20 +75,14 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
             if ws is not None:
                 stored = old.get((ws.namespace, ws.name))
                 if old_file is not None and stored is None:
-                    problems.append(
-                        FieldError(
-                            "metadata.name",
-                            f"no Workspace {ws.namespace}/{ws.name} in {old_file}; update checks skipped",
-                            "warning",
-                        )
-                    )
+                    problems.append(FieldError("metadata.name", f"no Workspace {ws.namespace}/{ws.name} in "
+                                               f"{old_file}; update checks skipped", "warning"))
                 problems += validate_workspace(ws, registry, old=stored, provisioner=provisioner)
             for problem in problems:
                 severity = "" if problem.is_error else "warning: "
                 where = f"{problem.path}: " if problem.path else ""
-                click.echo(
-                    f"{path}: {document.kind}/{document.name}: {where}{severity}{problem.message}", err=True
-                )
+                click.echo(f"{path}: {document.kind}/{document.name}: {where}{severity}{problem.message}",
+                           err=True)
                 failed |= problem.is_error
     if failed:
         sys.exit(1)
@@ -103,13 +91,8 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--to",
-    "version",
-    required=True,
-    type=click.Choice(["v1alpha1", "v1beta1"]),
-    help="The apiVersion to convert to.",
-)
+@click.option("--to", "version", required=True, type=click.Choice(["v1alpha1", "v1beta1"]),
+              help="The apiVersion to convert to.")
 def convert(file: Path, version: str) -> None:
     """Print the Workspaces in FILE converted to another apiVersion (lossless, see docs/api.md)."""
     import yaml

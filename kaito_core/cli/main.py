@@ -66,14 +66,8 @@ class KaitoGroup(click.Group):
 
 
 @click.group(cls=KaitoGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_version,
-    help="Show the version and exit.",
-)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def cli() -> None:
     """Run large language models on Kubernetes, or on this machine, from one Workspace file."""
 

@@ -10,13 +10,8 @@ from typing import Any, NoReturn
 import click
 
 OUTPUT_OPTION = click.option(
-    "-o",
-    "--output",
-    "output",
-    type=click.Choice(["table", "yaml", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
+    "-o", "--output", "output", type=click.Choice(["table", "yaml", "json"]), default="table",
+    show_default=True, help="Output format.",
 )
 
 

@@ -177,26 +177,18 @@ def _print_plan(plan: Plan) -> None:
         ("target", plan.target),
         ("runtime", plan.runtime),
         ("why", plan.runtime_reason),
-        (
-            "weights",
-            f"{plan.weights_format} {plan.quantization}, {len(plan.files)} file(s), "
-            f"{gib(plan.weights_bytes)}",
-        ),
+        ("weights", f"{plan.weights_format} {plan.quantization}, {len(plan.files)} file(s), "
+                    f"{gib(plan.weights_bytes)}"),
         ("context length", str(plan.context_length)),
-        (
-            "nodes",
-            f"{plan.node_count}" + (f" x {plan.gpus_per_node} GPU(s)" if plan.gpus_per_node else " (CPU)"),
-        ),
+        ("nodes", f"{plan.node_count}"
+                  + (f" x {plan.gpus_per_node} GPU(s)" if plan.gpus_per_node else " (CPU)")),
         ("parallelism", f"tensor {plan.tensor_parallel}, pipeline {plan.pipeline_parallel}"),
         ("dtype", plan.dtype),
-        (
-            "resources",
-            ", ".join(
-                f"{k}={v}"
-                for k, v in (("gpu", resources.gpu), ("cpu", resources.cpu), ("memory", resources.memory))
-                if v
-            ),
-        ),
+        ("resources", ", ".join(
+            f"{k}={v}"
+            for k, v in (("gpu", resources.gpu), ("cpu", resources.cpu), ("memory", resources.memory))
+            if v
+        )),
         ("image", plan.image or "-"),
     ]
     if plan.runtime == "llamacpp":

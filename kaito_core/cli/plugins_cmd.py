@@ -79,20 +79,8 @@ def presets_command(output: str) -> None:
         )
         return
     emit_table(
-        [
-            "NAME",
-            "FAMILY",
-            "PARAMS",
-            "CONTEXT",
-            "GPUS",
-            "GPU MEM",
-            "PER-GPU",
-            "DISK",
-            "RUNTIMES",
-            "FORMATS",
-            "TUNING",
-            "LICENSE",
-        ],
+        ["NAME", "FAMILY", "PARAMS", "CONTEXT", "GPUS", "GPU MEM", "PER-GPU", "DISK", "RUNTIMES", "FORMATS",
+         "TUNING", "LICENSE"],
         [
             (
                 p.name,

@@ -19,39 +19,18 @@ _STARTED = time.monotonic()
 @click.command("run")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--port", type=int, default=5000, show_default=True, help="Port to serve on.")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0 for every interface).",
-)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--name", default=None, help="Name of the run for ps/stop/logs [default: the Workspace name].")
 @click.option("-d", "--detach", is_flag=True, help="Return once ready; the server keeps running.")
-@click.option(
-    "--ready-timeout",
-    type=float,
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait for the model to load and answer /health.",
-)
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Requests decoded together (each gets its own context) [default: kaito serve's, 8]; "
-    "fewer start faster and use less memory.",
-)
+@click.option("--ready-timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait for the model to load and answer /health.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="Requests decoded together (each gets its own context) [default: kaito serve's, 8]; "
+                   "fewer start faster and use less memory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars while weights are fetched.")
-def run_command(
-    file: Path,
-    port: int,
-    host: str,
-    name: str | None,
-    detach: bool,
-    ready_timeout: float,
-    parallel: int | None,
-    no_progress: bool,
-) -> None:
+def run_command(file: Path, port: int, host: str, name: str | None, detach: bool, ready_timeout: float,
+                parallel: int | None, no_progress: bool) -> None:
     """Serve the Workspace in FILE on this machine (/chat and the OpenAI API) until Ctrl-C.
 
     The same file a cluster takes: it is validated, planned for this machine's CPUs, memory and GPUs,
@@ -61,16 +40,8 @@ def run_command(
     from kaito_core.local.errors import LocalRunError
     from kaito_core.local.runner import RunOptions, run
 
-    options = RunOptions(
-        file=file,
-        name=name,
-        host=host,
-        port=port,
-        detach=detach,
-        ready_timeout=ready_timeout,
-        progress=not no_progress,
-        parallel=parallel or 0,
-    )
+    options = RunOptions(file=file, name=name, host=host, port=port, detach=detach,
+                         ready_timeout=ready_timeout, progress=not no_progress, parallel=parallel or 0)
     try:
         code = run(options, started=_STARTED)
     except LocalRunError as exc:
@@ -100,40 +71,31 @@ def ps_command(output: str) -> None:
     rows = []
     for record in records:
         current = record.state()
-        rows.append(
-            {
-                "name": record.name,
-                "model": record.model,
-                "runtime": record.runtime,
-                "endpoint": record.endpoint,
-                "state": current,
-                "uptime": _uptime(record.uptime(now)) if current == "running" else "-",
-                "pid": record.pid or None,
-                "detached": record.detached,
-                "log": record.log_file,
-            }
-        )
+        rows.append({
+            "name": record.name,
+            "model": record.model,
+            "runtime": record.runtime,
+            "endpoint": record.endpoint,
+            "state": current,
+            "uptime": _uptime(record.uptime(now)) if current == "running" else "-",
+            "pid": record.pid or None,
+            "detached": record.detached,
+            "log": record.log_file,
+        })
     if output != "table":
         emit_data(rows, output)
         return
     emit_table(
         ["NAME", "MODEL", "RUNTIME", "ENDPOINT", "STATE", "UPTIME", "PID"],
-        [
-            (r["name"], r["model"], r["runtime"], r["endpoint"], r["state"], r["uptime"], r["pid"] or "-")
-            for r in rows
-        ],
+        [(r["name"], r["model"], r["runtime"], r["endpoint"], r["state"], r["uptime"], r["pid"] or "-")
+         for r in rows],
     )
 
 
 @click.command("stop")
 @click.argument("names", nargs=-1, required=True)
-@click.option(
-    "--timeout",
-    type=float,
-    default=40.0,
-    show_default=True,
-    help="Seconds to wait for a graceful stop before killing.",
-)
+@click.option("--timeout", type=float, default=40.0, show_default=True,
+              help="Seconds to wait for a graceful stop before killing.")
 def stop_command(names: tuple[str, ...], timeout: float) -> None:
     """Stop the named runs (SIGTERM, then SIGKILL after --timeout) and forget them."""
     from kaito_core.local import procs, state
@@ -187,10 +149,8 @@ def logs_command(name: str, follow: bool, tail: int | None) -> None:
     if record is None:
         fail(f"no run named {name!r} (`kaito ps` lists the runs)")
     if record.log_file is None:
-        fail(
-            f"{name} runs in the foreground: its output goes to the terminal it was started in "
-            "(start it with --detach to log to a file)"
-        )
+        fail(f"{name} runs in the foreground: its output goes to the terminal it was started in "
+             "(start it with --detach to log to a file)")
     path = Path(record.log_file)
     try:
         handle = path.open("rb")

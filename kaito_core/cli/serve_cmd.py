@@ -52,9 +52,8 @@ def _parse_engine_options(values: tuple[str, ...]) -> dict[str, object]:
         key, sep, raw = value.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise click.BadParameter(
-                f"{value!r}: expected KEY=VALUE, e.g. kv_cells=16384", param_hint="--engine-option"
-            )
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE, e.g. kv_cells=16384",
+                                     param_hint="--engine-option")
         try:
             options[key] = json.loads(raw)
         except ValueError:

@@ -53,16 +53,11 @@ class ServeArgs:
         """The arguments of the `kaito` command: ``serve --runtime ...``."""
         argv = [
             "serve",
-            "--runtime",
-            self.runtime,
-            "--model",
-            str(self.model),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--served-model-name",
-            self.served_model_name,
+            "--runtime", self.runtime,
+            "--model", str(self.model),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--served-model-name", self.served_model_name,
         ]
         if self.context_length:
             argv += ["--context-length", str(self.context_length)]
@@ -113,11 +108,8 @@ def prestart(log: IO[bytes] | None, detach: bool) -> subprocess.Popen[bytes] | N
     imports the CLI, the plugins and CPU runtimes' engine libraries while this process validates and
     plans. None when it cannot be started; the caller then starts the server the plain way."""
     try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kaito_core.local.prestart"],
-            stdin=subprocess.PIPE,
-            **_popen_kwargs(log, detach),
-        )
+        return subprocess.Popen([sys.executable, "-m", "kaito_core.local.prestart"], stdin=subprocess.PIPE,
+                                **_popen_kwargs(log, detach))
     except OSError:
         return None
 

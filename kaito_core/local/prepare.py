@@ -96,9 +96,8 @@ def plan_for_machine(workspace: Workspace, registry: Registry, hardware: Hardwar
             if fitting
             else "\nno installed preset fits this machine"
         )
-        raise LocalRunError(
-            f"{workspace.preset_name} does not fit {hardware.description}: {exc}{hint}"
-        ) from exc
+        raise LocalRunError(f"{workspace.preset_name} does not fit {hardware.description}: "
+                            f"{exc}{hint}") from exc
 
 
 def presets_that_fit(workspace: Workspace, registry: Registry, hardware: Hardware) -> list[str]:

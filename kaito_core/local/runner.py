@@ -114,9 +114,7 @@ def _prepare(
 
 
 def _start_server(
-    args: launch.ServeArgs,
-    record: state.RunRecord,
-    options: RunOptions,
+    args: launch.ServeArgs, record: state.RunRecord, options: RunOptions,
     server: subprocess.Popen[bytes] | None,
 ) -> subprocess.Popen[bytes]:
     """Hand the arguments to the prestarted server, or start one the plain way."""
@@ -132,10 +130,7 @@ def _start_server(
 
 
 def _serve(
-    prepared: Prepared,
-    record: state.RunRecord,
-    options: RunOptions,
-    t0: float,
+    prepared: Prepared, record: state.RunRecord, options: RunOptions, t0: float,
     server: subprocess.Popen[bytes] | None,
 ) -> int:
     from kaito_core.local.weights import model_path_for
@@ -179,10 +174,7 @@ def _serve(
     with launch.SignalForwarder(process) as forwarder:
         try:
             launch.wait_ready(
-                process,
-                options.host,
-                options.port,
-                options.ready_timeout,
+                process, options.host, options.port, options.ready_timeout,
                 on_exit=lambda code: _exit_hint(record, forwarder.received),
                 interrupted=lambda: forwarder.received is not None,
             )
@@ -200,10 +192,8 @@ def _serve(
         state.save(record)
         _ready(record, time.monotonic() - t0)
         if options.detach:
-            _say(
-                f"running in the background (pid {process.pid}); `kaito logs {record.name} -f`, "
-                f"`kaito stop {record.name}`"
-            )
+            _say(f"running in the background (pid {process.pid}); `kaito logs {record.name} -f`, "
+                 f"`kaito stop {record.name}`")
             return 0
         code = forwarder.wait()
     if forwarder.received is not None:
@@ -235,7 +225,7 @@ def _ready(record: state.RunRecord, seconds: float) -> None:
     _say(f"ready in {seconds:.2f}s on port {record.port}: {url} (/chat, OpenAI API at {url}/v1)")
     click.echo(
         f"  curl -s {url}/chat -H 'Content-Type: application/json' "
-        '-d \'{"prompt": "The capital of France is", "generate_kwargs": {"max_new_tokens": 32}}\''
+        "-d '{\"prompt\": \"The capital of France is\", \"generate_kwargs\": {\"max_new_tokens\": 32}}'"
     )
     if not record.detached:
         click.echo("  (Ctrl-C stops it)")

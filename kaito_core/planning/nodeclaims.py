@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kaito_core.api.names import RESERVED_SELECTOR_LABELS
 from kaito_core.planning.labels import WORKSPACE_LABEL, WORKSPACE_NAMESPACE_LABEL
 from kaito_core.plugins import GiB
 
@@ -46,18 +47,7 @@ LIFECYCLE = ("Launched", "Registered", "Initialized")
 #: Karpenter core's reason for a condition not yet looked at: a state, not an error.
 AWAITING_RECONCILIATION = "AwaitingReconciliation"
 #: Keys a labelSelector may not put on a claim (they would let one Workspace target another's nodes).
-RESERVED_LABELS = frozenset(
-    {
-        WORKSPACE_LABEL,
-        WORKSPACE_NAMESPACE_LABEL,
-        "kaito.sh/ragengine",
-        "kaito.sh/ragenginenamespace",
-        "karpenter.kaito.sh/workspace-name",
-        "karpenter.kaito.sh/workspace-namespace",
-        "karpenter.kaito.sh/inferenceset-name",
-        "karpenter.kaito.sh/inferenceset-namespace",
-    }
-)
+RESERVED_LABELS = RESERVED_SELECTOR_LABELS
 
 
 @dataclass(frozen=True)

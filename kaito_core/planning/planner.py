@@ -318,8 +318,8 @@ def _build(
     dtype = str(options.pop("dtype", preset.architecture.dtype))
     if fit.weights.format == "gguf":
         dtype = "float16"  # llama.cpp computes and caches K/V in f16; the weights stay quantized
-    elif (
-        fit.gpus_per_node and dtype in ("bfloat16", "bf16") and not supports_bf16(hardware.compute_capability)
+    elif fit.gpus_per_node and dtype in ("bfloat16", "bf16") and not supports_bf16(
+        hardware.compute_capability
     ):
         dtype = "float16"
         reason += (

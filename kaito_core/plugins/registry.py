@@ -252,13 +252,8 @@ class Registry:
         """Broken plugins and name clashes, each naming the distribution(s) involved."""
         tables = self._tables()
         clashes = [
-            PluginInfo(
-                name=name,
-                kind=kind,
-                distribution=tables[kind].owners.get(name, "?"),
-                version="",
-                error=message,
-            )
+            PluginInfo(name=name, kind=kind, distribution=tables[kind].owners.get(name, "?"), version="",
+                       error=message)
             for kind in _HOOKS
             for name, message in tables[kind].conflicts.items()
         ]

@@ -11,8 +11,9 @@ format kubectl asks for) and ValidatingWebhookConfigurations with ``clientConfig
 
 What it does not do: authentication beyond recording the bearer token as the user, authorization,
 pruning of unknown fields, CEL rules (``x-kubernetes-validations``; tests check the ones that matter
-by hand, e.g. tests/planning/test_nodeclaims.py for Karpenter's NodeClaim), conversion webhooks (served versions differ only by apiVersion), server-side
-apply, namespace deletion cascade, controllers (no Deployment creates Pods: tests play the controllers).
+by hand, e.g. tests/planning/test_nodeclaims.py for Karpenter's NodeClaim), conversion webhooks (served
+versions differ only by apiVersion), server-side apply, namespace deletion cascade, controllers (no
+Deployment creates Pods: tests play the controllers).
 """
 
 from kaito_testing.apiserver.server import ApiServer, Call, Emulator, Fault
