@@ -141,3 +141,22 @@ def test_the_nodeclaim_crd_is_karpenters_own(cluster: Cluster) -> None:
     with pytest.raises(client.ApiException) as caught:
         api.create_cluster_custom_object("karpenter.sh", "v1", "nodeclaims", bad)
     assert caught.value.status == 422 and "nodeClassRef" in str(caught.value.body)
+
+
+def test_a_claim_karpenter_deletes_for_lack_of_capacity_is_replaced_under_a_new_name(
+    cluster: Cluster, mode: tuple[str, FakeKarpenter]
+) -> None:
+    name = f"ice-{mode[0]}"
+    karpenter = mode[1]
+    karpenter.insufficient_capacity.add(name)
+    create(cluster, workspace_manifest(name))
+
+    def replaced() -> set[str]:
+        gone = {c for c, what in karpenter.events if what.startswith("insufficient capacity")}
+        owned = {c["metadata"]["name"] for c in claims(cluster, name)}
+        return gone if len(gone) >= 2 and owned - gone else set()
+
+    wait_for(replaced, what="a deleted claim replaced by one with another name")
+    karpenter.insufficient_capacity.discard(name)
+    wait_for(lambda: cluster.server.list("v1", "Node", selector=f"kaito.sh/workspace={name}"), what="a node")
+    assert len([c for c in claims(cluster, name) if not c["metadata"].get("deletionTimestamp")]) == 1

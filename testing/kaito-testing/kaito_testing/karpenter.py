@@ -68,7 +68,8 @@ class FakeKarpenter:
     #: instance type, or the claim's kaito.sh/workspace label -> message: the cloud provider's Create
     #: fails with it (Launched stays Unknown, reason LaunchFailed)
     launch_errors: dict[str, str] = field(default_factory=dict)
-    #: instance types with no capacity: Karpenter deletes the claim (it is an ICE error)
+    #: instance types (or claims' kaito.sh/workspace labels) with no capacity: Karpenter deletes the
+    #: claim (an insufficient-capacity error, launch.go)
     insufficient_capacity: set[str] = field(default_factory=set)
     instances: dict[str, str] = field(default_factory=dict)  # providerID -> claim name
     events: list[tuple[str, str]] = field(default_factory=list)  # (claim, what happened)
@@ -136,11 +137,11 @@ class FakeKarpenter:
     def _launch(self, claim: dict[str, Any]) -> None:
         name = claim["metadata"]["name"]
         instance_type = _instance_type(claim)
-        if instance_type in self.insufficient_capacity:
+        workspace = claim["metadata"].get("labels", {}).get("kaito.sh/workspace", "")
+        if {instance_type, workspace} & self.insufficient_capacity:
             self.events.append((name, "insufficient capacity: deleted"))
             self.server.delete(API_VERSION, KIND, name)
             return
-        workspace = claim["metadata"].get("labels", {}).get("kaito.sh/workspace", "")
         failure = self.launch_errors.get(instance_type) or self.launch_errors.get(workspace)
         if failure or instance_type not in self.offerings:
             message = failure or (f"creating instance, instance type {instance_type!r} is not offered")
