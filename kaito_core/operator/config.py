@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kaito_core.planning.pod import ImageSettings
+from kaito_core.planning.images import ImageSettings
 
 #: The provisioner name meaning "the user brings the nodes" (KAITO's BYO mode).
 NO_PROVISIONER = "none"

@@ -366,6 +366,7 @@ def _build(
         runtime_options=options,
         model_access_secret=options_spec.model_access_secret if options_spec else None,
         dtype=dtype,
+        disk_bytes=preset.requirements.disk,
     )
 
 

@@ -22,7 +22,7 @@ from kaito_testing.apiserver import ApiServer, Call
 from kubernetes import client, config
 
 from kaito_core.operator.config import OperatorConfig
-from kaito_core.planning.pod import ImageSettings
+from kaito_core.planning.images import ImageSettings
 from kaito_core.plugins import (
     Architecture,
     GiB,
@@ -314,7 +314,7 @@ class Cluster:
         values: dict[str, Any] = dict(
             provisioner="emulated",
             images=ImageSettings(
-                puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"
+                overrides={"kaito": "example.com/kaito:1"}, registry_prefix="registry.example.com/models"
             ),
             kubeconfig=str(self.server.kubeconfig(OPERATOR_USER)),
             requeue_seconds=0.2,
