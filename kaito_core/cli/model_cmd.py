@@ -206,6 +206,9 @@ def pull_cmd(
         timeout=timeout,
     )
     if output == "table":
+        if result.skipped:
+            click.echo(f"{dest} already holds {result.reference}@{result.digest}, verified: nothing to pull")
+            return
         click.echo(
             f"pulled {result.reference}@{result.digest} into {dest}: {len(result.files)} files, "
             f"{_human(result.bytes_downloaded)} downloaded, {_human(result.bytes_from_cache)} from cache"
@@ -218,6 +221,7 @@ def pull_cmd(
             "files": [str(p) for p in result.files],
             "bytesDownloaded": result.bytes_downloaded,
             "bytesFromCache": result.bytes_from_cache,
+            "skipped": result.skipped,
         },
         output,
     )

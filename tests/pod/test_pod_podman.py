@@ -116,6 +116,7 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
         spec,
         config_maps={config["metadata"]["name"]: config["data"]},
         secrets={"regcred": {".dockerconfigjson": docker_config}},
+        pull="newer",  # the images as `nox -s images -- --push` last pushed them
     )
     with pod.running():
         assert "pulled" in pod.logs["model-weights"], pod.logs["model-weights"]
@@ -144,6 +145,9 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
         assert answer.status_code == 200, answer.text
         result = answer.json()["Result"]
         assert result.startswith(prompt) and result[len(prompt) :].strip()
+
+        # the pod restarted on the same volume: the weights are there, verified, and not pulled again
+        assert "verified: nothing to pull" in pod.rerun_init("model-weights")
 
 
 def test_a_restricted_pod_runs_no_container_as_root() -> None:

@@ -76,10 +76,14 @@ class PodmanPod:
         secrets: Mapping[str, Mapping[str, str]] = {},
         fields: Mapping[str, str] = {},
         tls_verify: bool = False,
+        pull: str | None = None,
     ) -> None:
+        """``pull`` overrides every container's imagePullPolicy with podman's ``--pull`` value (``newer``:
+        a tag pushed again since it was last pulled is pulled again)."""
         self.spec = spec
         self.config_maps, self.secrets, self.fields = config_maps, secrets, fields
         self.tls_verify = tls_verify
+        self.pull = pull
         self.name = f"kaito-pod-{uuid.uuid4().hex[:10]}"
         self.root = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         (self.root / "containers.conf").write_text(_CONF)
@@ -130,6 +134,13 @@ class PodmanPod:
         for container in self.spec.get("containers") or []:
             name = f"{self.name}-{container['name']}"
             self.podman("run", "--detach", *self._container_args(container, name))
+
+    def rerun_init(self, name: str) -> str:
+        """Run an init container again on the same volumes (a restarted pod keeps its PVC); its log."""
+        result = self.podman("start", "--attach", f"{self.name}-{name}", check=False)
+        if result.returncode != 0:
+            raise PodFailed(f"init container {name} exited {result.returncode}: {result.stderr[-3000:]}")
+        return result.stdout + result.stderr
 
     def container_state(self, name: str) -> str:
         """podman's state of a container of this pod (running, exited...)."""
@@ -193,7 +204,9 @@ class PodmanPod:
         own = container.get("securityContext") or {}
         user = own.get("runAsUser", pod.get("runAsUser"))
         group = own.get("runAsGroup", pod.get("runAsGroup", 0))
-        args = ["--name", name, "--pod", self.name, f"--tls-verify={str(self.tls_verify).lower()}"]
+        policy = {"Always": "always", "IfNotPresent": "missing", "Never": "never"}
+        pull = self.pull or policy[container.get("imagePullPolicy", "IfNotPresent")]
+        args = ["--name", name, "--pod", self.name, f"--tls-verify={str(self.tls_verify).lower()}", "--pull", pull]
         if user is not None:
             args += ["--user", f"{user}:{group}"]
         if pod.get("fsGroup") is not None:
