@@ -55,7 +55,9 @@ def verified(dest: Path, reference: str, digest: str | None, rehash: bool = Fals
         record = json.loads((dest / RECORD).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("version") != VERSION or record.get("reference") != reference:
+    if not isinstance(record, dict) or record.get("version") != VERSION:
+        return None
+    if record.get("reference") != reference:
         return None
     if digest and record.get("digest") != digest:
         return None

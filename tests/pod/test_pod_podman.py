@@ -137,7 +137,8 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
 
         # the pod's user and no capabilities, as its securityContext declares
         assert pod.exec(main["name"], ["sh", "-c", 'test "$(id -u)" = 1000'], timeout=30) == 0
-        assert pod.exec(main["name"], ["sh", "-c", "grep -q '^CapEff:.0*$' /proc/self/status"], timeout=30) == 0
+        no_caps = "grep -q '^CapEff:.0*$' /proc/self/status"
+        assert pod.exec(main["name"], ["sh", "-c", no_caps], timeout=30) == 0
 
         prompt = "The capital of France is"
         answer = httpx.post(f"http://127.0.0.1:{pod.ports[5000]}/chat", timeout=120, json={

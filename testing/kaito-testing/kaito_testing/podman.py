@@ -206,7 +206,8 @@ class PodmanPod:
         group = own.get("runAsGroup", pod.get("runAsGroup", 0))
         policy = {"Always": "always", "IfNotPresent": "missing", "Never": "never"}
         pull = self.pull or policy[container.get("imagePullPolicy", "IfNotPresent")]
-        args = ["--name", name, "--pod", self.name, f"--tls-verify={str(self.tls_verify).lower()}", "--pull", pull]
+        args = ["--name", name, "--pod", self.name, "--pull", pull]
+        args.append(f"--tls-verify={str(self.tls_verify).lower()}")
         if user is not None:
             args += ["--user", f"{user}:{group}"]
         if pod.get("fsGroup") is not None:
