@@ -154,7 +154,8 @@ def build(image: Image, tag: str, base: str, base_id: str, force: bool) -> str:
         "--build-arg", f"REVISION={revision()}",
         "--build-arg", f"VERSION={tag}",
         "--label", f"{HASH_LABEL}={wanted}",
-        "--network", "none",  # everything it needs is in the context: a build that reaches out fails
+        # on the local base everything is in the context: a build that reaches out fails
+        *(["--network", "none"] if base == BASE_IMAGE else []),
         "--layers",
         str(ROOT),
     )  # fmt: skip
