@@ -94,9 +94,11 @@ def tracked_files(paths: tuple[str, ...]) -> list[Path]:
 def content_hash(image: Image, base_id: str) -> str:
     """Everything the image is made of: its Dockerfile, the base, and every source file of its wheels."""
     digest = hashlib.sha256()
-    digest.update(base_id.encode())
-    sources = [p for p in image.wheels if (ROOT / p).exists()]
-    for path in tracked_files((image.dockerfile, *sources)):
+    digest.update(f"{image.name}\0{base_id}\0".encode())
+    # kaito-core's wheel is made of these (the repository root holds much else: docs, CI, other images)
+    core = ("pyproject.toml", "README.md", "kaito_core")
+    sources = [s for p in image.wheels for s in (core if p == "." else (p,)) if (ROOT / s).exists()]
+    for path in tracked_files((image.dockerfile, ".containerignore", *sources)):
         rel = path.relative_to(ROOT).as_posix()
         if "/tests/" in f"/{rel}" or rel.startswith(("docs/", "benchmarks/", "examples/")):
             continue

@@ -60,3 +60,20 @@ def test_images_script_names_every_dockerfile() -> None:
     script = (ROOT / "scripts/images.py").read_text()
     for dockerfile in DOCKERFILES:
         assert f'"{dockerfile.relative_to(ROOT)}"' in script
+
+
+def test_each_image_has_a_content_hash_of_its_own_sources() -> None:
+    """What decides that `nox -s images` may skip a build: the image's Dockerfile, base and sources."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kaito_images_script", ROOT / "scripts/images.py")
+    assert spec and spec.loader
+    images = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(images)
+    by_name = {i.name: i for i in images.IMAGES}
+    kaito, cpu = by_name["kaito"], by_name["kaito-runtime-llamacpp-cpu"]
+    assert images.content_hash(kaito, "base-1") == images.content_hash(kaito, "base-1")
+    assert images.content_hash(kaito, "base-1") != images.content_hash(cpu, "base-1")
+    assert images.content_hash(kaito, "base-1") != images.content_hash(kaito, "base-2")
+    files = {p.relative_to(ROOT).as_posix() for p in images.tracked_files(("kaito_core",))}
+    assert "kaito_core/planning/images.py" in files
