@@ -124,7 +124,8 @@ def pull(
                 return _materialize(blob, dest, entry.name)
 
             files = _run_parallel(one, artifact.files, jobs)
-        record.write(dest, str(reference), artifact)
+        entries = [(f.name, f.digest, f.size) for f in artifact.files]
+        record.write(dest, str(reference), artifact.digest, entries)
     return PullResult(
         reference=str(reference),
         digest=artifact.digest,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kaito_core.artifacts.hashing import sha256_file
-from kaito_core.artifacts.manifest import Artifact
 
 RECORD = ".kaito-pull.json"
 VERSION = 1
@@ -28,14 +28,16 @@ def _identity(path: Path) -> list[int]:
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
-def write(dest: Path, reference: str, artifact: Artifact) -> None:
+def write(dest: Path, reference: str, digest: str, files: Iterable[tuple[str, str, int]]) -> None:
+    """Record that DEST holds ``reference`` (resolved to ``digest``): ``files`` are (name, sha256 digest,
+    size), every one verified and in place."""
     record = {
         "version": VERSION,
         "reference": reference,
-        "digest": artifact.digest,
+        "digest": digest,
         "files": [
-            {"name": f.name, "digest": f.digest, "size": f.size, "identity": _identity(dest / f.name)}
-            for f in artifact.files
+            {"name": name, "digest": sha, "size": size, "identity": _identity(dest / name)}
+            for name, sha, size in files
         ],
     }
     tmp = dest / f".{RECORD}.tmp"
