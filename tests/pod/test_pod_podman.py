@@ -151,6 +151,24 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
         assert "verified: nothing to pull" in pod.rerun_init("model-weights")
 
 
+def test_the_operator_image_starts_as_its_deployment_declares(weights_repo: str) -> None:
+    """deploy/02-operator.yaml's container (image set to the one built here, as the README's `kubectl
+    set image` does) with its securityContext and volumes: the operator's command loads every plugin."""
+    import yaml
+    from kaito_testing.podman import PodmanPod
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "02-operator.yaml"
+    spec = yaml.safe_load(deploy.read_text())["spec"]["template"]["spec"]
+    (operator,) = spec["containers"]
+    operator.update(image=f"{REGISTRY}/kaito:{__version__}", args=["--help"])
+    check = {**operator, "name": "plugins", "command": ["kaito", "plugins"], "args": []}
+    pod = PodmanPod({**spec, "initContainers": [operator, check], "containers": []}, pull="newer")
+    with pod.running():
+        assert "Reconcile Workspaces" in pod.logs["operator"], pod.logs["operator"]
+        for name in ("gemma-3-270m", "phi-3-mini-4k-instruct", "llamacpp", "vllm", "aks"):
+            assert name in pod.logs["plugins"], pod.logs["plugins"]
+
+
 def test_a_restricted_pod_runs_no_container_as_root() -> None:
     """The translation refuses what the kubelet refuses: runAsNonRoot with no non-root user."""
     from kaito_testing.podman import PodFailed, PodmanPod
