@@ -22,6 +22,15 @@ import click
     help="Registry for preset weights: <prefix>/kaito-<preset>:<tag>.",
 )
 @click.option(
+    "--weights-from",
+    envvar="KAITO_WEIGHTS_FROM",
+    type=click.Choice(["registry", "hub"]),
+    default="registry",
+    show_default=True,
+    help="Where pods pull preset weights: the artifact registry (--registry-prefix), or the Hugging Face "
+    "Hub directly (hf://REPO@REVISION; the Workspace's modelAccessSecret is its HF_TOKEN).",
+)
+@click.option(
     "--weights-tag",
     envvar="KAITO_WEIGHTS_TAG",
     default="",
@@ -134,6 +143,7 @@ import click
 def operator_command(
     provisioner: str,
     registry_prefix: str,
+    weights_from: str,
     weights_tag: str,
     image_registry: str,
     image_tag: str,
@@ -192,6 +202,7 @@ def operator_command(
             overrides=overrides,
             registry_prefix=registry_prefix,
             weights_tag=weights_tag,
+            weights_from=weights_from,
             plain_http=plain_http,
             weights_volume=volume,
         ),

@@ -60,6 +60,9 @@ class ImageSettings:
     weights_tag: str = ""
     #: pass --plain-http to ``kaito model pull`` (a registry without TLS, e.g. inside the cluster)
     plain_http: bool = False
+    #: ``registry`` (the prefix above) or ``hub``: the init container pulls the preset's files from the
+    #: Hugging Face Hub itself (``hf://REPO@REVISION``), for a cluster without an artifact registry
+    weights_from: str = "registry"
     #: the pod volume the weights are pulled into
     weights_volume: WeightsVolume = field(default_factory=WeightsVolume)
 

@@ -44,6 +44,8 @@ def weights_reference(ws: Workspace, plan: Plan, settings: ImageSettings) -> str
     annotated = ws.annotations.get(ARTIFACT_ANNOTATION)
     if annotated:
         return annotated
+    if settings.weights_from == "hub":
+        return hub_reference(plan)
     if not settings.registry_prefix:
         raise PlanError(
             f"no registry for the weights of preset {plan.preset!r}: start the operator with "
@@ -52,6 +54,29 @@ def weights_reference(ws: Workspace, plan: Plan, settings: ImageSettings) -> str
         )
     tag = settings.weights_tag or plan.quantization.lower()
     return f"{settings.registry_prefix.rstrip('/')}/kaito-{plan.preset}:{tag}"
+
+
+def hub_reference(plan: Plan) -> str:
+    """``hf://REPO@REVISION`` of the Plan's files, for ``kaito model pull`` in the pod."""
+    revision = plan.source_revision
+    if not plan.source_repo or not revision or not all(c.isalnum() or c in "._-/" for c in revision):
+        raise PlanError(
+            f"preset {plan.preset!r} ({plan.quantization}) names no Hugging Face revision of its files "
+            f"(its source is {plan.source_repo or '?'}@{revision or '?'}): pack it into a registry "
+            "(`kaito model pack --push`) and start the operator with --registry-prefix"
+        )
+    return f"hf://{plan.source_repo}@{revision}"
+
+
+def _hub_env(plan: Plan) -> list[dict[str, Any]]:
+    """A Hub pull's environment: its cache on the weights volume, the Workspace's token if any."""
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{volumes.PULL_ROOT}/huggingface"}]
+    if plan.model_access_secret:
+        env.append({
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
+        })
+    return env
 
 
 # ------------------------------------------------------------------------------------------ pod parts
@@ -109,13 +134,24 @@ def _registry_args(secrets: Sequence[str]) -> list[str]:
 
 
 def _puller(
-    name: str, reference: str, target: str, secrets: Sequence[str], settings: ImageSettings
+    name: str,
+    reference: str,
+    target: str,
+    secrets: Sequence[str],
+    settings: ImageSettings,
+    hub: Plan | None = None,
 ) -> dict[str, Any]:
     """An init container pulling ``reference`` into ``target`` on the weights volume, with the blob
-    cache on that volume too (KAITO_HOME): each file is a hard link to its verified blob."""
-    args = ["model", "pull", reference, target, *_registry_args(secrets)]
-    if settings.plain_http:
-        args.append("--plain-http")
+    cache on that volume too (KAITO_HOME): each file is a hard link to its verified blob. ``hub``: the
+    Plan whose files it pulls from the Hugging Face Hub."""
+    env: list[dict[str, Any]] = [{"name": "KAITO_HOME", "value": volumes.PULL_ROOT}]
+    if hub is not None:
+        args = ["model", "pull", reference, target, *(a for f in hub.files for a in ("--include", f.name))]
+        env += _hub_env(hub)
+    else:
+        args = ["model", "pull", reference, target, *_registry_args(secrets)]
+        if settings.plain_http:
+            args.append("--plain-http")
     return {
         "name": name,
         "image": settings.puller_image,
@@ -128,7 +164,7 @@ def _puller(
                 for s in secrets
             ),
         ],
-        "env": [{"name": "KAITO_HOME", "value": volumes.PULL_ROOT}],
+        "env": env,
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "securityContext": {**_restricted_container_context(), "readOnlyRootFilesystem": True},
     }
@@ -224,12 +260,9 @@ def pod_template(
     preset_secrets: list[str] = []
     if ws.inference and ws.inference.preset and ws.inference.preset.preset_options:
         preset_secrets = list(ws.inference.preset.preset_options.image_pull_secrets)
-    init = [
-        _puller(
-            "model-weights", weights_reference(ws, plan, settings), volumes.weights_target(), preset_secrets,
-            settings,
-        )
-    ]  # fmt: skip
+    reference = weights_reference(ws, plan, settings)
+    hub = plan if reference.startswith("hf://") else None
+    init = [_puller("model-weights", reference, volumes.weights_target(), preset_secrets, settings, hub)]
     secrets = list(dict.fromkeys(preset_secrets))
     for adapter in plan.adapters:
         if not adapter.image:

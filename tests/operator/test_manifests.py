@@ -360,3 +360,27 @@ def test_examples_with_the_installed_plugins_build_valid_manifests(example: Path
         container = registry.runtime(plan.runtime).container(plan)
         for obj in inference_manifests(ws, plan, container, SETTINGS):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_weights_from_the_hub_pull_hf_with_the_model_access_secret_as_token() -> None:
+    settings = ImageSettings(weights_from="hub")
+    the_plan = plan(
+        source_repo="microsoft/Phi-3-mini-4k-instruct",
+        source_revision="0a67737cc96d2554230f90338b163bc6380a2a85",
+        model_access_secret="hf-token",
+        files=(WeightFile("model-00001-of-00002.safetensors", 10 * GiB), WeightFile("config.json", 1)),
+    )
+    pod = by_kind(inference_manifests(workspace(), the_plan, CONTAINER, settings))["Deployment/phi"]["spec"][
+        "template"
+    ]["spec"]
+    (puller,) = pod["initContainers"]
+    assert puller["args"] == [
+        "model", "pull", "hf://microsoft/Phi-3-mini-4k-instruct@0a67737cc96d2554230f90338b163bc6380a2a85",
+        "/var/lib/kaito/weights", "--include", "model-00001-of-00002.safetensors", "--include", "config.json",
+    ]  # fmt: skip
+    env = {e["name"]: e for e in puller["env"]}
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}
+    assert env["HF_HOME"]["value"] == "/var/lib/kaito/huggingface"  # on the weights volume, beside KAITO_HOME
+    with pytest.raises(PlanError, match="names no Hugging Face revision"):
+        inference_manifests(workspace(), plan(source_repo="x/y", source_revision="pypi:pkg==1"), CONTAINER,
+                            settings)  # fmt: skip
