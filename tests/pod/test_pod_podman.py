@@ -151,6 +151,61 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
         assert "verified: nothing to pull" in pod.rerun_init("model-weights")
 
 
+def test_the_init_container_pulls_from_the_hub_as_the_operator_writes_it(
+    weights_repo: str, tmp_path: Path
+) -> None:
+    """`--weights-from hub`: the init container of the kaito image pulls hf://REPO@REVISION itself, as
+    the pod's non-root user with a read-only root filesystem, through huggingface_hub (the FakeHub as
+    the Hub, a mirror set by HF_ENDPOINT) with the modelAccessSecret as HF_TOKEN, onto the weights
+    volume; a second run finds the verified files and asks the Hub nothing."""
+    from kaito_testing.hub import FakeHub
+    from kaito_testing.hub_models import tiny_safetensors
+    from kaito_testing.podman import PodmanPod
+
+    from kaito_core.plugins import Plan, WeightFile
+
+    weights = tiny_safetensors({"format": "pt"})
+    token = "hf_pod_token_0123456789"
+    with FakeHub(tokens={token: "pod"}) as hub:
+        files = {"config.json": "{}", "model.safetensors": weights}
+        commit = hub.add_repo("acme/tiny-llama", files, gated=True)
+        hub.grant("acme/tiny-llama", token)
+        example = Path(__file__).resolve().parents[2] / "examples" / "workspace-gemma-3-270m.yaml"
+        import yaml
+
+        manifest = yaml.safe_load(example.read_text())
+        manifest["metadata"].update(namespace="default", uid="0c0ffee0-0000-4000-8000-000000000002")
+        plan = Plan(
+            workspace="tiny", namespace="default", preset="tiny-llama", runtime="vllm", runtime_reason="test",
+            weights_format="safetensors", quantization="bf16", node_count=1, gpus_per_node=0,
+            files=(WeightFile("config.json", 2), WeightFile("model.safetensors", len(weights))),
+            context_length=128, source_repo="acme/tiny-llama", source_revision=commit,
+            model_access_secret="hf-token", disk_bytes=1 << 30,
+        )  # fmt: skip
+        settings = ImageSettings(image_registry=REGISTRY, weights_from="hub")
+        container = {"name": "tiny", "image": "kaito-runtime-llamacpp-cpu", "command": ["kaito"]}
+        ws = Workspace.model_validate(manifest)
+        objects = {o["kind"]: o for o in inference_manifests(ws, plan, container, settings)}
+        spec = objects["Deployment"]["spec"]["template"]["spec"]
+        config = objects["ConfigMap"]
+        (puller,) = spec["initContainers"]
+        puller["env"].append({"name": "HF_ENDPOINT", "value": hub.endpoint})  # a mirror, here the fake Hub
+        pod = PodmanPod(
+            {**spec, "containers": []},
+            config_maps={config["metadata"]["name"]: config["data"]},
+            secrets={"hf-token": {"HF_TOKEN": token}},
+            pull="newer",
+            host_network=True,  # the fake Hub redirects to its CDN on 127.0.0.1
+        )
+        with pod.running():
+            assert commit in pod.logs["model-weights"], pod.logs["model-weights"]
+            assert (pod.volumes["weights"] / "weights" / "model.safetensors").read_bytes() == weights
+            asked = len(hub.requests)
+            assert "verified: nothing to pull" in pod.rerun_init("model-weights")
+            assert len(hub.requests) == asked
+            assert token not in pod.logs["model-weights"]
+
+
 def test_the_operator_image_starts_as_its_deployment_declares(weights_repo: str) -> None:
     """deploy/02-operator.yaml's container (image set to the one built here, as the README's `kubectl
     set image` does) with its securityContext and volumes: the operator's command loads every plugin."""

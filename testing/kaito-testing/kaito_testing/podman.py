@@ -77,13 +77,16 @@ class PodmanPod:
         fields: Mapping[str, str] = {},
         tls_verify: bool = False,
         pull: str | None = None,
+        host_network: bool = False,
     ) -> None:
         """``pull`` overrides every container's imagePullPolicy with podman's ``--pull`` value (``newer``:
-        a tag pushed again since it was last pulled is pulled again)."""
+        a tag pushed again since it was last pulled is pulled again). ``host_network``: the pod shares
+        the host's network (``hostNetwork: true``; its ports are the host's, none is published)."""
         self.spec = spec
         self.config_maps, self.secrets, self.fields = config_maps, secrets, fields
         self.tls_verify = tls_verify
         self.pull = pull
+        self.host_network = host_network or bool(spec.get("hostNetwork"))
         self.name = f"kaito-pod-{uuid.uuid4().hex[:10]}"
         self.root = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         (self.root / "containers.conf").write_text(_CONF)
@@ -119,10 +122,13 @@ class PodmanPod:
         publish: list[str] = []
         for container in self.spec.get("containers") or []:
             for port in container.get("ports") or []:
+                if self.host_network:
+                    self.ports[int(port["containerPort"])] = int(port["containerPort"])
+                    continue
                 host = self.ports.setdefault(int(port["containerPort"]), free_port())
                 publish += ["-p", f"127.0.0.1:{host}:{port['containerPort']}"]
-        self.podman("pod", "create", "--name", self.name, "--network", "slirp4netns:allow_host_loopback=true",
-                    *publish)  # fmt: skip
+        network = "host" if self.host_network else "slirp4netns:allow_host_loopback=true"
+        self.podman("pod", "create", "--name", self.name, "--network", network, *publish)
         for init in self.spec.get("initContainers") or []:
             name = f"{self.name}-{init['name']}"
             self.podman("create", *self._container_args(init, name))
