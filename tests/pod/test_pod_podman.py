@@ -1,11 +1,12 @@
 """The pod the operator writes for the gemma-3-270m Workspace on a CPU node, run by a real container
 runtime (podman) as the kubelet would run it.
 
-The Deployment comes from the functions the reconciler calls (plan on the node, the runtime plugin's
-container, ``inference_manifests``); the images are the ones ``nox -s images`` built and pushed to the
-test registry, pulled from there; the init container pulls the weights artifact from that registry
-with the registry secret as a docker config file; then the runtime container starts and its startup,
-readiness and liveness probes are executed as declared before ``/chat`` is asked through its port.
+The Deployment is the one `kaito operator` writes (run against the API emulator with a CPU node
+labelled for the example Workspace, the installed plugins, nodes the user brings); the images are the
+ones ``nox -s images`` built and pushed to the test registry, pulled from there; the init container
+pulls the weights artifact from that registry with the registry secret as a docker config file; then
+the runtime container starts and its startup, readiness and liveness probes are executed as declared
+before ``/chat`` is asked through its port.
 Restricted security is applied with podman's options (kaito_testing.podman), so a violation fails.
 """
 
@@ -15,6 +16,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,9 @@ import pytest
 
 from kaito_core import __version__
 from kaito_core.api import Workspace
-from kaito_core.planning import Hardware, plan_workspace
 from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.manifests import inference_manifests
-from kaito_core.plugins import GiB, default_registry
+from kaito_core.plugins import default_registry
 
 pytestmark = pytest.mark.slow
 
@@ -75,37 +76,67 @@ def weights_repo() -> str:
     return "pod-test"
 
 
-def _manifests(repo: str) -> dict[str, dict[str, Any]]:
+def _operator_writes(repo: str) -> dict[str, dict[str, Any]]:
+    """Run `kaito operator` (the installed plugins, nodes the user brings) against the API emulator with a
+    CPU node labelled for the example Workspace; return the children it writes."""
+    import yaml
+    from kaito_testing.apiserver import ApiServer
     from kaito_testing.podman import HOST_LOOPBACK
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "workspace-gemma-3-270m.yaml"
-    import yaml
+    from kaito_core.operator.config import OperatorConfig
+    from kaito_core.operator.run import OperatorThread
 
-    manifest = yaml.safe_load(example.read_text())
-    manifest["metadata"].update(namespace="default", uid="0c0ffee0-0000-4000-8000-000000000001")
+    root = Path(__file__).resolve().parents[2]
+    manifest = yaml.safe_load((root / "examples" / "workspace-gemma-3-270m.yaml").read_text())
+    manifest["metadata"]["namespace"] = "default"
     manifest["inference"]["preset"]["presetOptions"] = {"imagePullSecrets": ["regcred"]}
-    ws = Workspace.model_validate(manifest)
-    registry = default_registry()
-    plan = plan_workspace(ws, registry, Hardware.cpu_only(2, 4 * GiB))
-    container = registry.runtime(plan.runtime).container(plan)
+    name = manifest["metadata"]["name"]
     port = REGISTRY.rsplit(":", 1)[1]
     settings = ImageSettings(
         image_registry=REGISTRY,  # where the kubelet (podman, on the host) pulls images from
         registry_prefix=f"{HOST_LOOPBACK}:{port}/{repo}",  # the same registry, as the pod reaches it
         plain_http=True,
     )
-    objects = inference_manifests(ws, plan, container, settings)
-    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
+    server = ApiServer().start()
+    try:
+        for doc in yaml.safe_load_all((root / "crds" / "kaito.sh_workspaces.yaml").read_text()):
+            if doc:
+                server.apply(doc)
+        labels = {"kubernetes.io/hostname": "cpu-1", "apps": "gemma-3-270m"}
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cpu-1", "labels": labels}}
+        server.apply(node)
+        server.patch_status("v1", "Node", "cpu-1", "", {
+            "capacity": {"cpu": "4", "memory": "8Gi"}, "allocatable": {"cpu": "3920m", "memory": "7Gi"},
+            "conditions": [{"type": "Ready", "status": "True"}]})  # fmt: skip
+        config = OperatorConfig(images=settings, kubeconfig=str(server.kubeconfig("operator")),
+                                requeue_seconds=0.2)  # fmt: skip
+        operator = OperatorThread(config, default_registry()).start()
+        try:
+            server.apply(manifest)
+            for _ in range(1200):  # bounded generously; the operator writes within a pass or two
+                deployment = server.get("apps/v1", "Deployment", name, "default")
+                if deployment is not None:
+                    break
+                time.sleep(0.1)
+            else:
+                ws = server.get("kaito.sh/v1beta1", "Workspace", name, "default")
+                raise AssertionError(f"the operator wrote no Deployment: {(ws or {}).get('status')}")
+            config_map = server.get("v1", "ConfigMap", f"{name}-inference-config", "default")
+        finally:
+            operator.stop()
+    finally:
+        server.stop()
+    assert config_map is not None
+    return {"Deployment": deployment, "ConfigMap": config_map}
 
 
 def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
     from kaito_testing.podman import HOST_LOOPBACK, PodmanPod
     from kaito_testing.probes import container_ready
 
-    objects = _manifests(weights_repo)
-    deployment = objects["Deployment/workspace-gemma-3-270m"]
-    spec = deployment["spec"]["template"]["spec"]
-    (config,) = [o for k, o in objects.items() if k.startswith("ConfigMap/")]
+    objects = _operator_writes(weights_repo)
+    spec = objects["Deployment"]["spec"]["template"]["spec"]
+    config = objects["ConfigMap"]
     (main,) = spec["containers"]
     assert main["image"] == f"{REGISTRY}/kaito-runtime-llamacpp-cpu:{__version__}"
     assert spec["initContainers"][0]["image"] == f"{REGISTRY}/kaito:{__version__}"
@@ -151,9 +182,7 @@ def test_the_operators_pod_serves_chat_under_podman(weights_repo: str) -> None:
         assert "verified: nothing to pull" in pod.rerun_init("model-weights")
 
 
-def test_the_init_container_pulls_from_the_hub_as_the_operator_writes_it(
-    weights_repo: str, tmp_path: Path
-) -> None:
+def test_the_init_container_pulls_from_the_hub_as_the_operator_writes_it(weights_repo: str) -> None:
     """`--weights-from hub`: the init container of the kaito image pulls hf://REPO@REVISION itself, as
     the pod's non-root user with a read-only root filesystem, through huggingface_hub (the FakeHub as
     the Hub, a mirror set by HF_ENDPOINT) with the modelAccessSecret as HF_TOKEN, onto the weights
