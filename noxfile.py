@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, typecheck, benchmarks, the demo and the GPU check.
+"""Sessions: tests, lint, typecheck, images, benchmarks, the demo and the GPU check.
 
 `nox -s tests` is the test command of the README and of `.ci/run`.
 """
@@ -52,6 +52,14 @@ def typecheck(session: nox.Session) -> None:
     plugin_packages = [str(d.parent) for p in distributions for d in Path(p).glob("kaito_*/__init__.py")]
     packages = ["kaito_core", *plugin_packages]
     session.run("mypy", *packages)
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """The container images, built with podman from a Debian base made by mmdebstrap (docs/images.md);
+    `-- --push REGISTRY [--tag T]` pushes them as REGISTRY/NAME:T."""
+    session.install("pip")  # scripts/images.py runs `pip wheel` for the wheels that go into the images
+    session.run("python", "scripts/images.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
 
 
 def _bench(session: nox.Session, script: str) -> None:

@@ -55,8 +55,10 @@ def pack_preset(
     plain_http: bool = False,
     progress: bool = True,
     cache_dir: Path | None = None,
+    source_dir: Path | None = None,
 ) -> PackResult:
-    """Build the artifact of one preset format from its local upstream files, check them against the
+    """Build the artifact of one preset format from its local upstream files (``source_dir``: a directory
+    holding them, e.g. downloaded from the Hub; else the preset's ``local_files``), check them against the
     preset's sizes and sha256, and push it to ``push_ref`` or into the embedded store. ``preset`` may be a
     name, looked up in the installed plugins."""
     if isinstance(preset, str):
@@ -67,11 +69,14 @@ def pack_preset(
         except PluginError as exc:
             raise ArtifactError(str(exc)) from None
     weight_format = choose_format(preset, format, quantization)
-    source = preset.local_files(weight_format) if preset.local_files is not None else None
+    source = source_dir
+    if source is None and preset.local_files is not None:
+        source = preset.local_files(weight_format)
     if source is None:
         raise ArtifactError(
             f"the files of preset {preset.name} ({weight_format.format}/{weight_format.quantization}) "
-            "are not available on this machine; download them and use `kaito model push DIR REF`"
+            "are not available on this machine; download them with --from-hf, "
+            "or use `kaito model push DIR REF`"
         )
     source = Path(source)
     if source.is_file():

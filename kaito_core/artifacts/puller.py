@@ -26,6 +26,7 @@ from typing import Any
 import requests
 import urllib3
 
+from kaito_core.artifacts import record
 from kaito_core.artifacts.auth import Credentials, resolve_credentials
 from kaito_core.artifacts.cache import BlobCache
 from kaito_core.artifacts.errors import ArtifactError
@@ -52,6 +53,7 @@ class PullResult:
     files: list[Path] = field(default_factory=list)
     bytes_downloaded: int = 0  # bytes moved from the registry (or copied out of the store)
     bytes_from_cache: int = 0  # bytes already in the cache (nothing moved)
+    skipped: bool = False  # DEST already held this artifact, verified (its pull record): no registry call
 
 
 class _Counter:
@@ -84,6 +86,16 @@ def pull(
     ``timeout`` bounds each connect and each wait for data, in seconds (not the whole pull)."""
     reference = Reference.parse(ref)
     dest = Path(dest).expanduser()
+    if not reference.is_layout:
+        done = record.verified(dest, str(reference), reference.digest, rehash=verify_cache)
+        if done is not None:  # this volume already holds it, verified: nothing to move
+            return PullResult(
+                reference=str(reference),
+                digest=done["digest"],
+                files=[dest / f["name"] for f in done["files"]],
+                bytes_from_cache=sum(int(f["size"]) for f in done["files"]),
+                skipped=True,
+            )
     cache = _open_cache(cache_dir, dest)
     if reference.is_layout:
         return _pull_layout(reference, dest, cache, verify_cache, progress)
@@ -98,6 +110,7 @@ def pull(
         artifact = fetch_artifact(client, reference)
         counter = _Counter()
         _prepare_dest(dest, reference)
+        record.clear(dest)
         with Transfer(f"pull {reference}", artifact.total_bytes, progress) as bar:
 
             def one(entry: FileEntry) -> Path:
@@ -111,6 +124,8 @@ def pull(
                 return _materialize(blob, dest, entry.name)
 
             files = _run_parallel(one, artifact.files, jobs)
+        entries = [(f.name, f.digest, f.size) for f in artifact.files]
+        record.write(dest, str(reference), artifact.digest, entries)
     return PullResult(
         reference=str(reference),
         digest=artifact.digest,

@@ -159,7 +159,8 @@ def push_cmd(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Blob cache (default $KAITO_HOME/blobs or ~/.cache/kaito/blobs).",
+    help="Blob cache (default $KAITO_HOME/blobs or ~/.cache/kaito/blobs; for hf://, the Hugging Face cache, "
+    "default $KAITO_HOME/huggingface).",
 )
 @click.option("--verify-cache", is_flag=True, help="Re-hash cached blobs instead of trusting their markers.")
 @click.option(
@@ -172,6 +173,12 @@ def push_cmd(
     type=click.FloatRange(0.1),
     help="Seconds to wait for data.",
 )
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    help="hf:// only: pull only files matching this pattern (repeatable; default all but pickles).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @OUTPUT_OPTION
 @_registry_options
@@ -179,6 +186,7 @@ def push_cmd(
 def pull_cmd(
     ref: str,
     dest: Path,
+    include: tuple[str, ...],
     cache_dir: Path | None,
     verify_cache: bool,
     jobs: int,
@@ -190,22 +198,36 @@ def pull_cmd(
     password_stdin: bool,
     plain_http: bool,
 ) -> None:
-    """Pull REF into DEST; exits 0 only when every file is there and verified."""
+    """Pull REF into DEST; exits 0 only when every file is there and verified.
+
+    REF is an artifact (HOST/REPO:TAG, @sha256:..., oci:DIR:TAG) or a Hugging Face repository,
+    hf://ORG/REPO@REVISION (HF_TOKEN for gated and private ones; HF_ENDPOINT for a mirror)."""
     from kaito_core.artifacts import pull
 
-    result = pull(
-        ref,
-        dest,
-        credentials=_credentials(username, password_stdin),
-        registry_configs=registry_configs,
-        plain_http=plain_http,
-        cache_dir=cache_dir,
-        progress=not no_progress,
-        verify_cache=verify_cache,
-        jobs=jobs,
-        timeout=timeout,
-    )
+    if ref.startswith("hf://"):
+        from kaito_core.artifacts.hf import pull_from_hub
+
+        result = pull_from_hub(ref, dest, include=include, cache_dir=cache_dir, verify_cache=verify_cache,
+                               jobs=jobs)  # fmt: skip
+    else:
+        if include:
+            fail("--include is for hf:// references; an artifact is pulled whole")
+        result = pull(
+            ref,
+            dest,
+            credentials=_credentials(username, password_stdin),
+            registry_configs=registry_configs,
+            plain_http=plain_http,
+            cache_dir=cache_dir,
+            progress=not no_progress,
+            verify_cache=verify_cache,
+            jobs=jobs,
+            timeout=timeout,
+        )
     if output == "table":
+        if result.skipped:
+            click.echo(f"{dest} already holds {result.reference}@{result.digest}, verified: nothing to pull")
+            return
         click.echo(
             f"pulled {result.reference}@{result.digest} into {dest}: {len(result.files)} files, "
             f"{_human(result.bytes_downloaded)} downloaded, {_human(result.bytes_from_cache)} from cache"
@@ -218,6 +240,7 @@ def pull_cmd(
             "files": [str(p) for p in result.files],
             "bytesDownloaded": result.bytes_downloaded,
             "bytesFromCache": result.bytes_from_cache,
+            "skipped": result.skipped,
         },
         output,
     )
@@ -283,6 +306,17 @@ def inspect_cmd(
     default=None,
     help="Embedded OCI layout store (default $KAITO_HOME/store or ~/.cache/kaito/store).",
 )
+@click.option(
+    "--from-hf",
+    is_flag=True,
+    help="Download the preset's files from the Hugging Face Hub first (resumable; HF_TOKEN for gated "
+    "models; HF_ENDPOINT for a mirror).",
+)
+@click.option(
+    "--revision",
+    default=None,
+    help="With --from-hf: the revision to download (default: the one the preset pins).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_registry_options
 @_errors_as_one_line
@@ -292,6 +326,8 @@ def pack_cmd(
     fmt: str | None,
     quantization: str | None,
     store: Path | None,
+    from_hf: bool,
+    revision: str | None,
     no_progress: bool,
     registry_configs: tuple[Path, ...],
     username: str | None,
@@ -306,8 +342,21 @@ def pack_cmd(
         preset = default_registry().preset(preset_name)
     except PluginError as exc:
         fail(str(exc))
+    if revision and not from_hf:
+        fail("--revision goes with --from-hf")
+    source_dir = None
+    if from_hf:
+        from kaito_core.artifacts.hf import preset_files_from_hub
+        from kaito_core.artifacts.pack import choose_format
+
+        weights = choose_format(preset, fmt, quantization)
+        upstream = weights.source or preset.source
+        source_dir = preset_files_from_hub(
+            upstream.repo, revision or upstream.revision, [f.name for f in weights.files]
+        )
     result = pack_preset(
         preset,
+        source_dir=source_dir,
         push_ref=push_ref,
         format=fmt,
         quantization=quantization,

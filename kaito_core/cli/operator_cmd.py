@@ -51,16 +51,68 @@ if TYPE_CHECKING:
     help="Registry for preset weights: <prefix>/kaito-<preset>:<tag>.",
 )
 @click.option(
+    "--weights-from",
+    envvar="KAITO_WEIGHTS_FROM",
+    type=click.Choice(["registry", "hub"]),
+    default="registry",
+    show_default=True,
+    help="Where pods pull preset weights: the artifact registry (--registry-prefix), or the Hugging Face "
+    "Hub directly (hf://REPO@REVISION; the Workspace's modelAccessSecret is its HF_TOKEN).",
+)
+@click.option(
     "--weights-tag",
     envvar="KAITO_WEIGHTS_TAG",
     default="",
     help="Tag of preset artifacts (default: the planned quantization, lower-cased).",
 )
 @click.option(
+    "--image-registry",
+    envvar="KAITO_IMAGE_REGISTRY",
+    default="ghcr.io/kaito-python",
+    show_default=True,
+    help="Registry of the project's images (kaito, kaito-runtime-*): <registry>/<name>:<tag>.",
+)
+@click.option(
+    "--image-tag",
+    envvar="KAITO_IMAGE_TAG",
+    default="",
+    help="Tag of the project's images (default: this kaito-core's version).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    envvar="KAITO_IMAGES",
+    help="NAME=REF: use REF for the image NAME (e.g. kaito-runtime-llamacpp-cpu=reg.example.com/llama:1); "
+    "repeatable, or comma-separated in KAITO_IMAGES.",
+)
+@click.option(
     "--puller-image",
     envvar="KAITO_PULLER_IMAGE",
     default=None,
-    help="Image with the kaito command, for the init container that pulls weights.",
+    help="Image with the kaito command, for the init container that pulls weights "
+    "(same as --image kaito=REF).",
+)
+@click.option(
+    "--weights-volume",
+    envvar="KAITO_WEIGHTS_VOLUME",
+    type=click.Choice(["emptyDir", "pvc"]),
+    default="emptyDir",
+    show_default=True,
+    help="The pod volume for weights: emptyDir (sized by the preset's disk requirement), or a PVC per pod "
+    "that outlives it (a restarted pod does not download again).",
+)
+@click.option(
+    "--weights-storage-class",
+    envvar="KAITO_WEIGHTS_STORAGE_CLASS",
+    default="",
+    help="StorageClass of the weights PVCs (default: the cluster's default).",
+)
+@click.option(
+    "--weights-volume-size",
+    envvar="KAITO_WEIGHTS_VOLUME_SIZE",
+    default="",
+    help="Size of the weights volume, e.g. 100Gi (default: the preset's disk requirement).",
 )
 @click.option(
     "--plain-http",
@@ -123,8 +175,15 @@ def operator_command(
     node_class: str | None,
     node_image_family: str | None,
     registry_prefix: str,
+    weights_from: str,
     weights_tag: str,
+    image_registry: str,
+    image_tag: str,
+    images: tuple[str, ...],
     puller_image: str | None,
+    weights_volume: str,
+    weights_storage_class: str,
+    weights_volume_size: str,
     plain_http: bool,
     kubeconfig: str | None,
     namespaces: tuple[str, ...],
@@ -144,7 +203,8 @@ def operator_command(
     from kaito_core.cli.output import fail
     from kaito_core.operator.config import BYO_ALIASES, NODECLAIM_MODES, OperatorConfig
     from kaito_core.operator.run import MissingCRD, run_operator
-    from kaito_core.planning.pod import ImageSettings
+    from kaito_core.planning.images import ImageSettings, parse_overrides
+    from kaito_core.planning.volumes import WeightsVolume
     from kaito_core.plugins import PluginError, default_registry
 
     logging.basicConfig(
@@ -163,14 +223,24 @@ def operator_command(
         fail(f"--node-class: {exc}")
     if (webhook_cert is None) != (webhook_key is None):
         fail("--webhook-cert and --webhook-key go together")
-    defaults = ImageSettings()
+    try:
+        overrides = parse_overrides(images)
+        volume = WeightsVolume(weights_volume, weights_storage_class, weights_volume_size)
+    except ValueError as exc:
+        fail(str(exc))
+    if puller_image:
+        overrides["kaito"] = puller_image
     config = OperatorConfig(
         provisioner=provisioner,
         images=ImageSettings(
-            puller_image=puller_image or defaults.puller_image,
+            image_registry=image_registry,
+            image_tag=image_tag,
+            overrides=overrides,
             registry_prefix=registry_prefix,
             weights_tag=weights_tag,
+            weights_from=weights_from,
             plain_http=plain_http,
+            weights_volume=volume,
         ),
         kubeconfig=kubeconfig,
         namespaces=namespaces,

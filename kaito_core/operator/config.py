@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.nodeclaims import CLOUD_NODE_CLASSES, NodeClass
-from kaito_core.planning.pod import ImageSettings
 
 #: The provisioner name meaning "the user brings the nodes" (KAITO's BYO mode); "none" is its old name.
 NO_PROVISIONER = "byo"

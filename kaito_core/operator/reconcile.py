@@ -26,7 +26,7 @@ from kaito_core.operator.nodes import NodesOutcome, NodeStep
 from kaito_core.operator.status import Check, build_status, pod_failure, same_status, workload_check
 from kaito_core.planning import PlanError
 from kaito_core.planning.labels import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
-from kaito_core.planning.manifests import inference_manifests, template_manifests
+from kaito_core.planning.manifests import inference_manifests, template_manifests, worker_name
 from kaito_core.plugins import Plan, PluginError, Registry
 
 T = TypeVar("T")
@@ -214,8 +214,10 @@ class Reconciler:
             if plan is None:
                 desired = template_manifests(ws)
             else:
-                container = self.registry.runtime(plan.runtime).container(plan)
-                desired = inference_manifests(ws, plan, container, self.config.images)
+                runtime = self.registry.runtime(plan.runtime)
+                worker_container = getattr(runtime, "worker_container", None)
+                worker = worker_container(plan) if plan.node_count > 1 and worker_container else None
+                desired = inference_manifests(ws, plan, runtime.container(plan), self.config.images, worker)
         except (PlanError, PluginError) as exc:
             return Check("False", "ManifestFailed", str(exc), failed=True), 0
         live, wrote, problem = await self._apply(desired, ws, prune)
@@ -223,6 +225,9 @@ class Reconciler:
             return problem, wrote
         workload = live.get(f"Deployment/{ws.name}") or live.get(f"StatefulSet/{ws.name}")
         check = workload_check(workload)
+        workers = live.get(f"StatefulSet/{worker_name(ws)}")
+        if check.ok and workers is not None:  # a multi-node Workspace: every worker pod must be ready too
+            check = workload_check(workers)
         if not check.ok:
             pods = await self.io(self.kube.list_children, "Pod", ws.namespace, f"{WORKSPACE_LABEL}={ws.name}")
             check = pod_failure(pods) or check

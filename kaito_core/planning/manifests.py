@@ -1,7 +1,8 @@
 """The Kubernetes objects that serve a Workspace, built from its Plan. Pure: no I/O.
 
-For a preset: a ConfigMap with the runtime parameters, a Deployment (one node) or a StatefulSet with a
-headless Service (several nodes), and a Service named after the Workspace (port 80 to the serving
+For a preset: a ConfigMap with the runtime parameters, a Deployment (one node) or StatefulSets with a
+headless Service (several nodes: the leader's and the workers'; one node with a PVC), and a Service
+named after the Workspace (port 80 to the serving
 port; ``kaito.sh/enablelb: "True"`` makes it a LoadBalancer). The pod pulls the weights (and each
 adapter) with ``kaito model pull`` in init containers into shared volumes, then runs the runtime
 plugin's container under the restricted Pod Security profile. For a custom ``inference.template``:
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from kaito_core.planning import volumes
+from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.labels import (
     CONFIG_FILE,
     ENABLE_LB_ANNOTATION,
@@ -28,7 +31,7 @@ from kaito_core.planning.labels import (
     config_map_name,
     content_hash,
 )
-from kaito_core.planning.pod import ImageSettings, pod_template
+from kaito_core.planning.pod import LEADER, ROLE_LABEL, WORKER, pod_template, weights_volume_size
 from kaito_core.plugins import ADAPTER_DIR, Plan, PlanError
 
 if TYPE_CHECKING:
@@ -138,33 +141,79 @@ def headless_service(ws: Workspace, plan: Plan) -> dict[str, Any]:
     }
 
 
+def worker_name(ws: Workspace) -> str:
+    """The StatefulSet of a multi-node Workspace's workers (the leader's is named after the Workspace)."""
+    return f"{ws.name}-worker"
+
+
+def _statefulset(
+    ws: Workspace, plan: Plan, name: str, replicas: int, template: dict[str, Any], settings: ImageSettings,
+    revision: str, selector: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "podManagementPolicy": "Parallel",
+        "serviceName": f"{ws.name}-headless",
+        "selector": selector,
+        "template": template,
+    }
+    if settings.weights_volume.persistent:
+        spec["volumeClaimTemplates"] = [
+            volumes.claim_template(weights_volume_size(plan, settings), settings.weights_volume)
+        ]
+        # the claims go with the Workspace; a scale-down keeps them for the next scale-up
+        spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(ws, name, revision),
+        "spec": spec,
+    }
+
+
 def inference_manifests(
-    ws: Workspace, plan: Plan, container: Mapping[str, Any], settings: ImageSettings | None = None
+    ws: Workspace,
+    plan: Plan,
+    container: Mapping[str, Any],
+    settings: ImageSettings | None = None,
+    worker: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every object serving a preset Workspace, sealed, in the order to apply them."""
+    """Every object serving a preset Workspace, sealed, in the order to apply them.
+
+    One node: a Deployment (a StatefulSet of one with ``--weights-volume pvc``, so the pod has a claim
+    of its own). Several: the leader's StatefulSet (pod ``<name>-0``, which serves) and the workers'
+    (``worker``: the runtime's worker container), each pod with its role's probes."""
     settings = settings or ImageSettings()
     revision = spec_hash(ws)
     config = config_map(ws, plan)
-    template = pod_template(ws, plan, container, settings, content_hash(config["data"]))
-    selector = {"matchLabels": {WORKSPACE_LABEL: ws.name}}
+    config_hash = content_hash(config["data"])
+    labels = {WORKSPACE_LABEL: ws.name}
     objects: list[dict[str, Any]] = [config]
+    statefulset = plan.node_count > 1 or settings.weights_volume.persistent
     if plan.node_count > 1:
+        if worker is None:
+            raise PlanError(
+                f"runtime {plan.runtime!r} cannot serve over {plan.node_count} nodes (it has no worker "
+                "container); choose a larger instance type or another runtime"
+            )
+        leader = pod_template(ws, plan, container, settings, config_hash, role=LEADER)
+        workers = pod_template(ws, plan, worker, settings, config_hash, role=WORKER)
         objects.append(headless_service(ws, plan))
-        objects.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "StatefulSet",
-                "metadata": _metadata(ws, ws.name, revision),
-                "spec": {
-                    "replicas": plan.node_count,
-                    "podManagementPolicy": "Parallel",
-                    "serviceName": f"{ws.name}-headless",
-                    "selector": selector,
-                    "template": template,
-                },
-            }
-        )
+        objects.append(_statefulset(
+            ws, plan, ws.name, 1, leader, settings, revision,
+            {"matchLabels": {**labels, ROLE_LABEL: LEADER}},
+        ))  # fmt: skip
+        objects.append(_statefulset(
+            ws, plan, worker_name(ws), plan.node_count - 1, workers, settings, revision,
+            {"matchLabels": {**labels, ROLE_LABEL: WORKER}},
+        ))  # fmt: skip
+    elif statefulset:
+        template = pod_template(ws, plan, container, settings, config_hash)
+        objects.append(headless_service(ws, plan))
+        selector = {"matchLabels": labels}
+        objects.append(_statefulset(ws, plan, ws.name, 1, template, settings, revision, selector))
     else:
+        template = pod_template(ws, plan, container, settings, config_hash)
         objects.append(
             {
                 "apiVersion": "apps/v1",
@@ -172,13 +221,13 @@ def inference_manifests(
                 "metadata": _metadata(ws, ws.name, revision),
                 "spec": {
                     "replicas": 1,
-                    "selector": selector,
+                    "selector": {"matchLabels": labels},
                     "strategy": {"type": "Recreate"},
                     "template": template,
                 },
             }
         )
-    objects.append(service(ws, plan.port, statefulset=plan.node_count > 1))
+    objects.append(service(ws, plan.port, statefulset=statefulset))
     return [seal(obj) for obj in objects]
 
 

@@ -366,6 +366,9 @@ def _build(
         runtime_options=options,
         model_access_secret=options_spec.model_access_secret if options_spec else None,
         dtype=dtype,
+        disk_bytes=preset.requirements.disk,
+        source_repo=(fit.weights.source or preset.source).repo,
+        source_revision=(fit.weights.source or preset.source).revision,
     )
 
 

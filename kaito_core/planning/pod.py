@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaito_core.api.names import ARTIFACT_ANNOTATION
+from kaito_core.planning import volumes
 from kaito_core.planning.hardware import GPU_RESOURCE
+from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.labels import CONFIG_HASH_ANNOTATION, WORKSPACE_LABEL, config_map_name, content_hash
 from kaito_core.plugins import ADAPTER_DIR, CONFIG_DIR, GiB, Plan, PlanError
 
@@ -24,22 +25,9 @@ GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "
 #: KAITO: the startup probe allows 15 minutes plus 18 s per GiB of weights, at most 180 minutes.
 STARTUP_BASE_S, STARTUP_PER_GIB_S, STARTUP_CAP_S = 15 * 60, 18, 180 * 60
 NON_ROOT_UID = 1000
-#: KAITO_HOME of the pullers (their blob cache), an emptyDir of its own
-PULL_CACHE_DIR = "/var/cache/kaito"
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    """Operator configuration that reaches the manifests."""
-
-    #: an image with the ``kaito`` command (kaito-core installed), for the weight-pulling init container
-    puller_image: str = "ghcr.io/kaito-python/kaito:0.1.0"
-    #: where preset artifacts live: the weights reference is ``<prefix>/kaito-<preset>:<tag>``
-    registry_prefix: str = ""
-    #: the artifact tag; empty means the Plan's quantization, lower-cased (``q4_k_m``, ``bf16``)
-    weights_tag: str = ""
-    #: pass --plain-http to ``kaito model pull`` (a registry without TLS, e.g. inside the cluster)
-    plain_http: bool = False
+#: the pod label naming a pod's part in a multi-node Workspace (``leader`` serves, ``worker`` joins it)
+ROLE_LABEL = "kaito.sh/role"
+LEADER, WORKER = "leader", "worker"
 
 
 def startup_timeout_seconds(weights_bytes: int) -> int:
@@ -56,6 +44,8 @@ def weights_reference(ws: Workspace, plan: Plan, settings: ImageSettings) -> str
     annotated = ws.annotations.get(ARTIFACT_ANNOTATION)
     if annotated:
         return annotated
+    if settings.weights_from == "hub":
+        return hub_reference(plan)
     if not settings.registry_prefix:
         raise PlanError(
             f"no registry for the weights of preset {plan.preset!r}: start the operator with "
@@ -64,6 +54,29 @@ def weights_reference(ws: Workspace, plan: Plan, settings: ImageSettings) -> str
         )
     tag = settings.weights_tag or plan.quantization.lower()
     return f"{settings.registry_prefix.rstrip('/')}/kaito-{plan.preset}:{tag}"
+
+
+def hub_reference(plan: Plan) -> str:
+    """``hf://REPO@REVISION`` of the Plan's files, for ``kaito model pull`` in the pod."""
+    revision = plan.source_revision
+    if not plan.source_repo or not revision or not all(c.isalnum() or c in "._-/" for c in revision):
+        raise PlanError(
+            f"preset {plan.preset!r} ({plan.quantization}) names no Hugging Face revision of its files "
+            f"(its source is {plan.source_repo or '?'}@{revision or '?'}): pack it into a registry "
+            "(`kaito model pack --push`) and start the operator with --registry-prefix"
+        )
+    return f"hf://{plan.source_repo}@{revision}"
+
+
+def _hub_env(plan: Plan) -> list[dict[str, Any]]:
+    """A Hub pull's environment: its cache on the weights volume, the Workspace's token if any."""
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{volumes.PULL_ROOT}/huggingface"}]
+    if plan.model_access_secret:
+        env.append({
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
+        })
+    return env
 
 
 # ------------------------------------------------------------------------------------------ pod parts
@@ -126,31 +139,53 @@ def _registry_args(secrets: Sequence[str]) -> list[str]:
 
 
 def _puller(
-    name: str, reference: str, target: str, mount: str, secrets: Sequence[str], settings: ImageSettings
+    name: str,
+    reference: str,
+    target: str,
+    secrets: Sequence[str],
+    settings: ImageSettings,
+    hub: Plan | None = None,
 ) -> dict[str, Any]:
-    args = ["model", "pull", reference, target, *_registry_args(secrets)]
-    if settings.plain_http:
-        args.append("--plain-http")
+    """An init container pulling ``reference`` into ``target`` on the weights volume, with the blob
+    cache on that volume too (KAITO_HOME): each file is a hard link to its verified blob. ``hub``: the
+    Plan whose files it pulls from the Hugging Face Hub."""
+    env: list[dict[str, Any]] = [{"name": "KAITO_HOME", "value": volumes.PULL_ROOT}]
+    if hub is not None:
+        args = ["model", "pull", reference, target, *(a for f in hub.files for a in ("--include", f.name))]
+        env += _hub_env(hub)
+    else:
+        args = ["model", "pull", reference, target, *_registry_args(secrets)]
+        if settings.plain_http:
+            args.append("--plain-http")
     return {
         "name": name,
         "image": settings.puller_image,
         "command": ["kaito"],
         "args": args,
         "volumeMounts": [
-            {"name": mount, "mountPath": target.rsplit("/", 1)[0] if mount == "adapters" else target},
-            {"name": "pull-cache", "mountPath": PULL_CACHE_DIR},
+            volumes.puller_mount(),
             *(
                 {"name": _secret_volume_name(s), "mountPath": f"{REGISTRY_AUTH_DIR}/{s}", "readOnly": True}
                 for s in secrets
             ),
         ],
-        "env": [{"name": "KAITO_HOME", "value": PULL_CACHE_DIR}],  # the pull cache, on its own volume
+        "env": env,
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "securityContext": {**_restricted_container_context(), "readOnlyRootFilesystem": True},
     }
 
 
-def _probe_defaults(container: dict[str, Any], plan: Plan) -> None:
+def _probe_defaults(container: dict[str, Any], plan: Plan, role: str | None) -> None:
+    """The serving container's probes: /health on the serving port unless the runtime set its own,
+    the startup allowance from the weights' size. A worker keeps only the probes its runtime declared
+    (it serves no HTTP; e.g. a TCP probe on its Ray port)."""
+    if role == WORKER:
+        if "startupProbe" in container:
+            startup = dict(container["startupProbe"])
+            period = int(startup.get("periodSeconds", 10))
+            startup["failureThreshold"] = math.ceil(startup_timeout_seconds(plan.weights_bytes) / period)
+            container["startupProbe"] = startup
+        return
     health = {"path": "/health", "port": plan.port}
     startup = dict(container.get("startupProbe") or {"httpGet": health, "periodSeconds": 10})
     startup.setdefault("httpGet", health)
@@ -164,18 +199,21 @@ def _probe_defaults(container: dict[str, Any], plan: Plan) -> None:
     container.setdefault("livenessProbe", {"httpGet": health, "periodSeconds": 10, "failureThreshold": 6})
 
 
-def _serving_container(container: Mapping[str, Any], ws: Workspace, plan: Plan) -> dict[str, Any]:
+def _serving_container(
+    container: Mapping[str, Any], ws: Workspace, plan: Plan, settings: ImageSettings, role: str | None
+) -> dict[str, Any]:
     main = copy.deepcopy(dict(container))
+    main["image"] = settings.resolve(str(main.get("image") or ""))
     mounts = list(main.get("volumeMounts") or [])
     taken = {m.get("mountPath") for m in mounts}
-    for mount in (
-        {"name": "weights", "mountPath": plan.model_dir, "readOnly": True},
-        {"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True},
+    wanted = [volumes.weights_mount(plan.model_dir)]
+    if plan.adapters:
+        wanted.append(volumes.adapters_mount(ADAPTER_DIR))
+    wanted += [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 (a path in the pod, not a host temp file)
-    ):
-        if mount["mountPath"] not in taken and (mount["name"] != "adapters" or plan.adapters):
-            mounts.append(mount)
+    ]
+    mounts += [m for m in wanted if m["mountPath"] not in taken]
     main["volumeMounts"] = mounts
     env = list(main.get("env") or [])
     if plan.model_access_secret and not any(e.get("name") == "HF_TOKEN" for e in env):
@@ -185,8 +223,9 @@ def _serving_container(container: Mapping[str, Any], ws: Workspace, plan: Plan) 
                 "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
             }
         )
-    if plan.node_count > 1:
+    if role is not None:
         env += [
+            {"name": "KAITO_ROLE", "value": role},
             {"name": "KAITO_NODE_COUNT", "value": str(plan.node_count)},
             {
                 "name": "KAITO_LEADER_ADDRESS",
@@ -205,30 +244,30 @@ def _serving_container(container: Mapping[str, Any], ws: Workspace, plan: Plan) 
         resources.setdefault("limits", {})[GPU_RESOURCE] = gpus
         resources.setdefault("requests", {})[GPU_RESOURCE] = gpus
     main["resources"] = {k: v for k, v in resources.items() if v}
-    _probe_defaults(main, plan)
+    _probe_defaults(main, plan, role)
     context = dict(main.get("securityContext") or {})
     context.update(_restricted_container_context())
     main["securityContext"] = context
-    main.setdefault("ports", [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}])
+    if role != WORKER:
+        main.setdefault("ports", [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}])
     return main
 
 
 def pod_template(
-    ws: Workspace, plan: Plan, container: Mapping[str, Any], settings: ImageSettings, config_hash: str
+    ws: Workspace,
+    plan: Plan,
+    container: Mapping[str, Any],
+    settings: ImageSettings,
+    config_hash: str,
+    role: str | None = None,
 ) -> dict[str, Any]:
+    """The pod of a preset Workspace; ``role`` is ``leader`` or ``worker`` in a multi-node one."""
     preset_secrets: list[str] = []
     if ws.inference and ws.inference.preset and ws.inference.preset.preset_options:
         preset_secrets = list(ws.inference.preset.preset_options.image_pull_secrets)
-    init = [
-        _puller(
-            "model-weights",
-            weights_reference(ws, plan, settings),
-            plan.model_dir,
-            "weights",
-            preset_secrets,
-            settings,
-        )
-    ]
+    reference = weights_reference(ws, plan, settings)
+    hub = plan if reference.startswith("hf://") else None
+    init = [_puller("model-weights", reference, volumes.weights_target(), preset_secrets, settings, hub)]
     secrets = list(dict.fromkeys(preset_secrets))
     for adapter in plan.adapters:
         if not adapter.image:
@@ -237,22 +276,19 @@ def pod_template(
             _puller(
                 f"adapter-{adapter.name}",
                 adapter.image,
-                f"{ADAPTER_DIR}/{adapter.name}",
-                "adapters",
+                volumes.adapter_target(adapter.name),
                 adapter.image_pull_secrets,
                 settings,
             )
         )
         secrets += [s for s in adapter.image_pull_secrets if s not in secrets]
-    volumes: list[dict[str, Any]] = [
-        {"name": "weights", "emptyDir": {}},
+    weights = volumes.pod_volume(weights_volume_size(plan, settings), settings.weights_volume)
+    pod_volumes: list[dict[str, Any]] = [
+        *([weights] if weights else []),
         {"name": "config", "configMap": {"name": config_map_name(ws)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-        {"name": "pull-cache", "emptyDir": {}},
     ]
-    if plan.adapters:
-        volumes.append({"name": "adapters", "emptyDir": {}})
-    volumes += [
+    pod_volumes += [
         {
             "name": _secret_volume_name(s),
             "secret": {"secretName": s, "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}]},
@@ -261,8 +297,8 @@ def pod_template(
     ]
     spec: dict[str, Any] = {
         "initContainers": init,
-        "containers": [_serving_container(container, ws, plan)],
-        "volumes": volumes,
+        "containers": [_serving_container(container, ws, plan, settings, role)],
+        "volumes": pod_volumes,
         "affinity": node_affinity(ws),
         "tolerations": [dict(GPU_TOLERATION)],
         "securityContext": _pod_security_context(),
@@ -271,10 +307,13 @@ def pod_template(
     }
     if secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in secrets]
+    labels = {WORKSPACE_LABEL: ws.name, **({ROLE_LABEL: role} if role else {})}
     return {
-        "metadata": {
-            "labels": {WORKSPACE_LABEL: ws.name},
-            "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
-        },
+        "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
         "spec": spec,
     }
+
+
+def weights_volume_size(plan: Plan, settings: ImageSettings) -> str:
+    """The weights volume's size: the preset's disk requirement, unless configured."""
+    return volumes.volume_size(plan.disk_bytes, plan.weights_bytes, settings.weights_volume)

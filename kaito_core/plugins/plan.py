@@ -85,6 +85,9 @@ class Plan:
     runtime_options: dict[str, Any] = field(default_factory=dict)  # preset defaults + inference ConfigMap
     model_access_secret: str | None = None
     dtype: str = "bfloat16"
+    disk_bytes: int = 0  # the preset's disk requirement (the weights volume's size), 0 when unknown
+    source_repo: str = ""  # the Hugging Face repository the planned files come from
+    source_revision: str = ""  # its pinned revision
 
     @property
     def gpu_count(self) -> int:

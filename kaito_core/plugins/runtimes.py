@@ -13,6 +13,12 @@ class Runtime(Protocol):
     """An inference engine: how to build its container from a Plan and how to serve it in-process.
 
     ``name`` is what the ``kaito.sh/runtime`` annotation and presets' ``runtimes`` refer to.
+    ``image`` is a full reference, or a bare name of an image the project builds (``nox -s images``),
+    which the operator resolves against its image registry and tag.
+
+    A runtime that serves a Plan over several nodes also has ``worker_container(plan)``: the container
+    of the pods that join the leader (``container(plan)``) and serve no HTTP, with probes they can pass
+    (e.g. a TCP probe on their own Ray port). A runtime without it is refused for multi-node Plans.
     """
 
     name: str

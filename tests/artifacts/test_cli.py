@@ -39,7 +39,9 @@ def test_push_inspect_pull_via_cli(registry, model_dir: Path, repo: str, tmp_pat
     code, out, _ = run(*args, "-o", "json")
     pulled = json.loads(out)
     assert code == 0 and pulled["digest"] == digest and pulled["bytesFromCache"] == 0
-    code, out, _ = run(*args)
+    code, out, _ = run(*args)  # the same DEST: its pull record says it holds the artifact, verified
+    assert code == 0 and "verified: nothing to pull" in out
+    code, out, _ = run(*args[:3], str(tmp_path / "out2"), *args[4:])  # elsewhere: the cache serves it
     assert code == 0 and "0 B downloaded" in out
 
 

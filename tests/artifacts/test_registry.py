@@ -181,3 +181,29 @@ def test_a_directory_in_the_way_is_a_clear_error(
     with pytest.raises(ArtifactError, match=r"cannot write .*config\.json") as info:
         pull(ref, tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_a_volume_holding_the_verified_artifact_skips_the_pull(
+    registry_factory, model_dir: Path, tmp_path: Path
+) -> None:
+    """An inference pod restarted on its PersistentVolumeClaim: the pull record says the volume holds
+    the artifact, verified, so the init container needs no registry at all."""
+    server = registry_factory()
+    ref = f"{server.host}/models/tiny:1"
+    push(model_dir, ref, progress=False)
+    dest, cache = tmp_path / "weights", tmp_path / "blobs"
+    first = pull(ref, dest, cache_dir=cache, progress=False)
+    assert not first.skipped and (dest / ".kaito-pull.json").is_file()
+    server.stop()  # from here on, any registry call fails
+
+    again = pull(ref, dest, cache_dir=cache, progress=False)
+    assert again.skipped and again.bytes_downloaded == 0 and again.digest == first.digest
+    assert sorted(again.files) == sorted(first.files)
+
+    # Another reference, or a file changed since it was verified: the record vouches for nothing.
+    with pytest.raises(ArtifactError):
+        pull(f"{server.host}/models/tiny:2", dest, cache_dir=cache, progress=False, timeout=2)
+    (dest / "config.json").unlink()
+    (dest / "config.json").write_text('{"hidden_size": 9}')
+    with pytest.raises(ArtifactError):
+        pull(ref, dest, cache_dir=cache, progress=False, timeout=2)

@@ -22,7 +22,7 @@ from kaito_testing.apiserver import ApiServer, Call
 from kubernetes import client, config
 
 from kaito_core.operator.config import OperatorConfig
-from kaito_core.planning.pod import ImageSettings
+from kaito_core.planning.images import ImageSettings
 from kaito_core.plugins import (
     Architecture,
     GiB,
@@ -107,6 +107,19 @@ class GpuRuntime:
                 str(plan.context_length),
             ],
             "ports": [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}],
+        }
+
+    def worker_container(self, plan: Any) -> dict[str, Any]:
+        """A worker that joins the leader and serves no HTTP: its probes check its own TCP port."""
+        ray = {"tcpSocket": {"port": 6380}, "periodSeconds": 10}
+        return {
+            "name": f"{plan.workspace}-worker",
+            "image": self.image,
+            "command": ["ray"],
+            "args": ["start", "--block"],
+            "ports": [{"name": "ray-node", "containerPort": 6380, "protocol": "TCP"}],
+            "readinessProbe": ray,
+            "livenessProbe": ray,
         }
 
     def engine(self, config: Any) -> Any:
@@ -213,6 +226,39 @@ class Kubelet:
             },
         )
 
+    def probe_statefulset(self, namespace: str, name: str, reachable: dict[str, dict[int, int]]) -> int:
+        """Each pod of the StatefulSet is Ready when its own readiness probe passes, one attempt as the
+        kubelet makes it (kaito_testing.probes), against ``reachable[pod]``: container port -> a port on
+        127.0.0.1 where that pod answers (a pod absent there answers nothing). Returns the ready count,
+        written into the StatefulSet's status as its controller would."""
+        from kaito_testing.probes import attempt
+
+        sts = self.server.get("apps/v1", "StatefulSet", name, namespace)
+        assert sts is not None
+        replicas = sts["spec"].get("replicas", 1)
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        probe = container["readinessProbe"]
+        ready = 0
+        for index in range(replicas):
+            ports = reachable.get(f"{name}-{index}")
+            unreachable = {int(p["containerPort"]): 9 for p in container.get("ports") or []}  # discard
+            if attempt(probe, container, ports if ports is not None else unreachable) is None:
+                ready += 1
+        self.server.patch_status(
+            "apps/v1",
+            "StatefulSet",
+            name,
+            namespace,
+            {
+                "observedGeneration": sts["metadata"]["generation"],
+                "replicas": replicas,
+                "readyReplicas": ready,
+                "updatedReplicas": replicas,
+                "availableReplicas": ready,
+            },
+        )
+        return ready
+
     def pod_failing(self, namespace: str, workspace: str, reason: str, message: str) -> None:
         pod = {
             "apiVersion": "v1",
@@ -314,7 +360,7 @@ class Cluster:
         values: dict[str, Any] = dict(
             provisioner="emulated",
             images=ImageSettings(
-                puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"
+                overrides={"kaito": "example.com/kaito:1"}, registry_prefix="registry.example.com/models"
             ),
             kubeconfig=str(self.server.kubeconfig(OPERATOR_USER)),
             requeue_seconds=0.2,

@@ -13,7 +13,7 @@ from operator_support import EmulatedProvisioner, make_registry
 
 from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.run import run_operator
-from kaito_core.planning.pod import ImageSettings
+from kaito_core.planning.images import ImageSettings
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     config = OperatorConfig(
         provisioner="emulated",
         images=ImageSettings(
-            puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models"
+            overrides={"kaito": "example.com/kaito:1"}, registry_prefix="registry.example.com/models"
         ),
         kubeconfig=kubeconfig,
         requeue_seconds=0.2,

@@ -10,13 +10,17 @@ import pytest
 import yaml
 
 from kaito_core.api import Workspace
+from kaito_core.planning.images import ImageSettings, parse_overrides
 from kaito_core.planning.labels import CONFIG_FILE, MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
 from kaito_core.planning.manifests import inference_manifests, spec_hash, template_manifests
-from kaito_core.planning.pod import ImageSettings, startup_timeout_seconds
+from kaito_core.planning.pod import startup_timeout_seconds
+from kaito_core.planning.volumes import WeightsVolume
 from kaito_core.plugins import AdapterPlan, GiB, Plan, PlanError, PodResources, WeightFile
 
 K8S_VERSION = "1.33.0"
-SETTINGS = ImageSettings(puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models")
+SETTINGS = ImageSettings(
+    overrides={"kaito": "example.com/kaito:1"}, registry_prefix="registry.example.com/models"
+)
 
 
 def workspace(**extra: Any) -> Workspace:
@@ -51,6 +55,7 @@ def plan(nodes: int = 1, **extra: Any) -> Plan:
         node_count=nodes,
         gpus_per_node=1,
         resources=PodResources(gpu=1),
+        disk_bytes=70 * GiB,
     )
     fields.update(extra)
     return Plan(**fields)
@@ -102,7 +107,7 @@ def test_pod_pulls_weights_and_runs_restricted() -> None:
         "model",
         "pull",
         "registry.example.com/models/kaito-phi-3-mini-4k-instruct:bf16",
-        "/workspace/weights",
+        "/var/lib/kaito/weights",
     ]
     assert puller["args"][4:] == ["--registry-config", "/etc/kaito/registry-auth/regcred/.dockerconfigjson"]
     secret_volumes = [v for v in pod["volumes"] if "secret" in v]
@@ -113,7 +118,8 @@ def test_pod_pulls_weights_and_runs_restricted() -> None:
     # 15 min + 18 s/GiB x 20 GiB = 1260 s at a 10 s period
     assert main["startupProbe"]["failureThreshold"] == 126
     assert main["readinessProbe"]["httpGet"]["path"] == "/health" and main["livenessProbe"]
-    assert {"name": "weights", "mountPath": "/workspace/weights", "readOnly": True} in main["volumeMounts"]
+    weights = {"name": "weights", "mountPath": "/workspace/weights", "subPath": "weights", "readOnly": True}
+    assert weights in main["volumeMounts"]
     assert pod["tolerations"] == [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
@@ -132,20 +138,99 @@ def test_startup_timeout_grows_with_size_and_is_capped() -> None:
     assert startup_timeout_seconds(10_000 * GiB) == 180 * 60
 
 
-def test_multi_node_uses_statefulset_with_headless_service() -> None:
+def test_multi_node_is_a_leader_and_workers_with_probes_of_their_own() -> None:
+    worker = {"name": "phi-worker", "image": "vllm:1", "command": ["ray"],
+              "readinessProbe": {"tcpSocket": {"port": 6380}}}  # fmt: skip
     objects = by_kind(
-        inference_manifests(workspace(), plan(nodes=3, pipeline_parallel=3), CONTAINER, SETTINGS)
+        inference_manifests(workspace(), plan(nodes=3, pipeline_parallel=3), CONTAINER, SETTINGS, worker)
     )
     assert set(objects) == {
         "ConfigMap/phi-inference-config",
         "Service/phi-headless",
         "StatefulSet/phi",
+        "StatefulSet/phi-worker",
         "Service/phi",
     }
-    sts = objects["StatefulSet/phi"]["spec"]
-    assert sts["replicas"] == 3 and sts["serviceName"] == "phi-headless"
+    leader, workers = objects["StatefulSet/phi"]["spec"], objects["StatefulSet/phi-worker"]["spec"]
+    assert leader["replicas"] == 1 and workers["replicas"] == 2
+    assert leader["serviceName"] == workers["serviceName"] == "phi-headless"
+    assert leader["selector"]["matchLabels"]["kaito.sh/role"] == "leader"
+    assert workers["selector"]["matchLabels"]["kaito.sh/role"] == "worker"
+    lead = leader["template"]["spec"]["containers"][0]
+    work = workers["template"]["spec"]["containers"][0]
+    assert lead["readinessProbe"]["httpGet"] == {"path": "/health", "port": 5000}
+    assert work["readinessProbe"] == {"tcpSocket": {"port": 6380}} and "livenessProbe" not in work
+    assert {"name": "KAITO_ROLE", "value": "worker"} in work["env"]
+    # every pod pulls the weights: each pipeline stage loads its layers from its own volume
+    assert workers["template"]["spec"]["initContainers"][0]["name"] == "model-weights"
     assert objects["Service/phi-headless"]["spec"]["clusterIP"] == "None"
     assert objects["Service/phi"]["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "phi-0"
+
+
+def test_multi_node_needs_a_runtime_with_workers() -> None:
+    with pytest.raises(PlanError, match="no worker container"):
+        inference_manifests(workspace(), plan(nodes=2, pipeline_parallel=2), CONTAINER, SETTINGS)
+
+
+def test_weights_volume_is_one_sized_volume_shared_by_cache_and_weights() -> None:
+    pod = by_kind(inference_manifests(workspace(), plan(), CONTAINER, SETTINGS))["Deployment/phi"]["spec"][
+        "template"
+    ]["spec"]
+    (weights,) = [v for v in pod["volumes"] if v["name"] == "weights"]
+    assert weights == {"name": "weights", "emptyDir": {"sizeLimit": "70Gi"}}  # phi-3 mini's disk: 70Gi
+    assert len([v for v in pod["volumes"] if "emptyDir" in v and v["name"] != "dshm"]) == 1
+    (puller,) = pod["initContainers"]
+    assert puller["volumeMounts"][0] == {"name": "weights", "mountPath": "/var/lib/kaito"}
+    assert {"name": "KAITO_HOME", "value": "/var/lib/kaito"} in puller["env"]  # the cache: same volume
+
+
+def test_weights_on_a_pvc_make_a_statefulset_with_a_claim_per_pod() -> None:
+    settings = ImageSettings(
+        overrides={"kaito": "example.com/kaito:1"},
+        registry_prefix="registry.example.com/models",
+        weights_volume=WeightsVolume("pvc", storage_class="premium", size="80Gi"),
+    )
+    objects = by_kind(inference_manifests(workspace(), plan(), CONTAINER, settings))
+    assert "Deployment/phi" not in objects
+    sts = objects["StatefulSet/phi"]["spec"]
+    (claim,) = sts["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "weights"
+    assert claim["spec"]["storageClassName"] == "premium"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "80Gi"
+    assert "weights" not in {v["name"] for v in sts["template"]["spec"]["volumes"]}
+    assert objects["Service/phi"]["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "phi-0"
+
+
+def test_weights_volume_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="--weights-volume"):
+        WeightsVolume("hostPath")
+    with pytest.raises(ValueError, match="needs --weights-volume pvc"):
+        WeightsVolume(storage_class="premium")
+    with pytest.raises(PlanError, match="smaller than the weights"):
+        inference_manifests(
+            workspace(), plan(), CONTAINER,
+            ImageSettings(registry_prefix="r.example.com/m", weights_volume=WeightsVolume(size="1Gi")),
+        )  # fmt: skip
+
+
+def test_images_resolve_from_one_place() -> None:
+    settings = ImageSettings(image_registry="reg.example.com/kaito", image_tag="2.0",
+                             overrides={"kaito-runtime-vllm": "mirror.example.com/vllm@sha256:" + "0" * 64},
+                             registry_prefix="r.example.com/m")  # fmt: skip
+    assert settings.puller_image == "reg.example.com/kaito/kaito:2.0"
+    cpu = "kaito-runtime-llamacpp-cpu"
+    assert settings.resolve(cpu) == f"reg.example.com/kaito/{cpu}:2.0"
+    assert settings.resolve("kaito-runtime-vllm").startswith("mirror.example.com/vllm@")
+    assert settings.resolve("my.registry/own:1") == "my.registry/own:1"  # a Workspace's own image
+    pod = by_kind(inference_manifests(workspace(), plan(), {**CONTAINER, "image": "kaito-runtime-vllm"},
+                                      settings))["Deployment/phi"]["spec"]["template"]["spec"]  # fmt: skip
+    assert pod["containers"][0]["image"].startswith("mirror.example.com/vllm@")
+    assert pod["initContainers"][0]["image"] == "reg.example.com/kaito/kaito:2.0"
+    assert ImageSettings().puller_image == "ghcr.io/kaito-python/kaito:0.1.0"
+    assert parse_overrides(["kaito=a.example/k:1,kaito-runtime-vllm=b.example/v:2"]) == {
+        "kaito": "a.example/k:1", "kaito-runtime-vllm": "b.example/v:2"}  # fmt: skip
+    with pytest.raises(ValueError, match="expected NAME=REF"):
+        parse_overrides(["registry.example.com/kaito:1"])
 
 
 def test_adapters_are_pulled_into_their_own_directories() -> None:
@@ -162,11 +247,13 @@ def test_adapters_are_pulled_into_their_own_directories() -> None:
         "model",
         "pull",
         "registry.example.com/adapters/falcon:1",
-        "/mnt/adapter/falcon-lora",
+        "/var/lib/kaito/adapters/falcon-lora",
     ]
     assert "/etc/kaito/registry-auth/adapter-cred/.dockerconfigjson" in adapter["args"]
-    assert {"name": "adapters", "mountPath": "/mnt/adapter"} in adapter["volumeMounts"]
-    assert {v["name"] for v in pod["volumes"]} >= {"adapters", "weights", "config"}
+    assert {"name": "weights", "mountPath": "/var/lib/kaito"} in adapter["volumeMounts"]
+    mount = {"name": "weights", "mountPath": "/mnt/adapter", "subPath": "adapters", "readOnly": True}
+    assert mount in pod["containers"][0]["volumeMounts"]
+    assert {v["name"] for v in pod["volumes"]} >= {"weights", "config"}
 
 
 def test_enablelb_makes_a_load_balancer() -> None:
@@ -219,11 +306,18 @@ def test_hashes_are_stable_and_follow_the_spec() -> None:
 
 
 @pytest.mark.parametrize("nodes", [1, 3])
-def test_every_object_validates_against_the_kubernetes_schemas(nodes: int) -> None:
+@pytest.mark.parametrize("volume", ["emptyDir", "pvc"])
+def test_every_object_validates_against_the_kubernetes_schemas(nodes: int, volume: str) -> None:
     adapters = (AdapterPlan("a1", "registry.example.com/adapters/a1:1"),)
-    objects = inference_manifests(
-        workspace(), plan(nodes=nodes, adapters=adapters, model_access_secret="hf"), CONTAINER, SETTINGS
+    settings = ImageSettings(
+        overrides={"kaito": "example.com/kaito:1"},
+        registry_prefix="registry.example.com/models",
+        weights_volume=WeightsVolume(volume, size="100Gi"),
     )
+    worker = {"name": "phi-worker", "image": "vllm:1", "command": ["ray"],
+              "readinessProbe": {"tcpSocket": {"port": 6380}, "periodSeconds": 10}}  # fmt: skip
+    the_plan = plan(nodes=nodes, adapters=adapters, model_access_secret="hf")
+    objects = inference_manifests(workspace(), the_plan, CONTAINER, settings, worker)
     template = {"spec": {"containers": [{"name": "custom", "image": "my/server:2"}]}}
     objects += template_manifests(workspace(inference={"template": template}))
     for obj in objects:
@@ -266,3 +360,27 @@ def test_examples_with_the_installed_plugins_build_valid_manifests(example: Path
         container = registry.runtime(plan.runtime).container(plan)
         for obj in inference_manifests(ws, plan, container, SETTINGS):
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_weights_from_the_hub_pull_hf_with_the_model_access_secret_as_token() -> None:
+    settings = ImageSettings(weights_from="hub")
+    the_plan = plan(
+        source_repo="microsoft/Phi-3-mini-4k-instruct",
+        source_revision="0a67737cc96d2554230f90338b163bc6380a2a85",
+        model_access_secret="hf-token",
+        files=(WeightFile("model-00001-of-00002.safetensors", 10 * GiB), WeightFile("config.json", 1)),
+    )
+    pod = by_kind(inference_manifests(workspace(), the_plan, CONTAINER, settings))["Deployment/phi"]["spec"][
+        "template"
+    ]["spec"]
+    (puller,) = pod["initContainers"]
+    assert puller["args"] == [
+        "model", "pull", "hf://microsoft/Phi-3-mini-4k-instruct@0a67737cc96d2554230f90338b163bc6380a2a85",
+        "/var/lib/kaito/weights", "--include", "model-00001-of-00002.safetensors", "--include", "config.json",
+    ]  # fmt: skip
+    env = {e["name"]: e for e in puller["env"]}
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}
+    assert env["HF_HOME"]["value"] == "/var/lib/kaito/huggingface"  # on the weights volume, beside KAITO_HOME
+    with pytest.raises(PlanError, match="names no Hugging Face revision"):
+        inference_manifests(workspace(), plan(source_repo="x/y", source_revision="pypi:pkg==1"), CONTAINER,
+                            settings)  # fmt: skip

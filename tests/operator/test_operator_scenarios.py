@@ -4,9 +4,13 @@ Each test works on a Workspace of its own, so the tests pass alone and in any or
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jsonschema
@@ -262,7 +266,7 @@ def test_adapter_change_rewrites_config_and_workload_not_service(
     )
 
 
-def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: OperatorThread) -> None:
+def test_multi_node_preset_runs_as_leader_and_workers(cluster: Cluster, operator: OperatorThread) -> None:
     manifest = workspace_manifest("big", inference={"preset": {"name": "test-model-big"}})
     manifest["resource"]["count"] = 2
     create(cluster, manifest)
@@ -271,19 +275,46 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
         what="two nodes",
     )
     cluster.kubelet.nodes_ready("big")
-    wait_for(lambda: len(children(cluster, "big")) == 4, what="the StatefulSet and its Services")
+    wait_for(lambda: len(children(cluster, "big")) == 5, what="the StatefulSets and their Services")
     objects = children(cluster, "big")
     assert set(objects) == {
         "ConfigMap/big-inference-config",
         "Service/big",
         "Service/big-headless",
         "StatefulSet/big",
+        "StatefulSet/big-worker",
     }
-    assert objects["StatefulSet/big"]["spec"]["replicas"] == 2
+    assert objects["StatefulSet/big"]["spec"]["replicas"] == 1
+    assert objects["StatefulSet/big-worker"]["spec"]["replicas"] == 1
+    leader = objects["StatefulSet/big"]["spec"]["template"]["spec"]["containers"][0]
+    worker = objects["StatefulSet/big-worker"]["spec"]["template"]["spec"]["containers"][0]
+    assert leader["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert worker["readinessProbe"] == {"tcpSocket": {"port": 6380}, "periodSeconds": 10}
     wait_for(
         lambda: ((cluster.workspace("big") or {}).get("status") or {}).get("targetNodeCount") == 2,
         what="targetNodeCount",
     )
+
+    # Real listeners stand in for the pods: the leader serves /health, each worker its Ray port.
+    with _health_server() as health, _tcp_listener() as worker_port:
+        assert cluster.kubelet.probe_statefulset("default", "big", {"big-0": {5000: health}}) == 1
+        # the worker has not joined (nothing on its Ray port): the leader alone is not enough
+        assert cluster.kubelet.probe_statefulset("default", "big-worker", {}) == 0
+        wait_for(
+            lambda: (c := cluster.condition("big", "InferenceReady"))
+            and "StatefulSet big-worker: 0/1" in c["message"],
+            what="InferenceReady False while the worker is not ready",
+        )
+        assert cluster.condition("big", "InferenceReady")["status"] == "False"  # type: ignore[index]
+        # a worker probed like the leader (HTTP /health) would never be ready: it serves no HTTP
+        assert _probe_passes(leader, {5000: worker_port}) is False
+        reachable = {"big-worker-0": {6380: worker_port}}
+        assert cluster.kubelet.probe_statefulset("default", "big-worker", reachable) == 1
+        wait_for(
+            lambda: (c := cluster.condition("big", "InferenceReady")) and c["status"] == "True",
+            what="InferenceReady once every pod passes its own probe",
+        )
+
     update(
         cluster,
         "big",
@@ -292,12 +323,43 @@ def test_multi_node_preset_runs_as_a_statefulset(cluster: Cluster, operator: Ope
         ),
     )
     wait_for(
-        lambda: (
-            len(children(cluster, "big")["StatefulSet/big"]["spec"]["template"]["spec"]["initContainers"])
-            == 2
-        ),
-        what="the StatefulSet updated with the adapter",
+        lambda: len(children(cluster, "big")["StatefulSet/big-worker"]["spec"]["template"]["spec"][
+            "initContainers"
+        ]) == 2,
+        what="the StatefulSets updated with the adapter",
     )
+
+
+def _probe_passes(container: dict[str, Any], ports: dict[int, int]) -> bool:
+    from kaito_testing.probes import attempt
+
+    return attempt(container["readinessProbe"], container, ports) is None
+
+
+@contextlib.contextmanager
+def _health_server() -> Iterator[int]:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _tcp_listener() -> Iterator[int]:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock.getsockname()[1]
 
 
 def test_tuning_workspace_gets_nodes_and_a_clear_job_condition(

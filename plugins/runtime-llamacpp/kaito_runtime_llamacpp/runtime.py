@@ -9,8 +9,10 @@ from kaito_core.plugins import ADAPTER_DIR, MiB
 if TYPE_CHECKING:
     from kaito_core.plugins import Engine, EngineConfig, Plan
 
-#: The image `plugins/runtime-llamacpp/Dockerfile` builds (llama-cpp-python with CUDA, kaito-core).
-IMAGE = "kaito-runtime-llamacpp:0.1.0"
+#: The images `plugins/runtime-llamacpp/Dockerfile.cuda` and `Dockerfile.cpu` build (llama-cpp-python
+#: with CUDA, and its CPU build): bare names, which the operator resolves against its image registry.
+IMAGE = "kaito-runtime-llamacpp"
+CPU_IMAGE = "kaito-runtime-llamacpp-cpu"
 #: Sequences decoded together unless the inference ConfigMap sets `max_batch`.
 DEFAULT_MAX_BATCH = 8
 #: Beside weights and KV cache: llama.cpp's compute buffer (sized for one n_batch=512 micro-batch,
@@ -73,7 +75,7 @@ class LlamaCppRuntime:
         probe_path = {"path": "/health", "port": plan.port}
         return {
             "name": plan.workspace or "inference",
-            "image": plan.image or self.image,
+            "image": self.image_for(plan),
             "command": ["kaito"],
             "args": argv,
             "env": env,
@@ -84,6 +86,13 @@ class LlamaCppRuntime:
             "readinessProbe": {"httpGet": probe_path, "periodSeconds": 5, "failureThreshold": 3},
             "livenessProbe": {"httpGet": probe_path, "periodSeconds": 10, "failureThreshold": 6},
         }
+
+    def image_for(self, plan: Plan) -> str:
+        """A Workspace's own image, else the CUDA build on GPU nodes and the CPU build elsewhere (the
+        planner fills ``plan.image`` with this runtime's default name when the Workspace names none)."""
+        if plan.image and plan.image != self.image:
+            return plan.image
+        return self.image if plan.gpus_per_node and plan.n_gpu_layers != 0 else CPU_IMAGE
 
     def engine(self, config: EngineConfig) -> Engine:
         from kaito_runtime_llamacpp.engine import LlamaCppEngine

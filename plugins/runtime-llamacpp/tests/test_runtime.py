@@ -87,3 +87,13 @@ def test_engine_factory_and_missing_model(tmp_path) -> None:  # type: ignore[no-
     (tmp_path / "b.gguf").write_bytes(b"")
     with pytest.raises(EngineError, match="several GGUF files"):
         find_gguf(str(tmp_path))
+
+
+def test_the_image_is_the_cpu_build_without_gpus_and_the_cuda_build_with_them() -> None:
+    runtime = LlamaCppRuntime()
+    cpu = _plan(image=runtime.image)  # the planner's default: the runtime's own image name
+    gpu = _plan(image=runtime.image, gpus_per_node=1, n_gpu_layers=-1)
+    assert runtime.container(cpu)["image"] == "kaito-runtime-llamacpp-cpu"
+    assert runtime.container(gpu)["image"] == "kaito-runtime-llamacpp"
+    own = _plan(image="registry.example/my-llama:2", gpus_per_node=1, n_gpu_layers=-1)
+    assert runtime.container(own)["image"] == "registry.example/my-llama:2"  # presetOptions.image wins

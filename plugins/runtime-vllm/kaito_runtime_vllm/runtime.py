@@ -13,8 +13,9 @@ from kaito_runtime_vllm.options import OPTIONS_ENV
 if TYPE_CHECKING:
     from kaito_core.plugins import Engine, EngineConfig, Plan
 
-#: The image `plugins/runtime-vllm/Dockerfile` builds: vLLM's OpenAI server image plus kaito.
-IMAGE = "kaito-runtime-vllm:0.1.0"
+#: The image `plugins/runtime-vllm/Dockerfile` builds (vLLM's OpenAI server image plus kaito): a bare
+#: name, which the operator resolves against its image registry and tag.
+IMAGE = "kaito-runtime-vllm"
 #: Memory beside weights and KV cache: CUDA context, cuBLAS/NCCL workspaces, CUDA graphs and the
 #: activation peak of a prefill chunk. KAITO's estimator reserves 2.3 GiB per GPU; vLLM V1 bounds the
 #: activation peak by max-num-batched-tokens (chunked prefill), not by the context length, so the
@@ -22,6 +23,10 @@ IMAGE = "kaito-runtime-vllm:0.1.0"
 OVERHEAD_BYTES = int(2.3 * GiB)
 #: Ray's GCS port on the leader pod of a multi-node (pipeline-parallel) Workspace.
 RAY_PORT = 6379
+#: The Ray node manager port of a worker pod: fixed, so its probes have a port to check.
+RAY_WORKER_PORT = 6380
+#: Seconds between the leader's checks that every node has joined its Ray cluster.
+JOIN_POLL_S = 5
 
 
 def plan_settings(plan: Plan) -> VllmSettings:
@@ -117,7 +122,7 @@ class VllmRuntime:
         if settings.multi_node:
             ports.append({"name": "ray", "containerPort": RAY_PORT, "protocol": "TCP"})
             command = ["/bin/bash", "-c"]
-            args = [self._multi_node_script(plan, serve)]
+            args = [self._leader_script(plan, serve)]
         else:
             command, args = serve[:1], serve[1:]
         container: dict[str, Any] = {
@@ -131,22 +136,46 @@ class VllmRuntime:
         }
         return container
 
-    def _multi_node_script(self, plan: Plan, serve: list[str]) -> str:
-        """Pod 0 of the StatefulSet is the Ray head and serves; the others join it as Ray workers.
-
-        vLLM places its pipeline stages through Ray and waits for the workers' GPUs to join.
-        """
+    def worker_container(self, plan: Plan) -> dict[str, Any]:
+        """A worker pod of a multi-node Plan: joins the leader's Ray cluster and serves no HTTP; its
+        probes check its own Ray node manager port (open once it has joined, closed when Ray stops)."""
         leader = f"{plan.workspace}-0.{plan.workspace}-headless.{plan.namespace}.svc.cluster.local"
+        ray = {"tcpSocket": {"port": RAY_WORKER_PORT}}
+        leader_container = self.container(plan)
+        return {
+            "name": f"{plan.workspace or 'inference'}-worker",
+            "image": plan.image or self.image,
+            "command": ["ray"],
+            "args": [
+                "start",
+                "--block",
+                f"--address={leader}:{RAY_PORT}",
+                f"--num-gpus={plan.gpus_per_node}",
+                f"--node-manager-port={RAY_WORKER_PORT}",
+            ],
+            "env": [e for e in leader_container["env"] if e["name"] != OPTIONS_ENV],
+            "ports": [{"name": "ray-node", "containerPort": RAY_WORKER_PORT, "protocol": "TCP"}],
+            "resources": _resources(plan),
+            "startupProbe": {**ray, "periodSeconds": 10},
+            "readinessProbe": {**ray, "periodSeconds": 10, "failureThreshold": 3},
+            "livenessProbe": {**ray, "periodSeconds": 10, "failureThreshold": 6},
+        }
+
+    def _leader_script(self, plan: Plan, serve: list[str]) -> str:
+        """Pod 0 is the Ray head; it starts `kaito serve` once every node has joined (so its /health,
+        the leader's readiness, turns 200 only with all workers in): vLLM places its pipeline stages
+        through Ray on the workers' GPUs."""
+        count = (
+            "import ray; ray.init(address='auto', logging_level='ERROR'); "
+            "print(sum(1 for n in ray.nodes() if n['Alive']))"
+        )
         return "\n".join([
             "set -euo pipefail",
-            'index="${HOSTNAME##*-}"',
-            'if [ "$index" = "0" ]; then',
-            f"  ray start --head --port={RAY_PORT} --num-gpus={plan.gpus_per_node}",
-            f"  exec {shlex.join(serve)}",
-            "else",
-            f"  exec ray start --address={shlex.quote(leader)}:{RAY_PORT} "
-            f"--num-gpus={plan.gpus_per_node} --block",
-            "fi",
+            f"ray start --head --port={RAY_PORT} --num-gpus={plan.gpus_per_node}",
+            f'until [ "$(python3 -c {shlex.quote(count)} 2>/dev/null || echo 0)" -ge {plan.node_count} ]; do',
+            f'  echo "waiting for {plan.node_count} Ray nodes"; sleep {JOIN_POLL_S}',
+            "done",
+            f"exec {shlex.join(serve)}",
         ])
 
     def engine(self, config: EngineConfig) -> Engine:

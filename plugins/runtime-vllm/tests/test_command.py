@@ -99,7 +99,7 @@ def test_generated_command(label: str, plan: Plan, expected: dict[str, Any]) -> 
         assert "--distributed-executor-backend" not in argv
 
     container = runtime.container(plan)
-    assert container["image"] == "kaito-runtime-vllm:0.1.0"
+    assert container["image"] == "kaito-runtime-vllm"  # a bare name: the operator resolves it
     assert container["ports"][0] == {"name": "http", "containerPort": 5000, "protocol": "TCP"}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == expected.get("gpus", "1")
     env = {e["name"]: e for e in container["env"]}
@@ -116,8 +116,17 @@ def test_generated_command(label: str, plan: Plan, expected: dict[str, Any]) -> 
         leader_line = next(line for line in script.splitlines() if "exec kaito serve" in line)
         serve = shlex.split(leader_line.strip())[2:]
         assert "ray start --head --port=6379 --num-gpus=2" in script
-        assert "ray start --address=ws-phi3-0.ws-phi3-headless.default.svc.cluster.local:6379" in script
+        # the leader serves only once every node has joined its Ray cluster
+        assert f"-ge {plan.node_count} ]" in script.split("exec kaito serve")[0]
         assert {"name": "ray", "containerPort": 6379, "protocol": "TCP"} in container["ports"]
+        worker = runtime.worker_container(plan)
+        assert worker["command"] == ["ray"]
+        assert "--address=ws-phi3-0.ws-phi3-headless.default.svc.cluster.local:6379" in worker["args"]
+        assert "--node-manager-port=6380" in worker["args"] and "--block" in worker["args"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert worker[probe]["tcpSocket"] == {"port": 6380}  # its own Ray port, not the leader's HTTP
+        assert worker["ports"] == [{"name": "ray-node", "containerPort": 6380, "protocol": "TCP"}]
+        assert OPTIONS_ENV not in {e["name"] for e in worker["env"]}
     assert serve[:3] == ["serve", "--runtime", "vllm"]
     config = EngineConfig(
         model_path=flag(serve, "--model") or "",
