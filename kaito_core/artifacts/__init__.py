@@ -22,6 +22,7 @@ from kaito_core.artifacts.reference import Reference
 
 if TYPE_CHECKING:
     from kaito_core.artifacts.auth import Credentials
+    from kaito_core.artifacts.hub import HubClient, HubError, HubFile, HubListing
     from kaito_core.artifacts.inspector import inspect_artifact
     from kaito_core.artifacts.pack import PackResult, pack_preset
     from kaito_core.artifacts.puller import PullResult, pull
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 # the local store, and every other `kaito` command, should not pay for it at start-up.
 _LAZY = {
     "Credentials": "kaito_core.artifacts.auth",
+    "HubClient": "kaito_core.artifacts.hub",
+    "HubError": "kaito_core.artifacts.hub",
+    "HubFile": "kaito_core.artifacts.hub",
+    "HubListing": "kaito_core.artifacts.hub",
     "inspect_artifact": "kaito_core.artifacts.inspector",
     "PackResult": "kaito_core.artifacts.pack",
     "pack_preset": "kaito_core.artifacts.pack",
@@ -52,6 +57,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ArtifactError",
     "Credentials",
+    "HubClient",
+    "HubError",
+    "HubFile",
+    "HubListing",
     "PackResult",
     "PullResult",
     "Reference",
