@@ -32,11 +32,13 @@ def plugins_command(output: str) -> None:
 @click.command("presets")
 @OUTPUT_OPTION
 def presets_command(output: str) -> None:
-    """List the presets the installed plugins provide, with their requirements."""
+    """List the presets the installed plugins provide, with their requirements (deprecated ones,
+    which validation refuses, are left out)."""
     from kaito_core.plugins import default_registry
 
     registry = default_registry()
-    presets = sorted(registry.presets().values(), key=lambda p: (p.family, p.name))
+    usable = [p for p in registry.presets().values() if not p.deprecated]
+    presets = sorted(usable, key=lambda p: (p.family, p.name))
     if output != "table":
         emit_data(
             [
