@@ -55,7 +55,8 @@ def reason(cluster: Cluster, name: str) -> tuple[str, str]:
 def test_a_public_model_is_planned_pinned_and_served(cluster: Cluster, operator: Any, hub: FakeHub) -> None:
     commit = QWEN2_5_CODER_7B.publish(hub)
     create(cluster, hub_workspace("hub-public", QWEN2_5_CODER_7B.repo))
-    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=hub-public"), what="a node")
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=hub-public"),
+             what="a node")
     cluster.kubelet.nodes_ready("hub-public")
     wait_for(lambda: "Deployment/hub-public" in children(cluster, "hub-public"), what="the Deployment")
     ws = cluster.workspace("hub-public") or {}
@@ -63,7 +64,8 @@ def test_a_public_model_is_planned_pinned_and_served(cluster: Cluster, operator:
     wait_for(lambda: (cluster.workspace("hub-public") or {}).get("status", {}).get("modelRevision") == commit,
              what="status.modelRevision")
     hub.commit(QWEN2_5_CODER_7B.repo, {"README.md": "moved on"})  # main moves: the Workspace stays pinned
-    assert (cluster.workspace("hub-public") or {})["metadata"]["annotations"]["kaito.sh/model-revision"] == commit
+    annotations = (cluster.workspace("hub-public") or {})["metadata"]["annotations"]
+    assert annotations["kaito.sh/model-revision"] == commit
 
 
 def test_a_gated_model_reads_hf_token_from_the_model_access_secret(
