@@ -45,3 +45,19 @@ def test_numbers_hold_together(preset: Preset) -> None:
     options = preset.runtime_defaults["vllm"]
     if "tool-call-parser" in options:
         assert options["enable-auto-tool-choice"] == ""
+
+
+def test_a_workspace_naming_phi_2_is_refused_with_kaitos_message() -> None:
+    from kaito_core.api import parse_documents, validate_workspace
+
+    registry = Registry()
+    registry.register(plugin, distribution="kaito-presets-phi4")
+    (document,) = parse_documents(
+        "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: old}\n"
+        "resource: {labelSelector: {matchLabels: {apps: old}}}\ninference: {preset: {name: phi-2}}\n"
+    )
+    assert document.workspace is not None
+    problems = validate_workspace(document.workspace, registry)
+    assert [(p.path, p.message) for p in problems if p.is_error] == [
+        ("inference.preset.name", "Model phi-2 is deprecated and no longer supported")
+    ]
