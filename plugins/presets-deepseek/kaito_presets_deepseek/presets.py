@@ -63,7 +63,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "MIT",
         "vllm": {
             "tool-call-parser": "deepseek_v3",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "deepseek_r1",
             "tokenizer-mode": "deepseek_v32"
         },
@@ -92,7 +92,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "MIT",
         "vllm": {
             "tool-call-parser": "deepseek_v3",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "deepseek_r1",
             "tokenizer-mode": "deepseek_v32"
         },
@@ -121,7 +121,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "MIT",
         "vllm": {
             "tool-call-parser": "deepseek_v3",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "deepseek_r1",
             "tokenizer-mode": "deepseek_v32"
         },
@@ -150,7 +150,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "MIT",
         "vllm": {
             "tool-call-parser": "deepseek_v3",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "deepseek_v3",
             "tokenizer-mode": "deepseek_v32"
         },

@@ -63,7 +63,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "openai",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "openai_gptoss"
         },
         "tuning": None,
@@ -91,7 +91,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "openai",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "reasoning-parser": "openai_gptoss"
         },
         "tuning": None,

@@ -63,7 +63,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Llama 3.1 Community License",
         "vllm": {
             "tool-call-parser": "llama3_json",
-            "enable-auto-tool-choice": ""
+            "enable-auto-tool-choice": True
         },
         "tuning": None,
         "mla": False,
@@ -90,7 +90,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Llama 3.3 Community License",
         "vllm": {
             "tool-call-parser": "llama3_json",
-            "enable-auto-tool-choice": ""
+            "enable-auto-tool-choice": True
         },
         "tuning": None,
         "mla": False,

@@ -43,4 +43,13 @@ def test_numbers_hold_together(preset: Preset) -> None:
     assert preset.default_runtime in preset.runtimes
     options = preset.runtime_defaults["vllm"]
     if "tool-call-parser" in options:
-        assert options["enable-auto-tool-choice"] == ""
+        assert options["enable-auto-tool-choice"] is True  # a bare flag
+
+
+def test_vllm_gets_the_tool_call_flags_kaito_passes() -> None:
+    from kaito_runtime_vllm.args import option_args
+
+    preset = next(p for p in PRESETS if p.name == "llama-3.1-8b-instruct")
+    assert option_args(preset.runtime_defaults["vllm"]) == [
+        "--tool-call-parser", "llama3_json", "--enable-auto-tool-choice"]
+    assert preset.requires_auth

@@ -63,7 +63,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "mistral",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "load-format": "mistral",
             "config-format": "mistral",
             "tokenizer-mode": "mistral"
@@ -98,7 +98,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "mistral",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "load-format": "mistral",
             "config-format": "mistral",
             "tokenizer-mode": "mistral"
@@ -212,7 +212,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "mistral",
-            "enable-auto-tool-choice": "",
+            "enable-auto-tool-choice": True,
             "load-format": "mistral",
             "config-format": "mistral",
             "tokenizer-mode": "mistral"

@@ -47,4 +47,4 @@ def test_numbers_hold_together(preset: Preset) -> None:
     assert preset.default_runtime in preset.runtimes
     options = preset.runtime_defaults["vllm"]
     if "tool-call-parser" in options:
-        assert options["enable-auto-tool-choice"] == ""
+        assert options["enable-auto-tool-choice"] is True  # a bare flag

@@ -63,7 +63,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "hermes",
-            "enable-auto-tool-choice": ""
+            "enable-auto-tool-choice": True
         },
         "tuning": [
             "q_proj",
@@ -95,7 +95,7 @@ SPECS: list[dict[str, Any]] = [
         "license": "Apache-2.0",
         "vllm": {
             "tool-call-parser": "hermes",
-            "enable-auto-tool-choice": ""
+            "enable-auto-tool-choice": True
         },
         "tuning": [
             "q_proj",
