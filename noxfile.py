@@ -87,11 +87,18 @@ def bench_operator(session: nox.Session) -> None:
     _bench(session, "bench_operator.py")
 
 
+@nox.session(name="bench-presets")
+def bench_presets(session: nox.Session) -> None:
+    """Every catalog preset planned on its KAITO example's instance type, beside KAITO's node estimator."""
+    _bench(session, "preset_estimates.py")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark, one after the other."""
     install_project(session, "test", "bench")
-    for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py"):
+    for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py",
+                   "preset_estimates.py"):
         session.run("python", f"benchmarks/{script}")
 
 

@@ -32,3 +32,16 @@ RESERVED_SELECTOR_LABELS: Final = frozenset(
         "karpenter.kaito.sh/inferenceset-namespace",
     }
 )
+
+#: Annotation pinning a Hugging Face model named by repository id to a commit: the user may set it; the
+#: operator writes the commit ``main`` resolved to when it is absent (and reports it in the status).
+MODEL_REVISION_ANNOTATION: Final = "kaito.sh/model-revision"
+
+
+def is_repo_id(name: str) -> bool:
+    """``org/model``, as the Hub spells repository ids: what KAITO (since v0.9) accepts as
+    ``inference.preset.name`` for any Hugging Face model."""
+    import re
+
+    parts = name.split("/")
+    return len(parts) == 2 and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", p) for p in parts)

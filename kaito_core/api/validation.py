@@ -20,7 +20,12 @@ from kaito_core.api.models import (
     TuningSpec,
     Workspace,
 )
-from kaito_core.api.names import BYPASS_RESOURCE_CHECKS, RESERVED_SELECTOR_LABELS, RUNTIME_ANNOTATION
+from kaito_core.api.names import (
+    BYPASS_RESOURCE_CHECKS,
+    RESERVED_SELECTOR_LABELS,
+    RUNTIME_ANNOTATION,
+    is_repo_id,
+)
 from kaito_core.api.urls import url_problem
 from kaito_core.plugins import GiB, InstanceType, Preset
 
@@ -270,6 +275,10 @@ class _Checker:
             return None
         presets = self.registry.presets()
         preset = presets.get(name)
+        if preset is None and is_repo_id(name):
+            # a Hugging Face repository id (KAITO since v0.9): the Hub decides whether it can be served;
+            # `kaito validate`/`kaito plan` read it there, the operator reports its answer in the status
+            return None
         if preset is None:
             known = ", ".join(sorted(presets))
             fix = (f"installed presets: {known}" if known

@@ -11,7 +11,9 @@ Hub's error codes (a broken transfer resumes with ``Range`` from the last chunk 
 - listings carry each file's size and, for LFS files, the sha256 the Hub states; downloads are checked
   against both (the Hub's client only checks sizes);
 - offline (``offline=True`` or ``HF_HUB_OFFLINE=1``) everything is answered from the local Hugging Face
-  cache, and a miss names the repository, revision and file that are missing and how to get them;
+  cache, and a miss names the repository, revision and file that are missing and how to get them; an
+  online listing is noted in the cache (``kaito-listings/<commit>.json`` beside the snapshots), so an
+  offline run can size weights it never downloaded;
 - every failure is one ``HubError`` line a user can act on, with a ``kind`` a caller can branch on
   (``repo-not-found``, ``gated``, ``no-access``, ``unauthorized``, ``revision-not-found``,
   ``entry-not-found``, ``offline``, ``connection``, ``invalid``, ``corrupt``, ``http``). Messages never
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kaito_core.api.names import is_repo_id as is_repo_id  # re-exported: callers of the client use it
 from kaito_core.artifacts.errors import ArtifactError, connection_problem
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -94,12 +97,6 @@ def hub_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def is_repo_id(name: str) -> bool:
-    """``org/model``: what KAITO accepts as ``inference.preset.name`` for any Hugging Face model."""
-    parts = name.split("/")
-    return len(parts) == 2 and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", p) for p in parts)
-
-
 class HubClient:
     """Reads and downloads model repositories; see the module docstring for what it adds."""
 
@@ -154,7 +151,11 @@ class HubClient:
             )
             for s in info.siblings or ()
         )
-        return HubListing(repo, revision, info.sha, files, gated=bool(info.gated), private=bool(info.private))
+        listing = HubListing(
+            repo, revision, info.sha, files, gated=bool(info.gated), private=bool(info.private)
+        )
+        self._remember_listing(listing)
+        return listing
 
     def read_json(self, repo: str, path: str, revision: str | None = None) -> dict[str, Any]:
         """A JSON file of the repository (``config.json``, the safetensors index), parsed."""
@@ -270,6 +271,23 @@ class HubClient:
         except OSError:
             return  # a read-only cache still serves; only the offline lookup of the name is lost
 
+    def _listing_file(self, repo: str, sha: str) -> Path:
+        # kaito's own note beside huggingface_hub's cache: the Hub's listing (sizes, sha256) of a commit,
+        # so that an offline run can size weights it has not downloaded
+        return self._repo_cache(repo) / "kaito-listings" / f"{sha}.json"
+
+    def _remember_listing(self, listing: HubListing) -> None:
+        path = self._listing_file(listing.repo, listing.sha)
+        data = {"gated": listing.gated, "private": listing.private,
+                "files": [[f.path, f.size, f.sha256, f.blob_id] for f in listing.files]}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(path)
+        except OSError:
+            return  # a read-only cache still serves online; offline sizing of this commit is lost
+
     def _cached_commit(self, repo: str, revision: str) -> str:
         root = self._repo_cache(repo)
         if _COMMIT.match(revision) and (root / "snapshots" / revision).is_dir():
@@ -286,6 +304,12 @@ class HubClient:
 
     def _cached_listing(self, repo: str, revision: str) -> HubListing:
         sha = self._cached_commit(repo, revision)
+        try:
+            noted = json.loads(self._listing_file(repo, sha).read_text())
+            return HubListing(repo, revision, sha, tuple(HubFile(*entry) for entry in noted["files"]),
+                              gated=bool(noted["gated"]), private=bool(noted["private"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no note (a cache filled by other tools): what is in the snapshot
         snapshot = self._repo_cache(repo) / "snapshots" / sha
         files = []
         for local in sorted(p for p in snapshot.rglob("*") if p.is_file()):

@@ -63,9 +63,14 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
             _fail(f"{old_file}: the old Workspace file has errors (listed above)")
         old = {(d.workspace.namespace, d.workspace.name): d.workspace for d in documents if d.workspace}
 
+    from kaito_core.cli.hub import resolve_hub_presets
+
+    read = [(path, _read(path)) for path in files]
+    hub_problems = resolve_hub_presets(
+        (d.workspace for _, documents in read for d in documents if d.workspace is not None), registry
+    )
     failed = False
-    for path in files:
-        documents = _read(path)
+    for path, documents in read:
         if not documents:
             click.echo(f"{path}: no Workspace found", err=True)
             failed = True
@@ -78,6 +83,9 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
                     problems.append(FieldError("metadata.name", f"no Workspace {ws.namespace}/{ws.name} in "
                                                f"{old_file}; update checks skipped", "warning"))
                 problems += validate_workspace(ws, registry, old=stored, provisioner=provisioner)
+                if ws.preset_name in hub_problems:
+                    path_of = "tuning.preset.name" if ws.tuning is not None else "inference.preset.name"
+                    problems.append(FieldError(path_of, hub_problems[ws.preset_name or ""]))
             for problem in problems:
                 severity = "" if problem.is_error else "warning: "
                 where = f"{problem.path}: " if problem.path else ""

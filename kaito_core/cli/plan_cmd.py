@@ -59,10 +59,16 @@ def plan_command(
         fail(str(error))
     if not workspaces:
         fail(f"{file} holds no Workspace")
+    from kaito_core.cli.hub import resolve_hub_presets
+
     registry = default_registry()
     config = _read_config(config_file) if config_file else None
+    hub_problems = resolve_hub_presets(workspaces, registry)
     plans = []
     for workspace in workspaces:
+        problem = hub_problems.get(workspace.preset_name or "")
+        if problem is not None:
+            fail(f"workspace {workspace.metadata.name or '<unnamed>'}: {problem}")
         try:
             hardware = _target(workspace, registry, instance_type, nodes_file, local, provisioner)
             plans.append(plan_workspace(workspace, registry, hardware, inference_config=config))

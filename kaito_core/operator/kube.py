@@ -21,6 +21,7 @@ _KINDS: Mapping[str, tuple[type, str]] = {
     "ConfigMap": (client.CoreV1Api, "config_map"),
     "Service": (client.CoreV1Api, "service"),
     "Pod": (client.CoreV1Api, "pod"),
+    "Secret": (client.CoreV1Api, "secret"),
     "Deployment": (client.AppsV1Api, "deployment"),
     "StatefulSet": (client.AppsV1Api, "stateful_set"),
     "Job": (client.BatchV1Api, "job"),
@@ -139,7 +140,22 @@ class Kube:
     def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get("ConfigMap", namespace, name)
 
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One named Secret (a modelAccessSecret): ``get`` only, never a list of Secrets."""
+        return self.get("Secret", namespace, name)
+
     # ------------------------------------------------------------------ the Workspace
+
+    def patch_workspace_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any]:
+        api = client.CustomObjectsApi(self.api)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return _body(
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False
+            )
+        )
 
     def patch_workspace_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         api = client.CustomObjectsApi(self.api)

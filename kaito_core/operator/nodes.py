@@ -17,6 +17,7 @@ import yaml
 from kaito_core.api import LabelSelector, Workspace
 from kaito_core.operator.claims import ClaimRequest, ClaimStep
 from kaito_core.operator.config import OperatorConfig
+from kaito_core.operator.hub_models import HubModelStep
 from kaito_core.operator.kube import Kube
 from kaito_core.operator.status import Check, node_is_ready
 from kaito_core.planning import Hardware, PlanError, plan_workspace
@@ -54,6 +55,7 @@ class NodesOutcome:
     plan_error: Check | None = None
     ready_nodes: list[str] = field(default_factory=list)
     target: int | None = None
+    model_revision: str | None = None  # the commit a Hugging Face model by repository id is pinned to
 
 
 class NodeStep:
@@ -63,6 +65,8 @@ class NodeStep:
         self.config = config
         self.io = io
         self.claims = ClaimStep(kube, config, io)
+        self.hub = HubModelStep(kube, registry, io)
+        self._hub_presets: dict[tuple[str, str], Any] = {}  # (namespace, name) -> Preset for this pass
 
     async def _inference_config(self, ws: Workspace) -> dict[str, Any] | None:
         if ws.inference is None or not ws.inference.config:
@@ -90,10 +94,26 @@ class NodeStep:
     def _plan(self, ws: Workspace, hardware: Hardware, config: dict[str, Any] | None) -> Plan | None:
         if ws.inference is None or ws.inference.preset is None:
             return None  # a custom template or a tuning Workspace
+        preset = self._hub_presets.get((ws.namespace, ws.name))
+        if preset is not None:
+            self.hub.use(preset)  # no await from here to the plan: this Workspace's commit is the one used
         return plan_workspace(ws, self.registry, hardware, config)
 
     async def resources(self, ws: Workspace) -> NodesOutcome:
         """Where the Workspace's nodes stand, and the Plan for them."""
+        revision = None
+        self._hub_presets.pop((ws.namespace, ws.name), None)
+        if self.hub.applies(ws):
+            model = await self.hub.resolve(ws)
+            if model.problem is not None:
+                return NodesOutcome(model.problem, plan_error=model.problem)
+            self._hub_presets[(ws.namespace, ws.name)] = model.preset
+            revision = model.revision
+        outcome = await self._resources(ws)
+        outcome.model_revision = revision
+        return outcome
+
+    async def _resources(self, ws: Workspace) -> NodesOutcome:
         try:
             config = await self._inference_config(ws)
         except PlanError as exc:

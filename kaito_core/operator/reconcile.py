@@ -111,6 +111,8 @@ class Reconciler:
             worker_nodes=resources.ready_nodes,
             target_node_count=resources.target,
         )
+        if resources.model_revision:
+            status["modelRevision"] = resources.model_revision  # also the kaito.sh/model-revision annotation
         outcome = await self._finish(namespace, name, current_status, status, requeue, wrote)
         outcome.waiting_for_nodes = not resources.check.ok
         return outcome

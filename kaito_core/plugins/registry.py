@@ -124,6 +124,11 @@ class Registry:
         self._distributions[name] = (distribution, version)
         self._collected = None
 
+    def refresh(self) -> None:
+        """Collect the registrations again: a plugin whose hooks register a different set of objects
+        than before (presets resolved from the Hugging Face Hub at run time) calls this."""
+        self._collected = None
+
     def load_entry_points(self, only: Iterable[str] | None = None) -> None:
         """Load every plugin advertised in the kaito entry-point groups.
 

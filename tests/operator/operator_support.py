@@ -90,6 +90,9 @@ class GpuRuntime:
     def overhead_bytes(self, plan_context_length: int) -> int:
         return 2 * GiB
 
+    def supports_architecture(self, architecture: str) -> bool:
+        return architecture in {"LlamaForCausalLM", "Qwen2ForCausalLM"}
+
     def container(self, plan: Any) -> dict[str, Any]:
         return {
             "name": plan.workspace,

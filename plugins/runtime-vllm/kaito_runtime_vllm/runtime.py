@@ -78,6 +78,13 @@ class VllmRuntime:
     def overhead_bytes(self, plan_context_length: int) -> int:
         return OVERHEAD_BYTES
 
+    def supports_architecture(self, architecture: str) -> bool:
+        """Whether vLLM serves a Hugging Face model of this ``config.json`` architecture (the planner
+        asks for models named by repository id)."""
+        from kaito_runtime_vllm.architectures import ARCHITECTURES
+
+        return architecture in ARCHITECTURES
+
     def serve_args(self, plan: Plan) -> list[str]:
         """`kaito serve` arguments of the pod (the vLLM specifics travel in KAITO_VLLM_OPTIONS)."""
         settings = plan_settings(plan)

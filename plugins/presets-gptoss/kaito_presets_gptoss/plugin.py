@@ -1,0 +1,14 @@
+"""Entry point of kaito-presets-gptoss (group ``kaito.presets``): registers the gpt-oss presets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kaito_core.plugins import Preset, hookimpl
+from kaito_presets_gptoss.presets import PRESETS
+
+
+@hookimpl
+def kaito_register_presets(register: Callable[[Preset], None]) -> None:
+    for preset in PRESETS:
+        register(preset)

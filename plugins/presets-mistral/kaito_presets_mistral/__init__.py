@@ -1,0 +1,5 @@
+"""kaito-presets-mistral: the Mistral presets of KAITO v0.12's catalog."""
+
+from kaito_presets_mistral.presets import PRESETS, PRESETS_BY_NAME
+
+__all__ = ["PRESETS", "PRESETS_BY_NAME"]

@@ -1,0 +1,5 @@
+"""kaito-presets-qwen: the Qwen presets of KAITO v0.12's catalog."""
+
+from kaito_presets_qwen.presets import PRESETS, PRESETS_BY_NAME
+
+__all__ = ["PRESETS", "PRESETS_BY_NAME"]
