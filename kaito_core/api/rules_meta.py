@@ -60,7 +60,8 @@ def annotation_problems(
                                    "interactivity, throughput"))
         elif value != "balanced":
             problems.append((path, f"performance mode {value} is not implemented by this operator (it runs "
-                                   "vLLM with KAITO's balanced settings); remove the annotation or set balanced"))
+                                   "vLLM with KAITO's balanced settings); remove the annotation or set "
+                                   "balanced"))
     if changed(USE_LOCAL_WEIGHTS):
         value = annotations[USE_LOCAL_WEIGHTS]
         path = f"metadata.annotations[{USE_LOCAL_WEIGHTS}]"

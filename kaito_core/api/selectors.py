@@ -35,7 +35,7 @@ def selector_as_map(selector: LabelSelector) -> dict[str, str]:
     for requirement in selector.match_expressions:
         if requirement.operator == "In":
             if len(requirement.values) != 1:
-                raise SelectorError(f'operator "In" without a single value cannot be converted into the '
+                raise SelectorError('operator "In" without a single value cannot be converted into the '
                                     "old label selector format")
             labels[requirement.key] = requirement.values[0]
         else:

@@ -20,7 +20,12 @@ from kaito_core.api.errors import FieldError, Severity
 from kaito_core.api.models import InferenceSpec, TuningSpec, Workspace
 from kaito_core.api.names import BYPASS_RESOURCE_CHECKS, RUNTIME_ANNOTATION
 from kaito_core.api.rules_meta import annotation_problems, dns1123_label_problem
-from kaito_core.api.selectors import RESERVED_SELECTOR_LABELS, SelectorError, sanitized_labels, selector_as_map
+from kaito_core.api.selectors import (
+    RESERVED_SELECTOR_LABELS,
+    SelectorError,
+    sanitized_labels,
+    selector_as_map,
+)
 from kaito_core.plugins import InstanceType, Preset
 
 if TYPE_CHECKING:
@@ -100,7 +105,8 @@ class _Checker:
 
     def check_create(self) -> None:
         ws = self.ws
-        self.add(annotation_problems(ws.annotations, None, self.registry, self.preset_or_none(ws.preset_name)))
+        preset = self.preset_or_none(ws.preset_name)
+        self.add(annotation_problems(ws.annotations, None, self.registry, preset))
         if ws.inference is None and ws.tuning is None:
             self.error("inference", "Either Inference or Tuning must be specified, not neither")
         elif ws.inference is not None and ws.tuning is not None:
@@ -164,7 +170,8 @@ class _Checker:
             selected = matching_nodes(self.nodes, labels)
             if preset.requirements.gpu_count == 0:
                 if not selected:
-                    self.error("resource.labelSelector", "No nodes found matching the specified label selector")
+                    self.error("resource.labelSelector",
+                               "No nodes found matching the specified label selector")
                 return
             try:
                 gpus = uniform_gpus(selected)
@@ -178,7 +185,8 @@ class _Checker:
         sku = None
         if resource.instance_type:
             sku = self.known_skus.get(resource.instance_type)
-            admitted = bool(self.admitted_prefixes) and resource.instance_type.startswith(self.admitted_prefixes)
+            prefixes = self.admitted_prefixes
+            admitted = bool(prefixes) and resource.instance_type.startswith(prefixes)
             if self.catalog and sku is None and not admitted:
                 self.error("resource.instanceType", f"Unsupported instance type {resource.instance_type}. "
                            f"Supported SKUs: {', '.join(sorted(self.catalog))}")
@@ -326,7 +334,8 @@ class _Checker:
             self.error("resource.count", "field is immutable")
         self.check_instance_type_update(old.resource.instance_type, new.resource.instance_type)
         try:
-            same = selector_as_map(old.resource.label_selector) == selector_as_map(new.resource.label_selector)
+            before = selector_as_map(old.resource.label_selector)
+            same = before == selector_as_map(new.resource.label_selector)
         except SelectorError:
             self.error("resource.labelSelector", "Only allow matchLabels or 'IN' matchExpression")
         else:

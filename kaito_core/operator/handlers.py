@@ -134,7 +134,8 @@ def build_registry(
         def validate(**kwargs: Any) -> None:
             old: Mapping[str, Any] | None = kwargs.get("old")
             errors, notes = admission_problems(
-                dict(kwargs["body"]), dict(old) if old else None, plugins, config.provisioner
+                dict(kwargs["body"]), dict(old) if old else None, plugins, config.provisioner,
+                reconciler.kube.list_nodes,
             )
             kwargs["warnings"].extend(notes)
             if errors:

@@ -8,14 +8,16 @@ kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from kaito_core.api import Workspace, validate_workspace
+from kaito_core.api.selectors import SelectorError, sanitized_labels, selector_as_map
 from kaito_core.operator.certs import self_signed_certificate
 from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
 from kaito_core.plugins import Registry
@@ -25,9 +27,17 @@ CONFIGURATION_NAME = "kaito-workspace-validation"
 
 
 def admission_problems(
-    body: Mapping[str, Any], old: Mapping[str, Any] | None, registry: Registry | None, provisioner: str
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    registry: Registry | None,
+    provisioner: str,
+    list_nodes: Callable[[str], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(errors, warnings) for a Workspace on CREATE (``old`` None) or UPDATE."""
+    """(errors, warnings) for a Workspace on CREATE (``old`` None) or UPDATE.
+
+    With no provisioner (nodes you bring), a CREATE reads the Nodes the selector matches through
+    ``list_nodes`` (a label query such as ``apps=phi-3``), as KAITO's webhook lists them.
+    """
 
     def parse(manifest: Mapping[str, Any]) -> Workspace:
         return Workspace.model_validate({k: v for k, v in manifest.items() if k != "status"})
@@ -42,8 +52,23 @@ def admission_problems(
             previous = parse(old)
         except ValidationError:
             previous = None  # an old object that no longer parses does not block fixing it
+    nodes: list[dict[str, Any]] | None = None
+    if provisioner == NO_PROVISIONER:
+        nodes = []
+        if previous is None and list_nodes is not None:
+            try:
+                labels = sanitized_labels(selector_as_map(ws.resource.label_selector))
+            except SelectorError:
+                labels = None  # reported by the selector rule; no nodes are read
+            if labels:
+                query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                try:
+                    nodes = list_nodes(query)
+                except (ApiException, OSError) as exc:
+                    return [f"Failed to list nodes with labelSelector: {exc}"], []
     problems = validate_workspace(
-        ws, registry, old=previous, provisioner=None if provisioner == NO_PROVISIONER else provisioner
+        ws, registry, old=previous, provisioner=None if provisioner == NO_PROVISIONER else provisioner,
+        nodes=nodes,
     )
     return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
 

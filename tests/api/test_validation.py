@@ -127,12 +127,13 @@ def test_adapters(manifest: Manifest) -> None:
         {"strength": "0.2"},
     ]
     errors = check(manifest(inference={"preset": {"name": "p"}, "adapters": bad}))
-    assert ("inference.adapters[0].strength", "Strength value for Adapter 'a' must be between 0 and 1") in errors
+    out_of_range = "Strength value for Adapter 'a' must be between 0 and 1"
+    assert ("inference.adapters[0].strength", out_of_range) in errors
     assert (
         "inference.adapters[1].strength",
         "Invalid strength value for Adapter 'b': strconv.ParseFloat: parsing \"strong\": invalid syntax",
     ) in errors
-    assert ("inference.adapters[2].strength", "Strength value for Adapter 'a' must be between 0 and 1") in errors
+    assert ("inference.adapters[2].strength", out_of_range) in errors
     assert ("inference.adapters[2].source.name", "Duplicate adapter source name found: a") in errors
     assert (
         "inference.adapters[3].strength",
@@ -140,7 +141,8 @@ def test_adapters(manifest: Manifest) -> None:
     ) in errors
     assert any(path == "inference.adapters[3].source.name" and "RFC 1123" in msg for path, msg in errors)
     assert ("inference.adapters[4].source.urls", "URLs are not supported as adapter source") in errors
-    assert ("inference.adapters[5].source", "Either Image or Volume must be specified for adapter source") in errors
+    no_source = "Either Image or Volume must be specified for adapter source"
+    assert ("inference.adapters[5].source", no_source) in errors
     assert any(path == "inference.adapters[6].source" for path, _ in errors)
     assert ("inference.adapters[3].source.image", "Unable to parse input image reference: invalid reference "
             "format: repository name (r/Bad_Name) must be lowercase") in errors

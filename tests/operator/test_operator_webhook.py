@@ -90,7 +90,7 @@ def test_valid_create_passes_and_immutable_update_is_refused(
     changed = {**created, "resource": {**created["resource"], "instanceType": "Standard_NC48ads_A100_v4"}}
     with pytest.raises(ApiException) as exc:
         api.replace_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces", "valid", changed)
-    assert exc.value.status == 422 and "immutable" in refusal(exc)
+    assert exc.value.status == 422 and "instanceType cannot be changed once set" in refusal(exc)
     ws = cluster.workspace("valid")
     assert ws is not None and ws["resource"]["instanceType"] == "Standard_NC24ads_A100_v4"
 
