@@ -250,3 +250,40 @@ def test_validate_reads_stdin(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["validate", "-"], input=text.replace("phi-3-mini-4k", "phi-9"))
     assert result.exit_code == 1
     assert result.stderr.startswith("-: Workspace/workspace-phi-3-mini: inference.preset.name: Unsupported")
+
+
+def test_nodes_option_checks_against_nodes_you_bring(runner: CliRunner, tmp_path: Path) -> None:
+    ws = yaml.safe_load((ROOT / "examples" / "workspace-phi-3-mini.yaml").read_text())
+    del ws["resource"]["instanceType"]
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump(ws))
+    labels = {"apps": "phi-3", "nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.count": "1"}
+    node_list = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1", "labels": labels}},
+    ]}
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}: Workspace/workspace-phi-3-mini: resource.labelSelector: Failed to get GPU config from "
+        "nvidia labels on node gpu-1: missing required nvidia.com labels on node gpu-1\n"
+    )
+    labels["nvidia.com/gpu.memory"] = "15360"  # 15 GiB: enough for 9Gi
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert (result.exit_code, result.stdout) == (0, "valid\n"), result.stderr
+    labels["apps"] = "other"
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert "No nodes found matching the specified label selector" in result.stderr
+    ws["resource"]["instanceType"] = "Standard_NC6s_v3"
+    path.write_text(yaml.safe_dump(ws))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    byo = "instanceType must be empty when node auto-provisioning is disabled (BYO scenario)"
+    assert byo in result.stderr
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), "--provisioner", "cloud", str(path)])
+    assert result.exit_code == 1 and "not both" in result.stderr
+    nodes.write_text("kind: Pod\nmetadata: {name: p}\n")
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert result.exit_code == 1 and "expected Node objects" in result.stderr
