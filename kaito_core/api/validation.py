@@ -10,7 +10,6 @@ Nodes it is given; it does no I/O. Rules kept stricter than KAITO's on purpose a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,6 @@ MAX_ADAPTERS = 10
 TUNING_METHODS = ("lora", "qlora")
 NAP_REQUIRED = "instanceType is required when node auto-provisioning is enabled"
 BYO_EMPTY = "instanceType must be empty when node auto-provisioning is disabled (BYO scenario)"
-ALPHA_FIELDS = "kaito.sh/v1alpha1-fields"  # conversion's stash of v1alpha1-only fields (accessMode)
 
 __all__ = ["MAX_ADAPTERS", "TUNING_METHODS", "dns1123_label_problem", "format_bytes", "validate_workspace"]
 
@@ -112,6 +110,7 @@ class _Checker:
         elif ws.inference is not None and ws.tuning is not None:
             self.error("tuning", "Either Inference or Tuning must be specified, but not both")
         labels = self.check_selector()
+        self.check_partition()
         if ws.inference is not None:
             preset = self.preset_or_none(ws.inference.preset.name if ws.inference.preset else None)
             self.check_resource_with_inference(ws.inference, None if preset and preset.deprecated else preset,
@@ -144,6 +143,20 @@ class _Checker:
                        "(KAITO puts it on its own nodes and ignores it in a selector); remove it")
         return sanitized_labels(labels)
 
+    def check_partition(self) -> None:
+        """KAITO's GPU partitioning rules; a partition KAITO would admit is refused: no plan exists here."""
+        if self.ws.resource.partition is None:
+            return
+        path = "resource.partition"
+        if self.ws.tuning is not None:
+            self.error(path, "GPU partitioning is not supported for tuning workloads")
+        elif self.nap is True:
+            self.error(path, "GPU partitioning is only supported with BYO nodes (disableNodeAutoProvisioning=true)")
+        else:
+            self.error(path, f"GPU partitioning ({self.ws.resource.partition.mode}) is not supported by this "
+                             "operator: the planner has no plan for MIG or accelerator partitions; remove "
+                             "resource.partition to run on whole GPUs")
+
     def check_instance_type_mode(self, preset: Preset | None) -> bool:
         """KAITO's instanceType rule for the provisioning mode; False when it failed."""
         instance_type = self.ws.resource.instance_type
@@ -161,8 +174,9 @@ class _Checker:
                                       labels: dict[str, str] | None) -> None:
         """KAITO's ResourceSpec.validateCreateWithInference: the nodes (brought or provisioned) against
         the preset; ``preset`` None for a custom template or a preset reported elsewhere."""
-        if not self.check_instance_type_mode(preset) or labels is None:
-            return
+        if not self.check_instance_type_mode(preset) or labels is None \
+                or resource_partitioned(self.ws):
+            return  # a partitioned workload skips the node sizing, as in KAITO (and is refused above)
         resource = self.ws.resource
         if self.nap is False:
             if preset is None or self.nodes is None:
@@ -245,14 +259,10 @@ class _Checker:
         self.add(datarules.duplicate_adapter_names("inference.adapters", inference.adapters))
 
     def check_access_mode(self, path: str) -> None:
-        """v1alpha1's accessMode (kept by conversion in an annotation): private needs an image."""
-        try:
-            stash = json.loads(self.ws.annotations.get(ALPHA_FIELDS, "{}"))
-        except json.JSONDecodeError:
-            return
+        """KAITO's deprecated accessMode: private needs the image in presetOptions."""
         section = self.ws.inference if path.startswith("inference") else self.ws.tuning
         preset = section.preset if section is not None else None
-        if isinstance(stash, dict) and stash.get(f"{path}.accessMode") == "private" and preset is not None:
+        if preset is not None and preset.access_mode == "private":
             image = preset.preset_options.image if preset.preset_options is not None else None
             if not image:
                 self.error(f"{path}.presetOptions.image",
@@ -332,6 +342,8 @@ class _Checker:
                 self.error(section, f"{section.capitalize()} field cannot be toggled once set")
         if old.resource.count != new.resource.count:
             self.error("resource.count", "field is immutable")
+        if old.resource.partition != new.resource.partition:
+            self.error("resource.partition", "field is immutable")
         self.check_instance_type_update(old.resource.instance_type, new.resource.instance_type)
         try:
             before = selector_as_map(old.resource.label_selector)
@@ -376,6 +388,10 @@ class _Checker:
             self.error("tuning.preset", "Preset cannot be changed")
         if (old.method or "").lower() != (new.method or "").lower():
             self.error("tuning.method", "Method cannot be changed")
+
+
+def resource_partitioned(ws: Workspace) -> bool:
+    return ws.resource.partition is not None
 
 
 def format_bytes(size: int) -> str:

@@ -503,6 +503,23 @@ DATA = [
       )],
 ]
 
+MIG = {"mode": "mig", "profile": "1g.10gb"}
+PARTITION = [  # TestValidatePartition / TestValidateMIGModelFit: KAITO admits these behind feature gates
+    Case("TestValidatePartition/mig with valid profile", ws(instance_type=None, labels=A100) | {},
+         [("resource.partition", "GPU partitioning (mig) is not supported by this operator: the planner has no "
+           "plan for MIG or accelerator partitions; remove resource.partition to run on whole GPUs")],
+         mode="byo", differs="GPU partitions"),
+    Case("partition with node auto-provisioning", ws(),
+         [("resource.partition", "GPU partitioning is only supported with BYO nodes "
+                                 "(disableNodeAutoProvisioning=true)")],
+         "GPU partitioning is only supported with BYO nodes"),
+    Case("partition for tuning", ws(tuning=tuning()),
+         [("resource.partition", "GPU partitioning is not supported for tuning workloads")],
+         "GPU partitioning is not supported for tuning workloads"),
+]
+for _case in PARTITION:
+    _case.manifest["resource"]["partition"] = dict(MIG)
+
 ACCESS_MODE = [  # v1alpha1's TestInferenceSpecValidateCreate accessMode cases
     Case("v1alpha1 TestInferenceSpecValidateCreate/Private Access Without Image",
          ws(api="v1alpha1", inference={"preset": {"name": "test-validation-static", "accessMode": "private"}}),
@@ -555,6 +572,9 @@ UPDATES = [
          mode="byo", old=BYO_BASE),
     Case("NAP disabled - instanceType set when it was empty", BASE, [("resource.instanceType", BYO_EMPTY)],
          BYO_EMPTY, mode="byo", old=BYO_BASE),
+    Case("TestResourceSpecValidateUpdate/partition is immutable", BASE,
+         [("resource.partition", "field is immutable")], "field is immutable",
+         old=ws() | {"resource": {**ws()["resource"], "partition": {"mode": "accelerator", "count": 2}}}),
     Case("TestResourceSpecValidateUpdate/Immutable LabelSelector",
          updated(BASE, labelSelector={"matchLabels": {"apps": "other"}}),
          [("resource.labelSelector", "field is immutable")], "field is immutable", old=BASE),
@@ -632,7 +652,7 @@ UPDATES = [
 ]
 
 CASES = RESOURCE_CREATE + SELECTORS + INFERENCE_CREATE + ADAPTERS + WORKSPACE_CREATE + TUNING_CREATE + DATA \
-    + ACCESS_MODE + UPDATES
+    + ACCESS_MODE + PARTITION + UPDATES
 
 
 def run(case: Case, registry: Registry) -> list[tuple[str, str]]:
@@ -668,6 +688,7 @@ def test_a_create_case_stored_and_updated_unchanged_gets_only_update_rules(kaito
     """KAITO runs only its update rules on UPDATE: an object stored as it is updates cleanly unless an
     update rule (adapters, images, the mode's instanceType rule) objects to what it holds."""
     update_only_paths = ("inference.adapters", "tuning.input", "tuning.output", "metadata.name",
+                         "resource.partition",
                          "resource.instanceType", "resource.labelSelector")
     for case in CASES:
         if case.old is not None:
@@ -677,7 +698,9 @@ def test_a_create_case_stored_and_updated_unchanged_gets_only_update_rules(kaito
         assert all(path.startswith(update_only_paths) for path, _ in errors), (case.kaito, errors)
 
 
-def test_the_v1alpha1_access_mode_travels_in_the_conversion_annotation() -> None:
+def test_the_access_mode_is_kept_through_conversion() -> None:
     manifest = ws(api="v1alpha1", inference={"preset": {"name": "x", "accessMode": "private"}})
     stored = Workspace.model_validate(manifest)
-    assert json.loads(stored.annotations["kaito.sh/v1alpha1-fields"]) == {"inference.preset.accessMode": "private"}
+    assert stored.inference is not None and stored.inference.preset is not None
+    assert stored.inference.preset.access_mode == "private"
+    assert json.loads(json.dumps(stored.to_manifest("v1alpha1")))["inference"]["preset"]["accessMode"] == "private"
