@@ -151,7 +151,8 @@ class _Checker:
         if self.ws.tuning is not None:
             self.error(path, "GPU partitioning is not supported for tuning workloads")
         elif self.nap is True:
-            self.error(path, "GPU partitioning is only supported with BYO nodes (disableNodeAutoProvisioning=true)")
+            self.error(path, "GPU partitioning is only supported with BYO nodes "
+                             "(disableNodeAutoProvisioning=true)")
         else:
             self.error(path, f"GPU partitioning ({self.ws.resource.partition.mode}) is not supported by this "
                              "operator: the planner has no plan for MIG or accelerator partitions; remove "
