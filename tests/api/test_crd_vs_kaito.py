@@ -69,7 +69,8 @@ def _version_facts(crd: dict[str, Any], version: str) -> tuple[dict[str, dict[st
     [entry] = [v for v in crd["spec"]["versions"] if v["name"] == version]
     fields: dict[str, dict[str, Any]] = {}
     _walk(entry["schema"]["openAPIV3Schema"], "", fields)
-    columns = [(c["name"], c["jsonPath"], c.get("priority", 0)) for c in entry.get("additionalPrinterColumns", [])]
+    columns = [(c["name"], c["jsonPath"], c.get("priority", 0))
+               for c in entry.get("additionalPrinterColumns", [])]
     return fields, columns
 
 
