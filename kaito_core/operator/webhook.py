@@ -1,12 +1,14 @@
 """The validating admission webhook: the same rules as ``kaito validate`` (kaito_core.api).
 
-The webhook server is kopf's, over TLS. Without a certificate from the user, the operator makes a
-self-signed one at start-up for the names the API server uses; with ``manage_webhook_configuration``
+The webhook server is kopf's, over TLS; it also serves the conversion webhook (conversion.py).
+Without a certificate from the user, the operator makes a self-signed one at start-up for the names the API server uses; with ``manage_webhook_configuration``
 kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -20,8 +22,10 @@ from kaito_core.api import Workspace, validate_workspace
 from kaito_core.api.selectors import SelectorError, sanitized_labels, selector_as_map
 from kaito_core.operator.certs import self_signed_certificate
 from kaito_core.operator.config import NO_PROVISIONER, OperatorConfig
+from kaito_core.operator.conversion import with_conversion
 from kaito_core.plugins import Registry
 
+log = logging.getLogger("kaito.operator")
 WEBHOOK_PATH = "/validate"
 CONFIGURATION_NAME = "kaito-workspace-validation"
 
@@ -73,7 +77,27 @@ def admission_problems(
     return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
+class ConvertingWebhookServer(kopf.WebhookServer):
+    """kopf's server, also answering ConversionReviews at ``<path>/convert``; ``on_client_config`` is
+    called with each client config it advertises (the operator points the CRD's conversion at it)."""
+
+    on_client_config: Callable[[dict[str, Any]], None] | None = None
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async for client_config in self._configs(with_conversion(fn)):
+            if self.on_client_config is not None:
+                callback = self.on_client_config
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, callback, dict(client_config))
+                except (ApiException, OSError) as exc:
+                    log.warning("could not point the Workspace CRD at the conversion webhook: %s", exc)
+            yield client_config
+
+    def _configs(self, fn: Any) -> AsyncIterator[Any]:
+        return super().__call__(fn)
+
+
+class ServiceWebhookServer(ConvertingWebhookServer):
     """kopf's server, advertised to the API server through a Service instead of a URL."""
 
     def __init__(
@@ -82,8 +106,8 @@ class ServiceWebhookServer(kopf.WebhookServer):
         super().__init__(**kwargs)
         self.service = {"name": service_name, "namespace": service_namespace, "port": service_port}
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        async for client_config in super().__call__(fn):
+    async def _configs(self, fn: Any) -> AsyncIterator[Any]:
+        async for client_config in super()._configs(fn):
             config: dict[str, Any] = {"service": {**self.service, "path": self.path or ""}}
             if "caBundle" in client_config:
                 config["caBundle"] = client_config["caBundle"]
@@ -124,4 +148,4 @@ def webhook_server(config: OperatorConfig) -> kopf.WebhookServer:
             host=config.webhook_host,
             **common,
         )
-    return kopf.WebhookServer(host=host, **common)
+    return ConvertingWebhookServer(host=host, **common)
