@@ -97,7 +97,8 @@ class Kube:
 
     def patch_crd(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         api = client.ApiextensionsV1Api(self.api)
-        return _body(api.patch_custom_resource_definition(name, dict(patch), _preload_content=False))
+        return _body(api.patch_custom_resource_definition(
+            name, dict(patch), _preload_content=False, _content_type="application/merge-patch+json"))
 
     def list_nodes(self, selector: str) -> list[dict[str, Any]]:
         api = client.CoreV1Api(self.api)

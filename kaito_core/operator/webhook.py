@@ -1,8 +1,9 @@
 """The validating admission webhook: the same rules as ``kaito validate`` (kaito_core.api).
 
 The webhook server is kopf's, over TLS; it also serves the conversion webhook (conversion.py).
-Without a certificate from the user, the operator makes a self-signed one at start-up for the names the API server uses; with ``manage_webhook_configuration``
-kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration.
+Without a certificate from the user, the operator makes a self-signed one at start-up for the names
+the API server uses; with ``manage_webhook_configuration`` kopf writes that certificate's CA bundle
+into the ValidatingWebhookConfiguration (and the operator into the CRD's conversion webhook).
 """
 
 from __future__ import annotations

