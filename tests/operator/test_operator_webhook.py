@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -120,12 +121,12 @@ def test_conversion_goes_through_the_operators_webhook(
     """The operator points the CRD at its /convert; the emulator then converts through it as the API
     server does: v1beta1 stored, read and written through v1alpha1 and back, nothing lost; the real
     kubectl reads workspaces.v1alpha1.kaito.sh."""
-    crd = wait_for(
-        lambda: (
-            lambda c: c if (c or {}).get("spec", {}).get("conversion", {}).get("strategy") == "Webhook" else None
-        )(cluster.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "workspaces.kaito.sh")),
-        what="the CRD's conversion webhook",
-    )
+    def webhook_crd() -> dict[str, Any] | None:
+        crd = cluster.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "workspaces.kaito.sh")
+        strategy = (crd or {}).get("spec", {}).get("conversion", {}).get("strategy")
+        return crd if strategy == "Webhook" else None
+
+    crd = wait_for(webhook_crd, what="the CRD's conversion webhook")
     client_config = crd["spec"]["conversion"]["webhook"]["clientConfig"]
     assert client_config["url"].endswith("/validate/convert") and client_config["caBundle"]
     api = workspaces(cluster)
@@ -167,4 +168,5 @@ def test_conversion_goes_through_the_operators_webhook(
         capture_output=True, text=True, timeout=60, check=True,
     )
     read = json.loads(shown.stdout)
-    assert read["apiVersion"] == "kaito.sh/v1alpha1" and "kaito.sh/v1beta1-fields" in read["metadata"]["annotations"]
+    assert read["apiVersion"] == "kaito.sh/v1alpha1"
+    assert "kaito.sh/v1beta1-fields" in read["metadata"]["annotations"]
