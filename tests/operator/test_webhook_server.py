@@ -114,3 +114,29 @@ def test_admission_with_nodes_you_bring_reads_the_selected_nodes() -> None:
                       "required nvidia.com labels on node n1"]
     errors, _ = admission_problems(body, body, registry, "none", list_nodes)
     assert errors == [] and queries == ["apps=x,pool=a"]
+
+
+def test_conversion_review_answers_as_the_api_server_expects() -> None:
+    from kaito_core.operator.conversion import conversion_review, conversion_stanza
+
+    beta = {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "w"},
+            "resource": {"labelSelector": {"matchLabels": {"a": "b"}}}, "status": {"state": "Ready"}}
+    review = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+              "request": {"uid": "u1", "desiredAPIVersion": "kaito.sh/v1alpha1", "objects": [beta]}}
+    answer = conversion_review(review)
+    assert answer["kind"] == "ConversionReview" and answer["response"]["uid"] == "u1"
+    assert answer["response"]["result"] == {"status": "Success"}
+    [alpha] = answer["response"]["convertedObjects"]
+    assert alpha["apiVersion"] == "kaito.sh/v1alpha1" and "state" not in alpha["status"]
+    back = conversion_review({"request": {"uid": "u2", "desiredAPIVersion": "kaito.sh/v1beta1",
+                                          "objects": [alpha]}})
+    assert back["response"]["convertedObjects"] == [beta]  # nothing lost
+    bad = conversion_review({"request": {"uid": "u3", "desiredAPIVersion": "kaito.sh/v2", "objects": [beta]}})
+    assert bad["response"]["result"]["status"] == "Failure"
+    assert "cannot convert Workspace w: unknown Workspace version" in bad["response"]["result"]["message"]
+    stanza = conversion_stanza({"service": {"name": "s", "namespace": "n", "port": 443, "path": "/validate"},
+                                "caBundle": "Q0E="})
+    client = {"service": {"name": "s", "namespace": "n", "port": 443, "path": "/validate/convert"},
+              "caBundle": "Q0E="}
+    webhook = {"conversionReviewVersions": ["v1"], "clientConfig": client}
+    assert stanza == {"strategy": "Webhook", "webhook": webhook}
