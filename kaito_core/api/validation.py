@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from kaito_core.plugins import Registry
 
 MAX_ADAPTERS = 10
+TRANSFORMERS = "transformers"  # KAITO's second runtime's name (kaito.sh/runtime: transformers)
 TUNING_METHODS = ("lora", "qlora")
 NAP_REQUIRED = "instanceType is required when node auto-provisioning is enabled"
 BYO_EMPTY = "instanceType must be empty when node auto-provisioning is disabled (BYO scenario)"
@@ -196,6 +197,7 @@ class _Checker:
             total, per_gpu = len(selected) * gpus.total_memory, gpus.total_memory // max(gpus.count, 1)
             self.check_gpu_memory(preset, f"{len(selected)} x {gpus.count}x {gpus.product} (nodes you bring)",
                                   total, per_gpu)
+            self.check_transformers_multinode(preset, gpus.total_memory)
             return
         sku = None
         if resource.instance_type:
@@ -210,6 +212,16 @@ class _Checker:
         if self.nap is True and self.runtime_of(preset) == "vllm":
             return  # as KAITO: with provisioning, vLLM's node count is sized by the planner instead
         self.check_gpu_memory(preset, sku.name, resource.count * sku.total_gpu_memory, sku.gpu_memory)
+        self.check_transformers_multinode(preset, sku.total_gpu_memory)
+
+    def check_transformers_multinode(self, preset: Preset, machine_memory: int) -> None:
+        """KAITO: a model larger than one machine needs several nodes, which Transformers cannot serve.
+        The rule waits for the transformers runtime (the tuning issue adds it); until then the runtime
+        annotation itself is refused as not installed."""
+        if (self.runtime_of(preset) == TRANSFORMERS and preset.distributed_inference
+                and preset.requirements.total_gpu_memory > machine_memory):
+            self.error("inference", "Multi-node distributed inference is not supported with Huggingface "
+                                    "Transformers runtime")
 
     def check_gpu_memory(self, preset: Preset, machine: str, total: int, per_gpu: int) -> None:
         bypass = BYPASS_RESOURCE_CHECKS in self.ws.annotations  # KAITO: the annotation's presence

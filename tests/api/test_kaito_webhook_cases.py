@@ -698,6 +698,31 @@ def test_a_create_case_stored_and_updated_unchanged_gets_only_update_rules(kaito
         assert all(path.startswith(update_only_paths) for path, _ in errors), (case.kaito, errors)
 
 
+def test_transformers_multinode_rule_applies_once_the_runtime_exists(kaito_registry: Registry) -> None:
+    """KAITO's Transformers rule, with a runtime of that name registered (the tuning issue adds it)."""
+    class Transformers(OtherRuntime):
+        name = "transformers"
+
+    class Plugin:
+        @hookimpl
+        def kaito_register_runtimes(self, register: Any) -> None:
+            register(Transformers())
+
+    reg = Registry()
+    reg.register(PresetPlugin(make_preset("big", total_gpu_memory=48 * GiB, distributed_inference=True,
+                                          runtimes=("vllm", "transformers"))), distribution="p")
+    reg.register(ProvisionerPlugin(AzureLike()), distribution="azure-like")  # type: ignore[arg-type]
+    reg.register(RuntimePlugin(), distribution="vllm-like")
+    reg.register(Plugin(), distribution="transformers")
+    manifest = ws(inference=preset("big"), count=2, annotations={"kaito.sh/runtime": "transformers"})
+    case = Case("TestResourceSpecValidateCreate/transformers + distributed inference", manifest,
+                [("inference", "Multi-node distributed inference is not supported with Huggingface Transformers "
+                               "runtime")])
+    assert run(case, reg) == case.errors
+    manifest["metadata"]["annotations"] = {"kaito.sh/runtime": "vllm"}
+    assert run(Case("vllm", manifest, []), reg) == []
+
+
 def test_the_access_mode_is_kept_through_conversion() -> None:
     manifest = ws(api="v1alpha1", inference={"preset": {"name": "x", "accessMode": "private"}})
     stored = Workspace.model_validate(manifest)
