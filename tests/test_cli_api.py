@@ -63,7 +63,7 @@ resource:
 """
 
 
-def preset(name: str) -> Preset:
+def preset(name: str, gpu_memory: int = 9 * GiB) -> Preset:
     return Preset(
         name=name,
         family="phi3",
@@ -77,7 +77,7 @@ def preset(name: str) -> Preset:
             head_dim=96,
             context_length=4096,
         ),
-        requirements=Requirements(gpu_count=1, total_gpu_memory=9 * GiB, per_gpu_memory=0, disk=80 * GiB),
+        requirements=Requirements(gpu_count=1, total_gpu_memory=gpu_memory, per_gpu_memory=0, disk=80 * GiB),
         runtimes=("vllm",),
         default_runtime="vllm",
         license="MIT",
@@ -103,6 +103,7 @@ class Plugin:
     def kaito_register_presets(self, register: Callable[[Preset], None]) -> None:
         register(preset("phi-3-mini-4k-instruct"))
         register(preset("phi-3-mini-128k-instruct"))
+        register(preset("phi-3-medium-4k-instruct", 28 * GiB))
 
     @hookimpl
     def kaito_register_provisioners(self, register: Callable[[Any], None]) -> None:
@@ -139,8 +140,10 @@ def test_every_mistake_is_listed_with_file_object_and_path(runner: CliRunner, tm
         "of lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
         "character (e.g. 'my-name', or '123-abc')",
         f"{bad}: Workspace/Bad_Name: inference: Preset and Template cannot be set at the same time",
-        f"{bad}: Workspace/Bad_Name: inference.adapters[0].strength: strength must be a number between 0 "
-        "and 1, got '7'",
+        f"{bad}: Workspace/Bad_Name: inference.adapters: Runtime validation: vLLM does not support adapter "
+        "strength",
+        f"{bad}: Workspace/Bad_Name: inference.adapters[0].strength: Strength value for Adapter 'a' must be "
+        "between 0 and 1",
         f"{bad}: Workspace/second: resource.count: Input should be a valid integer, unable to parse string "
         "as an integer (got 'lots')",
     ]
@@ -187,12 +190,13 @@ def test_old_option_checks_updates(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_warnings_do_not_fail(runner: CliRunner, tmp_path: Path) -> None:
     ws = yaml.safe_load((ROOT / "examples" / "workspace-phi-3-mini.yaml").read_text())
-    ws["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf"}
+    ws["inference"]["preset"]["name"] = "phi-3-medium-4k-instruct"  # 28Gi on a 16Gi V100
+    ws["metadata"]["annotations"] = {"kaito.sh/bypass-resource-checks": "True"}
     path = tmp_path / "ws.yaml"
     path.write_text(yaml.safe_dump(ws))
     result = runner.invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0 and result.stdout == "valid\n"
-    assert "warning: This preset does not require a modelAccessSecret" in result.stderr
+    assert "warning: Insufficient total GPU memory" in result.stderr
 
 
 def test_unreadable_and_empty_files(runner: CliRunner, tmp_path: Path) -> None:
@@ -246,3 +250,40 @@ def test_validate_reads_stdin(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["validate", "-"], input=text.replace("phi-3-mini-4k", "phi-9"))
     assert result.exit_code == 1
     assert result.stderr.startswith("-: Workspace/workspace-phi-3-mini: inference.preset.name: Unsupported")
+
+
+def test_nodes_option_checks_against_nodes_you_bring(runner: CliRunner, tmp_path: Path) -> None:
+    ws = yaml.safe_load((ROOT / "examples" / "workspace-phi-3-mini.yaml").read_text())
+    del ws["resource"]["instanceType"]
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump(ws))
+    labels = {"apps": "phi-3", "nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.count": "1"}
+    node_list = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1", "labels": labels}},
+    ]}
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}: Workspace/workspace-phi-3-mini: resource.labelSelector: Failed to get GPU config from "
+        "nvidia labels on node gpu-1: missing required nvidia.com labels on node gpu-1\n"
+    )
+    labels["nvidia.com/gpu.memory"] = "15360"  # 15 GiB: enough for 9Gi
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert (result.exit_code, result.stdout) == (0, "valid\n"), result.stderr
+    labels["apps"] = "other"
+    nodes.write_text(yaml.safe_dump(node_list))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert "No nodes found matching the specified label selector" in result.stderr
+    ws["resource"]["instanceType"] = "Standard_NC6s_v3"
+    path.write_text(yaml.safe_dump(ws))
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    byo = "instanceType must be empty when node auto-provisioning is disabled (BYO scenario)"
+    assert byo in result.stderr
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), "--provisioner", "cloud", str(path)])
+    assert result.exit_code == 1 and "not both" in result.stderr
+    nodes.write_text("kind: Pod\nmetadata: {name: p}\n")
+    result = runner.invoke(cli, ["validate", "--nodes", str(nodes), str(path)])
+    assert result.exit_code == 1 and "expected Node objects" in result.stderr

@@ -22,8 +22,8 @@ V1ALPHA1_FIELDS = "kaito.sh/v1alpha1-fields"
 V1BETA1_FIELDS = "kaito.sh/v1beta1-fields"
 
 #: Dotted paths of fields one version has and the other lacks.
-ONLY_IN_V1ALPHA1 = ("inference.preset.accessMode", "tuning.preset.accessMode")
-ONLY_IN_V1BETA1 = ("status.state", "status.targetNodeCount")
+ONLY_IN_V1ALPHA1: tuple[str, ...] = ()  # accessMode is in both versions, as in KAITO's CRD
+ONLY_IN_V1BETA1 = ("status.state", "status.targetNodeCount", "status.performance")
 
 
 def v1alpha1_to_v1beta1(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ HEADER = "# Generated from kaito_core/api by `kaito crd > crds/kaito.sh_workspac
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 #: Keywords a structural schema may carry that we copy through unchanged.
 _KEEP = ("description", "type", "format", "enum", "minimum", "maximum", "exclusiveMinimum",
-         "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", PRESERVE)
+         "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", PRESERVE,
+         "x-kubernetes-list-type", "x-kubernetes-map-type")
 
 
 def _condition_column(condition: str) -> dict[str, str]:
@@ -40,17 +41,14 @@ def _condition_column(condition: str) -> dict[str, str]:
 def printer_columns(version: str) -> list[dict[str, Any]]:
     """``kubectl get workspace`` columns: the instance type, the condition statuses, the age."""
     conditions = ["ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded"]
-    if version == "v1alpha1":
-        conditions.append("WorkspaceReady")
     columns: list[dict[str, Any]] = [
         {"name": "Instance", "type": "string", "jsonPath": ".resource.instanceType"}
     ]
     columns += [_condition_column(c) for c in conditions]
-    if version == "v1beta1":
+    if version == "v1beta1":  # shown by default, as KAITO shows them
         columns += [
-            {"name": "State", "type": "string", "jsonPath": ".status.state", "priority": 1},
-            {"name": "TargetNodeCount", "type": "integer", "jsonPath": ".status.targetNodeCount",
-             "priority": 1},
+            {"name": "TargetNodeCount", "type": "integer", "jsonPath": ".status.targetNodeCount"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
         ]
     columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
     return columns

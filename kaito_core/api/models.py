@@ -56,17 +56,33 @@ class ObjectMeta(_Open):
 # ------------------------------------------------------------------------------------------ resource
 
 
+ATOMIC_LIST: dict[str, Any] = {"x-kubernetes-list-type": "atomic"}
+
+
 class LabelSelectorRequirement(_Spec):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    values: list[str] = Field(default_factory=list, json_schema_extra=ATOMIC_LIST)
 
 
 class LabelSelector(_Spec):
     """A Kubernetes label selector; the provisioner puts ``matchLabels`` on every node it creates."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
     match_labels: dict[str, str] = Field(default_factory=dict)
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, json_schema_extra=ATOMIC_LIST)
+
+
+class PartitionSpec(_Spec):
+    """GPU partitioning (KAITO's MIG and accelerator partitions). Admission refuses it here: the planner has
+    no plan for GPU partitions yet (docs/api.md)."""
+
+    mode: Literal["mig", "accelerator"] = Field(
+        description='"mig" (NVIDIA Multi-Instance GPU) or "accelerator" (several whole GPUs).')
+    profile: str | None = Field(None, description='The MIG profile, e.g. "1g.10gb" (mig mode only).')
+    count: int | None = Field(None, ge=1, description="Whole GPUs to allocate (accelerator mode only).")
 
 
 class ResourceSpec(_Spec):
@@ -82,6 +98,8 @@ class ResourceSpec(_Spec):
         default_factory=list,
         description="Existing nodes to prefer; a node without the required labels is ignored.",
     )
+    partition: PartitionSpec | None = Field(
+        None, description="GPU partitioning (MIG or accelerator); refused at admission (not planned yet).")
 
 
 # ------------------------------------------------------------------------------------------ inference
@@ -101,6 +119,12 @@ class PresetSpec(_Spec):
     """A model the installed preset plugins know, by name (``kaito presets`` lists them)."""
 
     name: str = Field(description="Name of an installed preset, e.g. phi-3-mini-4k-instruct.")
+    access_mode: Literal["public", "private"] | None = Field(
+        None,
+        description="Deprecated: whether the model image is in a public or private registry (default public; "
+                    "private needs presetOptions.image).",
+        json_schema_extra={"default": "public"},
+    )
     preset_options: PresetOptions | None = None
 
 
@@ -159,6 +183,9 @@ class InferenceSpec(_Spec):
 class TuningSpec(_Spec):
     """Fine-tune a preset with LoRA or QLoRA."""
 
+    # required in the CRD as in KAITO's; optional in the model so that validation names what is missing
+    model_config = ConfigDict(json_schema_extra={"required": ["input", "output"]})
+
     preset: PresetSpec | None = Field(None, description="The base model to tune.")
     method: str | None = Field(None, description="lora or qlora.")
     config: str | None = Field(
@@ -174,12 +201,13 @@ class TuningSpec(_Spec):
 class Condition(_Open):
     """A metav1.Condition."""
 
-    type: str
+    type: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                              r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
     status: Literal["True", "False", "Unknown"]
-    reason: str | None = None
+    reason: str | None = Field(None, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     message: str | None = None
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
+    last_transition_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(None, ge=0, json_schema_extra={"format": "int64"})
 
 
 class WorkspaceStatusBase(_Open):
@@ -193,6 +221,12 @@ class WorkspaceStatusBase(_Open):
         return None
 
 
+class Performance(_Open):
+    """Inference benchmark results, as KAITO reports them (metrics by name; written by the operator)."""
+
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 WorkspaceState = Literal["Pending", "Ready", "NotReady", "Running", "Succeeded", "Failed"]
 
 
@@ -200,7 +234,8 @@ class WorkspaceStatus(WorkspaceStatusBase):
     """Observed state; v1beta1 adds ``state`` and ``targetNodeCount``."""
 
     state: WorkspaceState | None = None
-    target_node_count: int | None = None
+    target_node_count: int | None = Field(None, json_schema_extra={"format": "int32"})
+    performance: Performance | None = None
 
 
 # ------------------------------------------------------------------------------------------ workspace

@@ -28,7 +28,7 @@ RESERVED_SELECTOR_LABELS: Final = frozenset(
         "kaito.sh/ragenginenamespace",
         "karpenter.kaito.sh/workspace-name",
         "karpenter.kaito.sh/workspace-namespace",
-        "karpenter.kaito.sh/inferenceset-name",
+        "karpenter.kaito.sh/inferenceset",
         "karpenter.kaito.sh/inferenceset-namespace",
     }
 )

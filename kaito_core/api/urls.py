@@ -46,17 +46,19 @@ def url_problem(url: str) -> str | None:
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError as exc:
-        return f"{url!r} is not a valid URL ({exc})"
-    if parts.scheme not in ("http", "https"):
-        return f"{url!r}: only http and https URLs are supported"
+        return f"invalid data source URL: {url!r} ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"data source URL must use HTTP or HTTPS: {url!r}"
     if not hostname:
-        return f"{url!r} has no host"
+        return f"invalid data source URL: {url!r} has no host"
     host = hostname.rstrip(".").lower()
     if host in BLOCKED_HOSTS or host.endswith(BLOCKED_SUFFIXES):
-        return f"{url!r} points at a local, cluster-internal or metadata host ({host}); use a public URL"
+        return (f"data source URL must not target a local or metadata endpoint: {url!r} points at a local, "
+                f"cluster-internal or metadata host ({host}); use a public URL")
     address = _literal_address(host)
     if address is not None and _is_internal(address):
-        return f"{url!r} points at a non-public address ({address}); use a public URL"
+        return (f"data source URL must not target a loopback, private, or link-local address: {url!r} "
+                f"points at a non-public address ({address}); use a public URL")
     return None
 
 

@@ -2,7 +2,7 @@
 
 It differs from v1beta1 (:mod:`kaito_core.api.models`) only where KAITO's versions differ:
 
-* ``preset.accessMode`` (public|private) exists only here;
+* ``status.performance`` exists only in v1beta1 (``preset.accessMode`` is in both, as in KAITO);
 * ``resource.instanceType`` defaults to ``Standard_NC24ads_A100_v4`` here;
 * ``status.state`` and ``status.targetNodeCount`` exist only in v1beta1.
 
@@ -36,10 +36,6 @@ DEFAULT_INSTANCE_TYPE = "Standard_NC24ads_A100_v4"
 
 class PresetSpecV1Alpha1(PresetSpec):
     """A model the installed preset plugins know, by name (``kaito presets`` lists them)."""
-
-    access_mode: Literal["public", "private"] | None = Field(
-        None, description="Whether the model image is in a public or private registry (default public)."
-    )
 
 
 class ResourceSpecV1Alpha1(ResourceSpec):

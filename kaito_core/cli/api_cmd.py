@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -36,13 +36,19 @@ def crd() -> None:
               help="Check instance types against this installed provisioner's catalog.")
 @click.option("--old", "old_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="The stored Workspace(s): also check what an update may not change.")
-def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | None) -> None:
+@click.option("--nodes", "nodes_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Nodes you bring (`kubectl get nodes -o yaml`): check against them, as the webhook "
+                   "does with node auto-provisioning off.")
+def validate(
+    files: tuple[Path, ...], provisioner: str | None, old_file: Path | None, nodes_file: Path | None
+) -> None:
     """Check Workspace files (multi-document YAML, v1alpha1 or v1beta1) against every validation rule.
 
     FILE may be `-` for stdin, e.g. `kubectl get wk -o yaml | kaito validate -`.
 
     Prints `valid` and exits 0 when there is no error; otherwise lists every error on stderr and exits 1.
     Warnings (e.g. GPU memory under kaito.sh/bypass-resource-checks) are printed but do not fail.
+    --provisioner and --nodes are the webhook's two modes (node auto-provisioning on or off); give one.
     """
     from kaito_core.api import FieldError, validate_workspace
     from kaito_core.plugins import PluginError, default_registry
@@ -55,6 +61,10 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
             registry.provisioner(provisioner)
         except PluginError as exc:
             _fail(str(exc))
+
+    if provisioner is not None and nodes_file is not None:
+        _fail("give --provisioner (node auto-provisioning) or --nodes (nodes you bring), not both")
+    nodes = _read_nodes(nodes_file) if nodes_file is not None else None
 
     old: dict[tuple[str, str], Workspace] = {}
     if old_file is not None:
@@ -82,7 +92,7 @@ def validate(files: tuple[Path, ...], provisioner: str | None, old_file: Path | 
                 if old_file is not None and stored is None:
                     problems.append(FieldError("metadata.name", f"no Workspace {ws.namespace}/{ws.name} in "
                                                f"{old_file}; update checks skipped", "warning"))
-                problems += validate_workspace(ws, registry, old=stored, provisioner=provisioner)
+                problems += validate_workspace(ws, registry, old=stored, provisioner=provisioner, nodes=nodes)
                 if ws.preset_name in hub_problems:
                     path_of = "tuning.preset.name" if ws.tuning is not None else "inference.preset.name"
                     problems.append(FieldError(path_of, hub_problems[ws.preset_name or ""]))
@@ -112,6 +122,28 @@ def convert(file: Path, version: str) -> None:
         _fail(f"{file}: no Workspace found")
     manifests = [d.workspace.to_manifest(version) for d in documents if d.workspace is not None]
     click.echo(yaml.safe_dump_all(manifests, sort_keys=False, default_flow_style=False), nl=False)
+
+
+def _read_nodes(path: Path) -> list[dict[str, Any]]:
+    """Node objects from YAML: a List (`kubectl get nodes -o yaml`), or Nodes, one per document."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        _fail(f"{path}: cannot read nodes: {exc}")
+    nodes: list[dict[str, Any]] = []
+    for document in documents:
+        if not isinstance(document, dict):
+            continue
+        items = document.get("items") if str(document.get("kind", "")).endswith("List") else [document]
+        for item in items or []:
+            if not isinstance(item, dict) or item.get("kind", "Node") != "Node":
+                _fail(f"{path}: expected Node objects (kubectl get nodes -o yaml), got "
+                      f"{item.get('kind') if isinstance(item, dict) else type(item).__name__}")
+            nodes.append(item)
+    return nodes
 
 
 def _read(path: Path) -> list[Document]:

@@ -22,7 +22,6 @@ from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.kube import GROUP, NC_GROUP, NC_PLURAL, NC_VERSION, PLURAL, VERSION
 from kaito_core.operator.reconcile import Reconciler
 from kaito_core.operator.webhook import admission_problems
-from kaito_core.planning.byo import brought_node_problems, sanitized_match_labels
 from kaito_core.planning.labels import WORKSPACE_LABEL, WORKSPACE_NAMESPACE_LABEL
 from kaito_core.plugins import Registry
 
@@ -54,17 +53,6 @@ async def _sleep(event: asyncio.Event, stopped: Any, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _brought_nodes(reconciler: Reconciler, body: Mapping[str, Any]) -> list[str]:
-    """KAITO's webhook checks on the nodes a preset Workspace will run on (BYO, on create)."""
-    preset = ((body.get("inference") or {}).get("preset") or {}).get("name")
-    if not preset:
-        return []  # a custom template: its needs are unknown, as KAITO says
-    match = (((body.get("resource") or {}).get("labelSelector") or {}).get("matchLabels")) or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(sanitized_match_labels(match).items()))
-    nodes = await reconciler.io(reconciler.kube.list_nodes, selector)
-    return brought_node_problems(nodes)
 
 
 def build_registry(
@@ -150,13 +138,13 @@ def build_registry(
         @kopf.on.validate(
             GROUP, VERSION, PLURAL, id="workspace", registry=registry, operations=["CREATE", "UPDATE"]
         )
-        async def validate(**kwargs: Any) -> None:
+        def validate(**kwargs: Any) -> None:
             old: Mapping[str, Any] | None = kwargs.get("old")
-            body = dict(kwargs["body"])
-            errors, notes = admission_problems(body, dict(old) if old else None, plugins, config.provisioner)
+            errors, notes = admission_problems(
+                dict(kwargs["body"]), dict(old) if old else None, plugins, config.provisioner,
+                reconciler.kube.list_nodes,
+            )
             kwargs["warnings"].extend(notes)
-            if not errors and config.brings_nodes and old is None:
-                errors = await _brought_nodes(reconciler, body)
             if errors:
                 raise kopf.AdmissionError("; ".join(errors), code=422)
 

@@ -97,6 +97,11 @@ class Kube:
 
     # ------------------------------------------------------------------ cluster objects
 
+    def patch_crd(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        api = client.ApiextensionsV1Api(self.api)
+        return _body(api.patch_custom_resource_definition(
+            name, dict(patch), _preload_content=False, _content_type="application/merge-patch+json"))
+
     def list_nodes(self, selector: str) -> list[dict[str, Any]]:
         api = client.CoreV1Api(self.api)
         return _body(api.list_node(label_selector=selector, _preload_content=False)).get("items", [])

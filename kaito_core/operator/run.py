@@ -12,10 +12,11 @@ from typing import Any
 import kopf
 
 from kaito_core.operator.config import FINALIZER, KARPENTER, OperatorConfig
+from kaito_core.operator.conversion import crd_patch
 from kaito_core.operator.handlers import build_registry
 from kaito_core.operator.kube import NC_GROUP, NC_PLURAL, NC_VERSION, Kube, load_api_client
 from kaito_core.operator.reconcile import Reconciler
-from kaito_core.operator.webhook import CONFIGURATION_NAME, webhook_server
+from kaito_core.operator.webhook import CONFIGURATION_NAME, ConvertingWebhookServer, webhook_server
 from kaito_core.plugins import Registry
 
 ANNOTATION_PREFIX = "operator.kaito.sh"
@@ -103,13 +104,23 @@ async def operate(
             api.configuration.refresh_api_key_hook(api.configuration)  # a rotated in-cluster token
         return connection_info(api)
 
+    settings = operator_settings(config, watch_timeout)
+    server = settings.admission.server
+    if config.manage_webhook_configuration and isinstance(server, ConvertingWebhookServer):
+        kube = reconciler.kube
+
+        def point_crd_at(client_config: dict[str, Any]) -> None:
+            kube.patch_crd(*crd_patch(client_config))
+
+        server.on_client_config = point_crd_at
+
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="kaito-api")
     )
     await kopf.operator(
         registry=registry,
-        settings=operator_settings(config, watch_timeout),
+        settings=settings,
         standalone=config.peering is None,
         peering_name=config.peering,
         clusterwide=not config.namespaces,

@@ -1,33 +1,48 @@
 """The validating admission webhook: the same rules as ``kaito validate`` (kaito_core.api).
 
-The webhook server is kopf's, over TLS. Without a certificate from the user, the operator makes a
-self-signed one at start-up for the names the API server uses; with ``manage_webhook_configuration``
-kopf writes that certificate's CA bundle into the ValidatingWebhookConfiguration.
+The webhook server is kopf's, over TLS; it also serves the conversion webhook (conversion.py).
+Without a certificate from the user, the operator makes a self-signed one at start-up for the names
+the API server uses; with ``manage_webhook_configuration`` kopf writes that certificate's CA bundle
+into the ValidatingWebhookConfiguration (and the operator into the CRD's conversion webhook).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from kaito_core.api import Workspace, validate_workspace
+from kaito_core.api.selectors import SelectorError, sanitized_labels, selector_as_map
 from kaito_core.operator.certs import self_signed_certificate
 from kaito_core.operator.config import BYO_ALIASES, NODECLAIM_MODES, OperatorConfig
+from kaito_core.operator.conversion import with_conversion
 from kaito_core.plugins import Registry
 
+log = logging.getLogger("kaito.operator")
 WEBHOOK_PATH = "/validate"
 CONFIGURATION_NAME = "kaito-workspace-validation"
 
 
 def admission_problems(
-    body: Mapping[str, Any], old: Mapping[str, Any] | None, registry: Registry | None, provisioner: str
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    registry: Registry | None,
+    provisioner: str,
+    list_nodes: Callable[[str], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(errors, warnings) for a Workspace on CREATE (``old`` None) or UPDATE."""
+    """(errors, warnings) for a Workspace on CREATE (``old`` None) or UPDATE.
+
+    With no provisioner (nodes you bring), a CREATE reads the Nodes the selector matches through
+    ``list_nodes`` (a label query such as ``apps=phi-3``), as KAITO's webhook lists them.
+    """
 
     def parse(manifest: Mapping[str, Any]) -> Workspace:
         return Workspace.model_validate({k: v for k, v in manifest.items() if k != "status"})
@@ -42,13 +57,51 @@ def admission_problems(
             previous = parse(old)
         except ValidationError:
             previous = None  # an old object that no longer parses does not block fixing it
+    nodes: list[dict[str, Any]] | None = None
+    if provisioner in BYO_ALIASES:
+        nodes = []
+        if previous is None and list_nodes is not None:
+            try:
+                labels = sanitized_labels(selector_as_map(ws.resource.label_selector))
+            except SelectorError:
+                labels = None  # reported by the selector rule; no nodes are read
+            if labels:
+                query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                try:
+                    nodes = list_nodes(query)
+                except (ApiException, OSError) as exc:
+                    return [f"Failed to list nodes with labelSelector: {exc}"], []
     # NodeClaim modes have no plugin of their own: instance types are sized by every installed catalog.
-    in_process = provisioner not in BYO_ALIASES and provisioner not in NODECLAIM_MODES
-    problems = validate_workspace(ws, registry, old=previous, provisioner=provisioner if in_process else None)
+    claims = provisioner in NODECLAIM_MODES
+    in_process = provisioner not in BYO_ALIASES and not claims
+    problems = validate_workspace(
+        ws, registry, old=previous, provisioner=provisioner if in_process else None, nodes=nodes,
+        node_claims=claims,
+    )
     return [str(p) for p in problems if p.is_error], [str(p) for p in problems if not p.is_error]
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
+class ConvertingWebhookServer(kopf.WebhookServer):
+    """kopf's server, also answering ConversionReviews at ``<path>/convert``; ``on_client_config`` is
+    called with each client config it advertises (the operator points the CRD's conversion at it)."""
+
+    on_client_config: Callable[[dict[str, Any]], None] | None = None
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async for client_config in self._configs(with_conversion(fn)):
+            if self.on_client_config is not None:
+                callback = self.on_client_config
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, callback, dict(client_config))
+                except (ApiException, OSError) as exc:
+                    log.warning("could not point the Workspace CRD at the conversion webhook: %s", exc)
+            yield client_config
+
+    def _configs(self, fn: Any) -> AsyncIterator[Any]:
+        return super().__call__(fn)
+
+
+class ServiceWebhookServer(ConvertingWebhookServer):
     """kopf's server, advertised to the API server through a Service instead of a URL."""
 
     def __init__(
@@ -57,8 +110,8 @@ class ServiceWebhookServer(kopf.WebhookServer):
         super().__init__(**kwargs)
         self.service = {"name": service_name, "namespace": service_namespace, "port": service_port}
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        async for client_config in super().__call__(fn):
+    async def _configs(self, fn: Any) -> AsyncIterator[Any]:
+        async for client_config in super()._configs(fn):
             config: dict[str, Any] = {"service": {**self.service, "path": self.path or ""}}
             if "caBundle" in client_config:
                 config["caBundle"] = client_config["caBundle"]
@@ -99,4 +152,4 @@ def webhook_server(config: OperatorConfig) -> kopf.WebhookServer:
             host=config.webhook_host,
             **common,
         )
-    return kopf.WebhookServer(host=host, **common)
+    return ConvertingWebhookServer(host=host, **common)

@@ -39,13 +39,14 @@ COMMON: dict[str, Any] = {
 
 def alpha(**extra: Any) -> dict[str, Any]:
     manifest = copy.deepcopy(COMMON) | {"apiVersion": "kaito.sh/v1alpha1"}
-    manifest["inference"]["preset"]["accessMode"] = "private"
+    manifest["inference"]["preset"]["accessMode"] = "private"  # in both versions, as in KAITO
     return manifest | extra
 
 
 def beta() -> dict[str, Any]:
     manifest = copy.deepcopy(COMMON) | {"apiVersion": "kaito.sh/v1beta1"}
-    manifest["status"] |= {"state": "Ready", "targetNodeCount": 2}
+    manifest["status"] |= {"state": "Ready", "targetNodeCount": 2,
+                           "performance": {"metrics": {"ttft": {"unit": "ms", "value": "12"}}}}
     return manifest
 
 
@@ -53,10 +54,8 @@ def test_v1alpha1_round_trip_through_v1beta1() -> None:
     original = alpha()
     converted = v1alpha1_to_v1beta1(original)
     assert converted["apiVersion"] == "kaito.sh/v1beta1"
-    assert "accessMode" not in converted["inference"]["preset"]  # v1beta1 has no such field
-    assert json.loads(converted["metadata"]["annotations"][V1ALPHA1_FIELDS]) == {
-        "inference.preset.accessMode": "private"
-    }
+    assert converted["inference"]["preset"]["accessMode"] == "private"  # both versions have it
+    assert V1ALPHA1_FIELDS not in converted["metadata"].get("annotations", {})  # nothing v1alpha1-only
     # every field both versions have is there unchanged
     for section in ("resource", "status"):
         assert converted[section] == original[section]
@@ -76,6 +75,7 @@ def test_v1beta1_round_trip_through_v1alpha1() -> None:
     assert json.loads(converted["metadata"]["annotations"][V1BETA1_FIELDS]) == {
         "status.state": "Ready",
         "status.targetNodeCount": 2,
+        "status.performance": {"metrics": {"ttft": {"unit": "ms", "value": "12"}}},
     }
     assert converted["inference"] == original["inference"]
     assert v1alpha1_to_v1beta1(converted) == original

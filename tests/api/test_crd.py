@@ -41,7 +41,7 @@ def test_versions_names_columns_and_subresources() -> None:
         assert version["subresources"] == {"status": {}}
         columns = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority", 0) == 0]
         expected = ["Instance", "ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded"]
-        expected += ["WorkspaceReady"] if name == "v1alpha1" else []
+        expected += ["TargetNodeCount", "State"] if name == "v1beta1" else []  # by default, as KAITO
         assert columns == [*expected, "Age"]
         paths = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
         assert paths["Instance"] == ".resource.instanceType"
@@ -165,7 +165,10 @@ def test_the_crd_schema_rejects_wrong_documents() -> None:
     assert any(e.startswith("resource.count:") for e in errors)
     assert any("'nmae' was unexpected" in e for e in errors)
     document = yaml.safe_load((ROOT / "examples" / "workspace-phi-3-mini.yaml").read_text())
-    document["inference"]["preset"]["accessMode"] = "public"  # a v1alpha1-only field
-    assert any("'accessMode' was unexpected" in e for e in crd_errors(document))
-    document["apiVersion"] = "kaito.sh/v1alpha1"
+    document["inference"]["preset"]["accessMode"] = "public"  # in both versions, as in KAITO
     assert crd_errors(document) == []
+    document["status"] = {"performance": {"metrics": {}}}  # a v1beta1-only status field
+    assert crd_errors(document) == []
+    document["apiVersion"] = "kaito.sh/v1alpha1"
+    document["resource"]["count"] = 0
+    assert any(e.startswith("resource.count:") for e in crd_errors(document))

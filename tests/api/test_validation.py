@@ -90,7 +90,8 @@ def test_model_access_secret(manifest: Manifest, plugin_registry: Registry) -> N
     assert check(gated, plugin_registry) == [
         (
             "inference.preset.presetOptions.modelAccessSecret",
-            "This preset requires authentication and needs a modelAccessSecret with HF_TOKEN key",
+            "This preset requires authentication and needs a modelAccessSecret with HF_TOKEN key under "
+            "presetOptions to download the model",
         )
     ]
     gated["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
@@ -98,8 +99,12 @@ def test_model_access_secret(manifest: Manifest, plugin_registry: Registry) -> N
     needless = manifest(
         inference={"preset": {"name": "phi-3-mini-4k-instruct", "presetOptions": {"modelAccessSecret": "hf"}}}
     )
-    problems = validate_workspace(Workspace.model_validate(needless), plugin_registry)
-    assert [p.severity for p in problems] == ["warning"]
+    assert check(needless, plugin_registry) == [
+        (
+            "inference.preset.presetOptions.modelAccessSecret",
+            "This preset does not require a modelAccessSecret with HF_TOKEN key under presetOptions",
+        )
+    ]
 
 
 def test_adapters(manifest: Manifest) -> None:
@@ -122,28 +127,26 @@ def test_adapters(manifest: Manifest) -> None:
         {"strength": "0.2"},
     ]
     errors = check(manifest(inference={"preset": {"name": "p"}, "adapters": bad}))
-    assert (
-        "inference.adapters[0].strength",
-        "strength must be a number between 0 and 1, got '1.5'",
-    ) in errors
+    out_of_range = "Strength value for Adapter 'a' must be between 0 and 1"
+    assert ("inference.adapters[0].strength", out_of_range) in errors
     assert (
         "inference.adapters[1].strength",
-        "strength must be a number between 0 and 1, got 'strong'",
+        "Invalid strength value for Adapter 'b': strconv.ParseFloat: parsing \"strong\": invalid syntax",
     ) in errors
-    assert (
-        "inference.adapters[2].strength",
-        "strength must be a number between 0 and 1, got 'nan'",
-    ) in errors
+    assert ("inference.adapters[2].strength", out_of_range) in errors
     assert ("inference.adapters[2].source.name", "Duplicate adapter source name found: a") in errors
     assert (
         "inference.adapters[3].strength",
-        "strength must be a number between 0 and 1, got '-0.1'",
+        "Strength value for Adapter 'Bad_Name' must be between 0 and 1",
     ) in errors
     assert any(path == "inference.adapters[3].source.name" and "RFC 1123" in msg for path, msg in errors)
     assert ("inference.adapters[4].source.urls", "URLs are not supported as adapter source") in errors
-    assert ("inference.adapters[5].source", "an adapter source needs an image (or a volumeSource)") in errors
+    no_source = "Either Image or Volume must be specified for adapter source"
+    assert ("inference.adapters[5].source", no_source) in errors
     assert any(path == "inference.adapters[6].source" for path, _ in errors)
-    assert len(errors) == 9
+    assert ("inference.adapters[3].source.image", "Unable to parse input image reference: invalid reference "
+            "format: repository name (r/Bad_Name) must be lowercase") in errors
+    assert len(errors) == 10
 
     eleven = [adapter(f"a{i}") for i in range(11)]
     assert check(manifest(inference={"preset": {"name": "p"}, "adapters": eleven})) == [
@@ -236,14 +239,15 @@ def test_tuning_rules(manifest: Manifest, plugin_registry: Registry) -> None:
         ("tuning.preset.name", "preset no-tuning does not support tuning")
     ]
     assert errors(input={}) == [
-        ("tuning.input", "exactly one of urls, image or volumeSource must be specified (none is set)")
+        ("tuning.input", "Exactly one of URLs, Volume, or Image must be specified (none is set)")
     ]
     assert errors(input={"urls": ["https://e.org/d"], "image": "r/d:1"}) == [
-        ("tuning.input", "exactly one of urls, image or volumeSource must be specified (got urls, image)")
+        ("tuning.input", "Exactly one of URLs, Volume, or Image must be specified (got urls, image)")
     ]
     assert errors(input={"urls": ["https://e.org/ok", "http://169.254.169.254/latest/meta-data"]}) == [
         (
             "tuning.input.urls[1]",
+            "data source URL must not target a loopback, private, or link-local address: "
             "'http://169.254.169.254/latest/meta-data' points at a non-public address (169.254.169.254); "
             "use a public URL",
         )
@@ -251,7 +255,8 @@ def test_tuning_rules(manifest: Manifest, plugin_registry: Registry) -> None:
     assert errors(output={"image": "r/out:1"}) == [
         (
             "tuning.output.imagePushSecret",
-            "an output image requires imagePushSecret (a Secret with push credentials for the registry)",
+            "Must specify imagePushSecret with destination image (a Secret with push credentials for the "
+            "registry)",
         )
     ]
     assert errors(output={"volumeSource": {"emptyDir": {}}}) == []
@@ -346,7 +351,7 @@ def test_update_immutable_fields(manifest: Manifest) -> None:
     new["inference"]["preset"]["name"] = "phi-3-mini-128k-instruct"
     assert check(new, old=old) == [
         ("resource.count", "field is immutable"),
-        ("resource.instanceType", "field is immutable"),
+        ("resource.instanceType", "instanceType cannot be changed once set"),
         ("resource.labelSelector", "field is immutable"),
         ("inference.preset", "field is immutable"),
     ]
@@ -363,7 +368,7 @@ def test_update_cannot_toggle_inference_or_tuning(manifest: Manifest) -> None:
     ]
     old_tuning = Workspace.model_validate(manifest(inference=None, tuning=tuning()))
     assert check(manifest(inference=None, tuning=tuning(method="lora")), old=old_tuning) == [
-        ("tuning.method", "field is immutable")
+        ("tuning.method", "Method cannot be changed")
     ]
 
 

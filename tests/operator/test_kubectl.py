@@ -90,6 +90,8 @@ def test_examples_apply_and_get_wk_shows_the_printer_columns(kubectl: object) ->
         "INFERENCEREADY",
         "JOBSTARTED",
         "WORKSPACESUCCEEDED",
+        "TARGETNODECOUNT",  # shown by default, as KAITO shows them
+        "STATE",
         "AGE",
     ]
     cells = row.split()

@@ -48,6 +48,9 @@ class AKSProvisioner:
     """Creates and deletes AKS agent pools for Workspaces. Registered as ``aks``."""
 
     name = "aks"
+    #: Admission lets unlisted Azure GPU and D-series SKUs through, as KAITO's webhook does on Azure;
+    #: ARM then decides (its error reaches the Workspace status).
+    admitted_sku_prefixes = ("Standard_N", "Standard_D")
 
     def __init__(
         self,

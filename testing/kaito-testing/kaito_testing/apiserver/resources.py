@@ -30,6 +30,7 @@ class ResourceType:
     printer_columns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by version
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # openAPIV3Schema by version
     categories: tuple[str, ...] = ()
+    conversion: dict[str, Any] = field(default_factory=dict)  # a CRD's spec.conversion
 
     @property
     def key(self) -> tuple[str, str]:
@@ -174,4 +175,5 @@ def from_crd(crd: dict[str, Any]) -> ResourceType:
         scale_subresource=any("scale" in (v.get("subresources") or {}) for v in versions),
         printer_columns={v["name"]: list(v.get("additionalPrinterColumns", [])) for v in versions},
         schemas={v["name"]: (v.get("schema") or {}).get("openAPIV3Schema", {}) for v in versions},
+        conversion=dict(spec.get("conversion") or {}),
     )

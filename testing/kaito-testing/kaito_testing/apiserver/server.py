@@ -15,6 +15,7 @@ import json
 import ssl
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,26 +293,28 @@ class Emulator:
                 for obj in items:
                     store.delete(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
                 return _json({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
-            return self._list_response(request, target, items, query)
+            return await self._list_response(request, target, items, query)
         if verb == "get":
             obj = store.get(rt, namespace, target.name or "")
             if target.subresource == "scale":
                 return _json(self._scale(obj))
+            served = await self._one(obj, rt, version)
             if "as=Table" in request.headers.get("Accept", ""):
                 return _json(
-                    table(rt, version, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+                    table(rt, version, [served], {"resourceVersion": obj["metadata"]["resourceVersion"]})
                 )
-            return _json(_served(obj, rt, version))
+            return _json(served)
         body = await self._body(request)
         dry_run = "dryRun" in query
         if verb == "create":
             if not isinstance(body, dict):
                 raise ApiError(400, "BadRequest", "the body must be an object")
+            body, stored_as = await self._to_storage(body, rt, version)
             await self._admit(rt, version, "CREATE", namespace, body, None, user=request.headers)
             if dry_run:
-                return _json(_served(body, rt, version), 201)
-            obj = store.create(rt, namespace, body, version)
-            return _json(_served(obj, rt, version), 201)
+                return _json(await self._one(body, rt, version), 201)
+            obj = store.create(rt, namespace, body, stored_as)
+            return _json(await self._one(obj, rt, version), 201)
         name = target.name or ""
         if verb == "delete":
             options = body if isinstance(body, dict) else {}
@@ -327,16 +330,17 @@ class Emulator:
                         "details": {"name": name, "kind": rt.plural, "uid": obj["metadata"]["uid"]},
                     }
                 )
-            return _json(_served(obj, rt, version))
+            return _json(await self._one(obj, rt, version))
         if target.subresource == "scale":
             raise ApiError(405, "MethodNotAllowed", "writing the scale subresource is not supported here")
         old = store.get(rt, namespace, name)
         if verb == "update":
             if not isinstance(body, dict):
                 raise ApiError(400, "BadRequest", "the body must be an object")
+            body, stored_as = await self._to_storage(body, rt, version)
             if target.subresource is None:
                 await self._admit(rt, version, "UPDATE", namespace, body, old, user=request.headers)
-            obj = store.replace(rt, namespace, name, body, target.subresource, version)
+            obj = store.replace(rt, namespace, name, body, target.subresource, stored_as)
         else:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in PATCH_TYPES:
@@ -362,7 +366,7 @@ class Emulator:
             obj = store.patch(
                 rt, namespace, name, PATCH_TYPES[content_type], body, target.subresource, version
             )
-        return _json(_served(obj, rt, version))
+        return _json(await self._one(obj, rt, version))
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
@@ -391,7 +395,7 @@ class Emulator:
             "status": {"replicas": obj.get("status", {}).get("replicas", 0)},
         }
 
-    def _list_response(
+    async def _list_response(
         self, request: web.Request, target: _Target, items: list[dict[str, Any]], query: dict[str, str]
     ) -> web.Response:
         rt, version = target.rt, target.version
@@ -411,6 +415,7 @@ class Emulator:
                 json.dumps({"start": start + limit, "rv": list_rv}).encode()
             ).decode()
             meta["remainingItemCount"] = len(items) - start - limit
+        page = await self._in_version(page, rt, version)
         if "as=Table" in request.headers.get("Accept", ""):
             return _json(table(rt, version, page, meta))
         return _json(
@@ -418,7 +423,7 @@ class Emulator:
                 "kind": f"{rt.kind}List",
                 "apiVersion": rt.api_version(version),
                 "metadata": meta,
-                "items": [_served(o, rt, version) for o in page],
+                "items": page,
             }
         )
 
@@ -459,7 +464,7 @@ class Emulator:
                 await response.write(self._line({"type": "ERROR", "object": gone.status()}))
                 return response
             for event in pending:
-                await response.write(self._event_line(event, rt, version))
+                await response.write(await self._event_line(event, rt, version))
             if initial_end:
                 await response.write(self._line(self._bookmark(rt, version, initial=True)))
             loop = asyncio.get_running_loop()
@@ -484,7 +489,7 @@ class Emulator:
                 received = getter.result()
                 if received is None:
                     break
-                await response.write(self._event_line(received, rt, version))
+                await response.write(await self._event_line(received, rt, version))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -507,8 +512,65 @@ class Emulator:
     def _line(data: dict[str, Any]) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
-    def _event_line(self, event: Event, rt: ResourceType, version: str) -> bytes:
-        return self._line({"type": event.type, "object": _served(event.obj, rt, version)})
+    async def _event_line(self, event: Event, rt: ResourceType, version: str) -> bytes:
+        return self._line({"type": event.type, "object": await self._one(event.obj, rt, version)})
+
+    # ------------------------------------------------------------------ conversion
+
+    async def _one(self, obj: dict[str, Any], rt: ResourceType, version: str) -> dict[str, Any]:
+        [served] = await self._in_version([obj], rt, version)
+        return served
+
+    async def _to_storage(
+        self, body: dict[str, Any], rt: ResourceType, version: str
+    ) -> tuple[dict[str, Any], str]:
+        """A written object in the storage version (through the conversion webhook when the CRD has one)
+        and the version its schema is checked in."""
+        if rt.conversion.get("strategy") != "Webhook" or version == rt.versions[0]:
+            return body, version
+        return await self._one({**body, "apiVersion": body.get("apiVersion") or rt.api_version(version)},
+                               rt, rt.versions[0]), rt.versions[0]
+
+    async def _in_version(
+        self, objs: list[dict[str, Any]], rt: ResourceType, version: str
+    ) -> list[dict[str, Any]]:
+        """Objects as ``version`` serves them: ``conversion.strategy: Webhook`` posts a ConversionReview
+        (clientConfig.url only), as the API server does; otherwise only apiVersion changes (None)."""
+        target = rt.api_version(version)
+        pending = [o for o in objs if o.get("apiVersion") != target]
+        if rt.conversion.get("strategy") != "Webhook" or not pending:
+            return [_served(o, rt, version) for o in objs]
+        client = (rt.conversion.get("webhook") or {}).get("clientConfig") or {}
+        what = f"conversion webhook for {target}, Kind={rt.kind}"
+        url = client.get("url")
+        if not url:
+            raise ApiError(500, "InternalError", f"{what} failed: the emulator can only call webhooks by "
+                                                 "clientConfig.url")
+        context: ssl.SSLContext | None = None
+        if url.startswith("https"):
+            context = ssl.create_default_context()
+            if client.get("caBundle"):
+                context.load_verify_locations(cadata=base64.b64decode(client["caBundle"]).decode())
+        review = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "ConversionReview",
+            "request": {"uid": str(uuid.uuid4()), "desiredAPIVersion": target, "objects": pending},
+        }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+                session.post(url, json=review, ssl=context if context else False) as reply,
+            ):
+                answer = await reply.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ApiError(500, "InternalError", f"{what} failed: {exc}") from None
+        response = (answer or {}).get("response") or {}
+        result = response.get("result") or {}
+        converted = response.get("convertedObjects") or []
+        if result.get("status") != "Success" or len(converted) != len(pending):
+            raise ApiError(500, "InternalError", f"{what} failed: {result.get('message', 'no objects')}")
+        done = iter(converted)
+        return [next(done) if o.get("apiVersion") != target else o for o in objs]
 
     # ------------------------------------------------------------------ admission
 
