@@ -17,6 +17,14 @@ class ServerSettings:
     max_tokens_cap: int = 4096
     #: Largest `n` (choices per request); above it: 400.
     max_n: int = 4
+    #: Largest request body in bytes; above it: 413, before the body is read.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: A prompt (or the messages' text) longer than context length x this many characters is refused
+    #: before it is tokenized: no token of a real vocabulary averages more, and tokenizing a huge text
+    #: takes seconds (llama.cpp's tokenizer is quadratic on some inputs).
+    max_chars_per_token: int = 16
+    #: Threads that tokenize and render chat templates (off the event loop); more requests wait for one.
+    tokenizer_threads: int = 2
     #: Bearer keys accepted; empty: no authentication.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: Seconds in-flight requests get to finish after SIGTERM.

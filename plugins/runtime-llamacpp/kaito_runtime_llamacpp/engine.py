@@ -37,6 +37,9 @@ log = logging.getLogger("kaito.llamacpp")
 
 __all__ = ["EngineError", "LlamaCppEngine"]
 
+#: tokenizations count_tokens keeps for stream() to take (one per request in flight is plenty)
+_TOKENIZED_KEPT = 64
+
 
 @dataclass(eq=False)
 class _Stream:
@@ -72,6 +75,9 @@ class LlamaCppEngine:
         self._stopping = False
         self._fatal: str | None = None
         self._last_progress = time.monotonic()
+        #: texts counted lately (the server counts a prompt, then streams it), oldest first
+        self._tokenized: dict[str, list[int]] = {}
+        self._tokenized_lock = threading.Lock()
 
     @property
     def preemptions(self) -> int:
@@ -118,7 +124,10 @@ class LlamaCppEngine:
             raise EngineError("the model is not loaded")
         if self._fatal:
             raise EngineError(f"the engine stopped: {self._fatal}")
-        tokens = loaded.vocab.tokenize(prompt)
+        tokens = self._tokenized.get(prompt)  # counted by the server a moment ago: not twice
+        if tokens is None:
+            # never on the event loop: tokenizing a long text takes seconds and would stop every stream
+            tokens = await asyncio.to_thread(loaded.vocab.tokenize, prompt)
         if not tokens:
             raise EngineError("the prompt is empty")
         if len(tokens) >= loaded.n_ctx_seq:
@@ -151,7 +160,12 @@ class LlamaCppEngine:
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
             raise EngineError("the model is not loaded")
-        return len(self._loaded.vocab.tokenize(text))
+        tokens = self._loaded.vocab.tokenize(text)
+        with self._tokenized_lock:  # the server calls this from its tokenizer threads
+            self._tokenized[text] = tokens
+            while len(self._tokenized) > _TOKENIZED_KEPT:
+                self._tokenized.pop(next(iter(self._tokenized)))
+        return len(tokens)
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         if self._loaded is None:
