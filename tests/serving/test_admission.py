@@ -77,3 +77,28 @@ async def test_the_queue_limit_counts_requests() -> None:
     waiter.cancel()
     await _settle()
     assert admission.waiting == 0
+
+
+async def test_health_turns_503_when_requests_wait_and_nothing_moves(engine_factory) -> None:  # type: ignore[no-untyped-def]
+    # The watchdog for a wedged door: nothing decodes (the engine runs no sequence), requests wait, and
+    # no slot changed hands for stall_timeout. A liveness probe then restarts the pod.
+    from kaito_core.serving.settings import ServerSettings
+    from kaito_core.serving.state import ServerState
+
+    state = ServerState(
+        engine_factory(), ServerSettings(served_model_name="x", max_concurrency=1, stall_timeout=0)
+    )
+    state.ready = True
+    try:
+        assert state.health()[0] == 200  # idle: no work, no stall
+        await state.admission.acquire(1)
+        assert state.health()[0] == 200  # the engine is stalled only when something runs or waits
+        queued = asyncio.ensure_future(state.admission.acquire(1))
+        await _settle()
+        code, body = state.health()
+        assert code == 503 and "1 requests waiting" in body["error"]
+        queued.cancel()
+        await _settle()
+        assert state.admission.waiting == 0 and state.health()[0] == 200
+    finally:
+        state.close()
