@@ -29,13 +29,14 @@ import urllib3
 from kaito_core.artifacts.auth import Credentials, resolve_credentials
 from kaito_core.artifacts.cache import BlobCache
 from kaito_core.artifacts.errors import ArtifactError
-from kaito_core.artifacts.hashing import PipelinedHasher, sha256_file
+from kaito_core.artifacts.hashing import PipelinedHasher
 from kaito_core.artifacts.layout import OciLayout
 from kaito_core.artifacts.manifest import Artifact, FileEntry, digest_bytes, parse_manifest
 from kaito_core.artifacts.paths import default_cache_path
 from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, RegistryClient
+from kaito_core.artifacts.verify import WeightsCorrupted, verify_blob
 
 #: The cache inside DEST used when the default cache location cannot be written.
 FALLBACK_CACHE = ".kaito-cache"
@@ -353,11 +354,13 @@ def _pull_layout(
                 blob = cache.lookup(entry.digest, entry.size, full=verify_cache)
                 if blob is None:
                     source = layout.blob_path(entry.digest)
-                    if not layout.has_blob(entry.digest, entry.size) or sha256_file(source) != entry.digest:
+                    try:  # a corrupted blob is dropped from the layout, so a re-pack writes it again
+                        verify_blob(source, entry.digest, entry.size, entry.name, full=verify_cache)
+                    except WeightsCorrupted as exc:
                         raise ArtifactError(
                             f"blob {entry.name} ({entry.digest[:19]}) in the OCI layout "
-                            f"{layout.root} is missing or corrupt; re-pack {reference}"
-                        )
+                            f"{layout.root} is missing or corrupt ({exc}); re-pack {reference}"
+                        ) from None
                     blob = cache.adopt(source, entry.digest)
                     if blob is None:  # store and cache on different filesystems: use the store's copy
                         blob = source
