@@ -181,13 +181,21 @@ def _download(
 ) -> Path:
     """Download one blob into the cache, resuming a partial file; returns the cached, verified blob."""
     partial = cache.partial_path(entry.digest)
-    for attempt in range(STREAM_TRIES):
+    restarted = False
+    for attempt in range(STREAM_TRIES + 1):
         offset = partial.stat().st_size if partial.exists() else 0
         if offset > entry.size:
             partial.unlink()
             offset = 0
         try:
-            moved, hexdigest = _stream_blob(client, partial, entry, offset, bar, count_prefix=attempt == 0)
+            moved, hexdigest, total = _stream_blob(client, partial, entry, offset, bar, attempt == 0)
+        except _SizeMismatch as exc:
+            partial.unlink(missing_ok=True)
+            raise ArtifactError(
+                f"blob {entry.name} of {reference} is {exc.served} bytes in registry {client.host}, but "
+                f"its manifest declares {entry.size}; nothing was written under its name, fix the "
+                "manifest (re-push the artifact)"
+            ) from None
         except (
             OSError,
             http.client.HTTPException,
@@ -201,7 +209,7 @@ def _download(
                 ) from None
             kept = partial.stat().st_size if partial.exists() else 0
             counter.add(downloaded=max(0, kept - offset))
-            if attempt + 1 < STREAM_TRIES:
+            if attempt + 1 < STREAM_TRIES + restarted:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise ArtifactError(
@@ -210,8 +218,20 @@ def _download(
                 "run the pull again to resume"
             ) from None
         counter.add(downloaded=moved)
+        if total > entry.size:
+            partial.unlink(missing_ok=True)
+            raise ArtifactError(
+                f"blob {entry.name} of {reference} from registry {client.host} is larger than the "
+                f"{entry.size} bytes its manifest declares; nothing was written under its name, fix the "
+                "manifest (re-push the artifact)"
+            )
         if f"sha256:{hexdigest}" != entry.digest:
             partial.unlink(missing_ok=True)
+            if offset and not restarted:
+                # The bytes kept from an earlier pull were damaged here, not by the registry: fetch the
+                # whole blob again in this pull before blaming anyone.
+                restarted = True
+                continue
             raise ArtifactError(
                 f"blob {entry.name} of {reference} from registry {client.host} is corrupt: its digest is "
                 f"sha256:{hexdigest}, the manifest says {entry.digest}; nothing was written under its name, "
@@ -223,18 +243,23 @@ def _download(
 
 def _stream_blob(
     client: RegistryClient, partial: Path, entry: FileEntry, offset: int, bar: Transfer, count_prefix: bool
-) -> tuple[int, str]:
-    """Append the rest of the blob to ``partial`` while hashing; returns (bytes moved, hex digest)."""
+) -> tuple[int, str, int]:
+    """Append the rest of the blob to ``partial`` while hashing; returns (bytes moved, hex digest, bytes
+    of the blob in ``partial``)."""
     initial = hashlib.sha256()
     if offset:
         initial = _hash_prefix(partial, offset)
         if count_prefix:  # bytes from an earlier run; a retry in this run has shown them already
             bar.advance(offset)
     if offset == entry.size:
-        return 0, initial.hexdigest()
+        return 0, initial.hexdigest(), offset
     resp = client.open_blob(entry.digest, offset)
     if offset and resp.status_code == 200:  # the registry ignored Range: start over
         offset, initial = 0, hashlib.sha256()
+    served = _served_size(resp, offset)
+    if served is not None and served != entry.size:
+        resp.close()
+        raise _SizeMismatch(served)
     moved = 0
     hasher = PipelinedHasher(initial)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -257,7 +282,7 @@ def _stream_blob(
             moved += n
             bar.advance(n)
             if moved > limit:
-                break  # more bytes than the manifest says: the digest check below fails it
+                break  # more bytes than the manifest says: the caller refuses the blob
         if moved < limit:
             # http.client's readinto reports a connection closed early as a plain end of body; keep
             # the partial file and let the caller resume it instead of failing the digest check.
@@ -266,7 +291,24 @@ def _stream_blob(
         os.close(fd)
         resp.close()
         digest = hasher.hexdigest()
-    return moved, digest
+    return moved, digest, offset + moved
+
+
+class _SizeMismatch(Exception):
+    """The registry says the blob has another size than the manifest declares."""
+
+    def __init__(self, served: int) -> None:
+        self.served = served
+
+
+def _served_size(resp: requests.Response, offset: int) -> int | None:
+    """The blob's whole size as the response states it (Content-Range's total, or Content-Length of a
+    200), or None when it does not say."""
+    if resp.status_code == 206:
+        total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = resp.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() and not resp.headers.get("Content-Encoding") else None
 
 
 def _raw_reader(resp: requests.Response) -> Any:

@@ -101,7 +101,7 @@ def test_corrupt_store_blob_is_refused(model_dir: Path, tmp_path: Path) -> None:
     data[0] ^= 1
     blob.write_bytes(bytes(data))
     with pytest.raises(
-        ArtifactError, match="missing or corrupt .*model.safetensors: the weights are corrupted"
+        ArtifactError, match=r"missing or corrupt .*model.safetensors: the weights are corrupted"
     ):
         pull(f"oci:{store}:tiny", tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "out" / "model.safetensors").exists()
