@@ -179,7 +179,7 @@ async def generate(
     def closing() -> list[BaseModel]:
         return [renderer.usage(Usage.of(prompt_tokens, completion_tokens))] if include_usage else []
 
-    return ReleasingStream(sse.events(body(), closing), release_once)
+    return ReleasingStream(sse.events(body(), closing, state.cut_streams), release_once)
 
 
 def routes(state: ServerState, keys: ApiKeys) -> list[Route]:

@@ -29,6 +29,8 @@ class ServerSettings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: Seconds in-flight requests get to finish after SIGTERM.
     grace_period: float = 30.0
+    #: Seconds a connection may take to send its request headers (idle or half-sent ones are closed).
+    header_timeout: float = 10.0
     #: /health turns 503 when requests are running but no decode step made progress for this long.
     stall_timeout: float = 60.0
     #: Seconds a 429 answer tells the client to wait.

@@ -46,9 +46,17 @@ class ServerState:
         self.admission = Admission(settings.max_concurrency, settings.queue_size)
         self.ready = False
         self.load_error: str | None = None
+        #: set when a shutdown's grace period is about to end: streams still going end with an error event
+        self.cut_streams = asyncio.Event()
         self._tokenizer = concurrent.futures.ThreadPoolExecutor(
             max(1, settings.tokenizer_threads), thread_name_prefix="kaito-tokenize"
         )
+
+    def begin_drain(self, grace: float) -> None:
+        """Shutdown began (SIGTERM): cut the streams still running just before the ``grace`` seconds end,
+        so each gets a last error event and [DONE] instead of a connection torn mid-chunk."""
+        margin = min(1.0, grace / 10)
+        asyncio.get_running_loop().call_later(max(0.0, grace - margin), self.cut_streams.set)
 
     def close(self) -> None:
         self._tokenizer.shutdown(wait=False, cancel_futures=True)
