@@ -42,7 +42,7 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         state.check_context(prompt_tokens)  # before max_length arithmetic: name the real limit
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
         _, params = await state.prepare(model_input, params, prompt_tokens)
-        await state.admit(1)
+        await unless_disconnected(request, state.admit(1))  # a client that leaves the queue frees it
         state.metrics.prompt_tokens.inc(prompt_tokens)
         try:
             result: Generation = await unless_disconnected(

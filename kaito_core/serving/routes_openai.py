@@ -143,7 +143,7 @@ async def generate(
     prepared = [await state.prepare(p, params) for p in prompts]
     prompt_tokens = sum(tokens for tokens, _ in prepared) * n
     jobs = [(prompts[i], prepared[i][1]) for i in range(len(prompts)) for _ in range(n)]
-    await state.admit(slots)
+    await unless_disconnected(request, state.admit(slots))  # a client that leaves the queue frees it
     state.metrics.prompt_tokens.inc(prompt_tokens)
     if not stream:
         try:

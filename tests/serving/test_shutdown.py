@@ -46,3 +46,29 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(serve: Any, engi
         assert answer.startswith(b"HTTP/1.1 200")
         kept.sendall(b"GET / HT")  # a second request begun on the kept-alive connection, never ended
         assert kept.recv(1024) == b""
+
+
+def test_a_client_that_leaves_the_queue_leaves_it_at_once(
+    serve: Any, engine_factory: Any, waiter: Any
+) -> None:
+    engine = engine_factory(delay=0.05)
+    server = serve(engine, max_concurrency=1, queue_size=4, max_tokens_cap=1000)
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    long = {"prompt": "a", "max_tokens": 1000, "stream": True}
+
+    def depth() -> float:
+        for line in httpx.get(server.url + "/metrics").text.splitlines():
+            if line.startswith("kaito_queue_depth "):
+                return float(line.split()[1])
+        return -1.0
+
+    with httpx.stream("POST", server.url + "/v1/completions", json=long, timeout=60) as running:
+        lines = running.iter_lines()  # kept: a generator dropped would close the stream
+        next(line for line in lines if line.startswith("data: {"))
+        with socket.create_connection((server.host, server.port), timeout=60) as queued:
+            body = json.dumps({"prompt": "b", "max_tokens": 2}).encode()
+            queued.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            waiter(lambda: depth() == 1)
+        waiter(lambda: depth() == 0)  # gone from the queue while the first request still runs
+        assert engine.running == 1
