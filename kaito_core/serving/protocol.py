@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -210,6 +211,33 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = _STRICT
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = _STRICT
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_text(self) -> str | None:
+        """The JSON Schema the output must match, as canonical JSON text; None for free text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return '{"type": "object"}'
+        if self.json_schema is None:
+            raise RequestError(
+                "response_format.json_schema is required when response_format.type is json_schema",
+                param="response_format.json_schema",
+            )
+        return json.dumps(self.json_schema.schema_ or {"type": "object"}, sort_keys=True)
+
+
 class _OpenAIBase(BaseModel):
     model_config = _STRICT
     model: str | None = None
@@ -229,6 +257,7 @@ class _OpenAIBase(BaseModel):
     repetition_penalty: float | None = None
     min_tokens: int = 0
     ignore_eos: bool = False
+    response_format: ResponseFormat | None = None
 
     @field_validator("stop")
     @classmethod
@@ -254,6 +283,7 @@ class _OpenAIBase(BaseModel):
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             greedy=temperature == 0.0,
             ignore_eos=self.ignore_eos,
+            json_schema=self.response_format.schema_text() if self.response_format else None,
         )
         check_sampling(params, cap)
         return params
@@ -262,8 +292,23 @@ class _OpenAIBase(BaseModel):
 class ChatCompletionRequest(_OpenAIBase):
     messages: list[Message]
     max_completion_tokens: int | None = None
+    # Accepted so that they are refused by name, never ignored: a client relying on them must know.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    def refuse_unsupported(self) -> None:
+        if self.tools or self.functions or self.tool_choice not in (None, "none"):
+            field = "tools" if self.tools else "functions" if self.functions else "tool_choice"
+            raise RequestError(f"{field}: tool calling is not supported by this server yet", param=field)
+        if self.logprobs or self.top_logprobs is not None:
+            field = "logprobs" if self.logprobs else "top_logprobs"
+            raise RequestError(f"{field}: log probabilities are not supported by this server", param=field)
 
     def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
+        self.refuse_unsupported()
         if self.max_tokens is None and self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
         return super().sampling(default_max_tokens, cap)

@@ -199,8 +199,8 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         if (unready := not_ready()) is not None:
             return unready
         state.check_model(body.model)
-        prompt = await state.render_chat([m.to_chat() for m in body.messages])
         params = body.sampling(default_max_tokens=settings.max_tokens_cap, cap=settings.max_tokens_cap)
+        prompt = await state.render_chat([m.to_chat() for m in body.messages])
         renderer = ChatRenderer(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, [prompt], params, body.n, body.stream, include_usage, renderer)

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, RequestError, SamplingParams
 from kaito_runtime_llamacpp import sampling
 from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
 from kaito_runtime_llamacpp.scheduler import Scheduler
@@ -132,6 +132,8 @@ class LlamaCppEngine:
             raise EngineError("the prompt is empty")
         if len(tokens) >= loaded.n_ctx_seq:
             raise EngineError(f"the prompt is {len(tokens)} tokens; the context is {loaded.n_ctx_seq}")
+        if params.json_schema is not None:  # an unusable schema is the client's 400, before anything runs
+            await asyncio.to_thread(sampling.grammar_for, params.json_schema)
         work = _Stream(asyncio.get_running_loop(), asyncio.Queue(), StopMatcher(params.stop))
         seq = Seq(tokens, params, work=work)
         with self._cond:
@@ -221,9 +223,15 @@ class LlamaCppEngine:
                         break
                     if not scheduler.active:
                         self._last_progress = time.monotonic()  # idle time is not a stall
+                    refused: list[tuple[Seq, RequestError]] = []
                     for seq in scheduler.admit():
                         if seq.work.sampler is None:  # a preempted sequence keeps its sampler (and history)
-                            seq.work.sampler = self._make_sampler(seq)
+                            try:
+                                seq.work.sampler = self._make_sampler(seq)
+                            except RequestError as exc:  # the request's fault: it alone ends
+                                refused.append((seq, exc))
+                for seq, exc in refused:
+                    self._retire(seq, exc)
                 for seq in [s for s in scheduler.active if s.cancelled]:
                     self._retire(seq)
                 if scheduler.active:
