@@ -25,7 +25,7 @@ def event(payload: BaseModel | dict[str, object]) -> bytes:
 
 
 #: The last event of a stream the server cut at the end of its shutdown grace period.
-CUT = {
+CUT: dict[str, object] = {
     "error": {
         "message": "the server is shutting down and its grace period (--grace-period) ended before this "
         "generation did; retry the request",

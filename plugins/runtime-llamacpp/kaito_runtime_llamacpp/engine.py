@@ -228,10 +228,10 @@ class LlamaCppEngine:
                         if seq.work.sampler is None:  # a preempted sequence keeps its sampler (and history)
                             try:
                                 seq.work.sampler = self._make_sampler(seq)
-                            except RequestError as exc:  # the request's fault: it alone ends
-                                refused.append((seq, exc))
-                for seq, exc in refused:
-                    self._retire(seq, exc)
+                            except RequestError as refusal:  # the request's fault: it alone ends
+                                refused.append((seq, refusal))
+                for seq, error in refused:
+                    self._retire(seq, error)
                 for seq in [s for s in scheduler.active if s.cancelled]:
                     self._retire(seq)
                 if scheduler.active:
