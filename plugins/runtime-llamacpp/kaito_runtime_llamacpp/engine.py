@@ -64,6 +64,8 @@ class LlamaCppEngine:
         self.max_observed_batch = 0  # the most sequences one llama_decode call carried
         #: greedy requests without penalties take an argmax over the logits instead of the sampler chain
         self.fast_greedy = flag(config.options.get("fast_greedy", True))
+        #: a finished sequence's KV cells are kept for the next prompt that starts with the same tokens
+        self.prefix_cache = flag(config.options.get("prefix_cache", True))
         self.steps = 0
         self._loaded: Loaded | None = None
         self._context_length = 0  # known once loaded (and still after close)
@@ -78,6 +80,11 @@ class LlamaCppEngine:
         #: texts counted lately (the server counts a prompt, then streams it), oldest first
         self._tokenized: dict[str, list[int]] = {}
         self._tokenized_lock = threading.Lock()
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens taken from the prefix cache instead of computed."""
+        return self._scheduler.reused_tokens
 
     @property
     def preemptions(self) -> int:
@@ -113,7 +120,7 @@ class LlamaCppEngine:
                 return
             self._loaded = loaded
             self._context_length = loaded.n_ctx_seq
-            self._scheduler = Scheduler(self.max_batch, loaded.kv_cells)
+            self._scheduler = Scheduler(self.max_batch, loaded.kv_cells, self.prefix_cache)
         self._last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
         self._thread.start()
@@ -224,7 +231,9 @@ class LlamaCppEngine:
                     if not scheduler.active:
                         self._last_progress = time.monotonic()  # idle time is not a stall
                     refused: list[tuple[Seq, RequestError]] = []
-                    for seq in scheduler.admit():
+                    admitted = scheduler.admit()
+                    self._apply_cache_changes(admitted)
+                    for seq in admitted:
                         if seq.work.sampler is None:  # a preempted sequence keeps its sampler (and history)
                             try:
                                 seq.work.sampler = self._make_sampler(seq)
@@ -241,6 +250,35 @@ class LlamaCppEngine:
             self._fatal = f"{type(exc).__name__}: {exc}"
             log.exception("the decode loop stopped")
             self._fail_all(EngineError(f"the engine stopped: {self._fatal}"))
+
+    def _apply_cache_changes(self, admitted: list[Seq]) -> None:
+        """Free the KV cells the scheduler let go of: evicted prefixes, and what a newcomer's seq_id
+        cached beyond the prefix it shares."""
+        import llama_cpp.llama_cpp as L
+
+        assert self._loaded is not None
+        mem, scheduler = self._loaded.mem, self._scheduler
+        for seq_id in scheduler.evictions:
+            L.llama_memory_seq_rm(mem, seq_id, -1, -1)
+        scheduler.evictions.clear()
+        n_swa = int(L.llama_model_n_swa(self._loaded.model))
+        for seq in admitted:
+            trim, seq.trim_from = seq.trim_from, -1
+            # Sliding-window layers keep only the window of a sequence's last positions: resuming at
+            # `reused` needs the window before it, which may be gone (llama-server's test, the same).
+            if (
+                seq.reused
+                and n_swa > 0
+                and L.llama_memory_seq_pos_min(mem, seq.seq_id) > max(0, seq.reused - n_swa)
+            ):
+                trim = 0
+            if trim == 0 and seq.reused:
+                scheduler.reused_tokens -= seq.reused
+                seq.reused = seq.n_past = seq.prefilled = 0
+            if trim >= 0 and not L.llama_memory_seq_rm(mem, seq.seq_id, trim, -1):
+                L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)  # a partial removal refused: start over
+                scheduler.reused_tokens -= seq.reused
+                seq.reused = seq.n_past = seq.prefilled = 0
 
     def _make_sampler(self, seq: Seq) -> Any:
         import llama_cpp.llama_cpp as L
@@ -278,6 +316,10 @@ class LlamaCppEngine:
                 raise EngineError(f"llama_decode failed with {rc}")
             # 1: no KV slot (2: aborted). The cache is as before this call; so is every sequence.
             scheduler.undo_step()
+            if rc == 1 and scheduler.cached:  # cached prefixes give their cells back before anyone waits
+                for seq_id in scheduler.evict_cached():
+                    L.llama_memory_seq_rm(loaded.mem, seq_id, -1, -1)
+                return
             victim = scheduler.preemption_victim() if rc == 1 else None
             if victim is not None:
                 L.llama_memory_seq_rm(loaded.mem, scheduler.preempt(victim), -1, -1)
@@ -334,7 +376,12 @@ class LlamaCppEngine:
         import llama_cpp.llama_cpp as L
 
         assert self._loaded is not None
-        L.llama_memory_seq_rm(self._loaded.mem, self._scheduler.retire(seq), -1, -1)
+        # A sequence that ended well (or whose client left) leaves its cells as a cached prefix; one that
+        # failed leaves nothing it might share.
+        keep = not isinstance(last, BaseException)
+        seq_id = self._scheduler.retire(seq, keep=keep)
+        if not (keep and seq_id in self._scheduler.cached):
+            L.llama_memory_seq_rm(self._loaded.mem, seq_id, -1, -1)
         self._free_sampler(seq)
         if last is not None and not seq.cancelled:  # resources are back before the client hears the end
             self._emit(seq, last)
