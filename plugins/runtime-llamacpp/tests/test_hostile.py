@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 MODEL_NAME = "gemma-3-270m"  # what conftest serves
-#: generous bounds for work that takes seconds here; they fail only when something never happens
-PATIENCE = 180.0
+#: generous bounds for work that takes seconds here (minutes on a machine shared with other jobs);
+#: they fail only when something never happens
+PATIENCE = 900.0
 
 
 def _metric(url: str, name: str) -> float:
@@ -32,7 +33,7 @@ def test_requests_with_n_4_behind_running_ones_are_all_served(gemma_server: Any)
     # 8 slots: two n=4 streams hold them all; four more n=4 requests queue. Slots handed out one per
     # waiter split between the four, each waited for the rest, and nothing was ever served again.
     url = gemma_server.url
-    long = {"model": MODEL_NAME, "prompt": "Count:", "max_tokens": gemma_server.cap, "n": 4,
+    long = {"model": MODEL_NAME, "prompt": "Count:", "max_tokens": 16, "n": 4,
             "ignore_eos": True, "stream": True}  # fmt: skip
     short = {"model": MODEL_NAME, "prompt": "Hi", "max_tokens": 4, "n": 4}
     statuses: list[int] = []
