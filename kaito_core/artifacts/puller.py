@@ -30,13 +30,14 @@ from kaito_core.artifacts import record
 from kaito_core.artifacts.auth import Credentials, resolve_credentials
 from kaito_core.artifacts.cache import BlobCache
 from kaito_core.artifacts.errors import ArtifactError
-from kaito_core.artifacts.hashing import PipelinedHasher, sha256_file
+from kaito_core.artifacts.hashing import PipelinedHasher
 from kaito_core.artifacts.layout import OciLayout
 from kaito_core.artifacts.manifest import Artifact, FileEntry, digest_bytes, parse_manifest
 from kaito_core.artifacts.paths import default_cache_path
 from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, RegistryClient
+from kaito_core.artifacts.verify import WeightsCorrupted, verify_blob
 
 #: The cache inside DEST used when the default cache location cannot be written.
 FALLBACK_CACHE = ".kaito-cache"
@@ -195,13 +196,21 @@ def _download(
 ) -> Path:
     """Download one blob into the cache, resuming a partial file; returns the cached, verified blob."""
     partial = cache.partial_path(entry.digest)
-    for attempt in range(STREAM_TRIES):
+    restarted = False
+    for attempt in range(STREAM_TRIES + 1):
         offset = partial.stat().st_size if partial.exists() else 0
         if offset > entry.size:
             partial.unlink()
             offset = 0
         try:
-            moved, hexdigest = _stream_blob(client, partial, entry, offset, bar, count_prefix=attempt == 0)
+            moved, hexdigest, total = _stream_blob(client, partial, entry, offset, bar, attempt == 0)
+        except _SizeMismatch as exc:
+            partial.unlink(missing_ok=True)
+            raise ArtifactError(
+                f"blob {entry.name} of {reference} is {exc.served} bytes in registry {client.host}, but "
+                f"its manifest declares {entry.size}; nothing was written under its name, fix the "
+                "manifest (re-push the artifact)"
+            ) from None
         except (
             OSError,
             http.client.HTTPException,
@@ -215,7 +224,7 @@ def _download(
                 ) from None
             kept = partial.stat().st_size if partial.exists() else 0
             counter.add(downloaded=max(0, kept - offset))
-            if attempt + 1 < STREAM_TRIES:
+            if attempt + 1 < STREAM_TRIES + restarted:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise ArtifactError(
@@ -224,8 +233,20 @@ def _download(
                 "run the pull again to resume"
             ) from None
         counter.add(downloaded=moved)
+        if total > entry.size:
+            partial.unlink(missing_ok=True)
+            raise ArtifactError(
+                f"blob {entry.name} of {reference} from registry {client.host} is larger than the "
+                f"{entry.size} bytes its manifest declares; nothing was written under its name, fix the "
+                "manifest (re-push the artifact)"
+            )
         if f"sha256:{hexdigest}" != entry.digest:
             partial.unlink(missing_ok=True)
+            if offset and not restarted:
+                # The bytes kept from an earlier pull were damaged here, not by the registry: fetch the
+                # whole blob again in this pull before blaming anyone.
+                restarted = True
+                continue
             raise ArtifactError(
                 f"blob {entry.name} of {reference} from registry {client.host} is corrupt: its digest is "
                 f"sha256:{hexdigest}, the manifest says {entry.digest}; nothing was written under its name, "
@@ -237,18 +258,23 @@ def _download(
 
 def _stream_blob(
     client: RegistryClient, partial: Path, entry: FileEntry, offset: int, bar: Transfer, count_prefix: bool
-) -> tuple[int, str]:
-    """Append the rest of the blob to ``partial`` while hashing; returns (bytes moved, hex digest)."""
+) -> tuple[int, str, int]:
+    """Append the rest of the blob to ``partial`` while hashing; returns (bytes moved, hex digest, bytes
+    of the blob in ``partial``)."""
     initial = hashlib.sha256()
     if offset:
         initial = _hash_prefix(partial, offset)
         if count_prefix:  # bytes from an earlier run; a retry in this run has shown them already
             bar.advance(offset)
     if offset == entry.size:
-        return 0, initial.hexdigest()
+        return 0, initial.hexdigest(), offset
     resp = client.open_blob(entry.digest, offset)
     if offset and resp.status_code == 200:  # the registry ignored Range: start over
         offset, initial = 0, hashlib.sha256()
+    served = _served_size(resp, offset)
+    if served is not None and served != entry.size:
+        resp.close()
+        raise _SizeMismatch(served)
     moved = 0
     hasher = PipelinedHasher(initial)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -271,7 +297,7 @@ def _stream_blob(
             moved += n
             bar.advance(n)
             if moved > limit:
-                break  # more bytes than the manifest says: the digest check below fails it
+                break  # more bytes than the manifest says: the caller refuses the blob
         if moved < limit:
             # http.client's readinto reports a connection closed early as a plain end of body; keep
             # the partial file and let the caller resume it instead of failing the digest check.
@@ -280,7 +306,24 @@ def _stream_blob(
         os.close(fd)
         resp.close()
         digest = hasher.hexdigest()
-    return moved, digest
+    return moved, digest, offset + moved
+
+
+class _SizeMismatch(Exception):
+    """The registry says the blob has another size than the manifest declares."""
+
+    def __init__(self, served: int) -> None:
+        self.served = served
+
+
+def _served_size(resp: requests.Response, offset: int) -> int | None:
+    """The blob's whole size as the response states it (Content-Range's total, or Content-Length of a
+    200), or None when it does not say."""
+    if resp.status_code == 206:
+        total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = resp.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() and not resp.headers.get("Content-Encoding") else None
 
 
 def _raw_reader(resp: requests.Response) -> Any:
@@ -368,11 +411,13 @@ def _pull_layout(
                 blob = cache.lookup(entry.digest, entry.size, full=verify_cache)
                 if blob is None:
                     source = layout.blob_path(entry.digest)
-                    if not layout.has_blob(entry.digest, entry.size) or sha256_file(source) != entry.digest:
+                    try:  # a corrupted blob is dropped from the layout, so a re-pack writes it again
+                        verify_blob(source, entry.digest, entry.size, entry.name, full=verify_cache)
+                    except WeightsCorrupted as exc:
                         raise ArtifactError(
                             f"blob {entry.name} ({entry.digest[:19]}) in the OCI layout "
-                            f"{layout.root} is missing or corrupt; re-pack {reference}"
-                        )
+                            f"{layout.root} is missing or corrupt ({exc}); re-pack {reference}"
+                        ) from None
                     blob = cache.adopt(source, entry.digest)
                     if blob is None:  # store and cache on different filesystems: use the store's copy
                         blob = source

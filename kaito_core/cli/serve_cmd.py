@@ -165,6 +165,30 @@ def _parse_engine_options(values: tuple[str, ...]) -> dict[str, object]:
     help="Seconds in-flight requests get after SIGTERM.",
 )
 @click.option(
+    "--max-body-bytes",
+    default=4 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    envvar=_env("MAX_BODY_BYTES"),
+    help="Largest request body; above it: 413 before the body is read.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    envvar=_env("HEADER_TIMEOUT"),
+    help="Seconds a connection may take to send its request headers before it is closed.",
+)
+@click.option(
+    "--stall-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    envvar=_env("STALL_TIMEOUT"),
+    help="/health turns 503 when requests run or wait and nothing progresses for this long.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -190,6 +214,9 @@ def serve(
     max_n: int,
     queue_size: int,
     grace_period: float,
+    max_body_bytes: int,
+    header_timeout: float,
+    stall_timeout: float,
     log_level: str,
 ) -> None:
     """Serve a model over HTTP.
@@ -233,6 +260,9 @@ def serve(
         max_n=min(max_n, max_batch),
         api_keys=_read_keys(api_key_file),
         grace_period=grace_period,
+        max_body_bytes=max_body_bytes,
+        header_timeout=header_timeout,
+        stall_timeout=stall_timeout,
     )
     try:
         engine = runtime_obj.engine(config)  # what is cheap to check (the weights are there) fails here

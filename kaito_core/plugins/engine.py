@@ -46,6 +46,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     greedy: bool = False  # do_sample=False / temperature 0
     ignore_eos: bool = False  # keep generating past end-of-sequence tokens (benchmarks)
+    #: structured output: the text must be JSON matching this JSON Schema (canonical JSON text); an
+    #: engine that cannot constrain its output raises RequestError(param="response_format")
+    json_schema: str | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await engine.close()
+            state.close()
 
     async def request_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,8 +50,13 @@ _SUPPORTED_KWARGS = {
 }
 
 
+#: Request models take JSON's types as they are: no "5" for 5, no "false" for false (which Python's
+#: bool() would read as true), no NaN.
+_STRICT = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     role: str
     content: str | list[dict[str, Any]] | None = None
 
@@ -71,7 +78,7 @@ class Message(BaseModel):
 
 
 class KaitoChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     prompt: str | None = None
     messages: list[Message] | None = None
     return_full_text: bool = True
@@ -79,6 +86,41 @@ class KaitoChatRequest(BaseModel):
     prefix: str | None = None
     handle_long_generation: str | None = None
     generate_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+#: Stop strings a request may give (OpenAI's limit; every one is matched against every stream's text).
+MAX_STOP = 4
+
+
+def _number(kwargs: dict[str, Any], name: str, default: Any, kind: type) -> Any:
+    """``generate_kwargs[name]`` as an int or a float; a bool, a string or anything else is refused
+    (``True`` is an int to Python and ``"5"`` is not a number to JSON)."""
+    value = kwargs.get(name, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        article = "an integer" if kind is int else "a number"
+        raise RequestError(f"generate_kwargs.{name} must be {article}, got {value!r:.40}", param=name)
+    return value
+
+
+def _boolean(kwargs: dict[str, Any], name: str, default: bool) -> bool:
+    value = kwargs.get(name, default)
+    if not isinstance(value, bool):  # "false" is a true string: never guess
+        raise RequestError(f"generate_kwargs.{name} must be true or false, got {value!r:.40}", param=name)
+    return value
+
+
+def stop_strings(value: Any, param: str = "stop") -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise RequestError(f"{param} must be a string or a list of strings", param=param)
+    if len(value) > MAX_STOP:
+        raise RequestError(f"{param}: at most {MAX_STOP} stop sequences, got {len(value)}", param=param)
+    return tuple(value)
 
 
 def kaito_sampling(kwargs: dict[str, Any], prompt_tokens: int, cap: int) -> SamplingParams:
@@ -94,46 +136,43 @@ def kaito_sampling(kwargs: dict[str, Any], prompt_tokens: int, cap: int) -> Samp
             f"supported: {', '.join(sorted(_SUPPORTED_KWARGS))}",
             param="generate_kwargs",
         )
-    if int(kwargs.get("num_beams", 1)) != 1:
+    if _number(kwargs, "num_beams", 1, int) != 1:
         raise RequestError("generate_kwargs.num_beams must be 1 (beam search is not offered)", "num_beams")
     merged = {**KAITO_DEFAULTS, **kwargs}
-    try:
-        if "max_new_tokens" in kwargs:
-            max_new = int(kwargs["max_new_tokens"])
-        else:
-            max_new = int(merged["max_length"]) - prompt_tokens
-            if max_new < 1:
-                raise RequestError(
-                    f"generate_kwargs.max_length {merged['max_length']} counts the prompt ({prompt_tokens} "
-                    "tokens) and leaves no room to generate; raise max_length or set max_new_tokens",
-                    param="max_length",
-                )
-        min_new = int(kwargs.get("min_new_tokens", max(0, int(merged["min_length"]) - prompt_tokens)))
-        temperature = float(merged["temperature"])
-        do_sample = bool(merged["do_sample"])
-        stop = kwargs.get("stop") or ()
-        params = SamplingParams(
-            max_tokens=max_new,
-            min_tokens=min_new,
-            temperature=temperature,
-            top_k=int(merged["top_k"]),
-            top_p=float(merged["top_p"]),
-            min_p=float(kwargs.get("min_p", 0.0)),
-            typical_p=float(merged["typical_p"]),
-            repetition_penalty=float(merged["repetition_penalty"]),
-            presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
-            frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
-            seed=None if kwargs.get("seed") is None else int(kwargs["seed"]),
-            stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
-            greedy=not do_sample or temperature == 0.0,
-            ignore_eos=bool(kwargs.get("ignore_eos", False)),
-        )
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, RequestError):
-            raise
-        raise RequestError(
-            f"generate_kwargs has a value of the wrong type: {exc}", "generate_kwargs"
-        ) from exc
+    if "max_new_tokens" in kwargs:
+        max_new = _number(kwargs, "max_new_tokens", None, int)
+    else:
+        max_length = _number(merged, "max_length", None, int)
+        max_new = max_length - prompt_tokens
+        if max_new < 1:
+            raise RequestError(
+                f"generate_kwargs.max_length {max_length} counts the prompt ({prompt_tokens} "
+                "tokens) and leaves no room to generate; raise max_length or set max_new_tokens",
+                param="max_length",
+            )
+    if "min_new_tokens" in kwargs:
+        min_new = _number(kwargs, "min_new_tokens", None, int)
+    else:
+        min_new = max(0, _number(merged, "min_length", None, int) - prompt_tokens)
+    temperature = _number(merged, "temperature", None, float)
+    do_sample = _boolean(merged, "do_sample", True)
+    seed = None if kwargs.get("seed") is None else _number(kwargs, "seed", None, int)
+    params = SamplingParams(
+        max_tokens=max_new,
+        min_tokens=min_new,
+        temperature=temperature,
+        top_k=_number(merged, "top_k", None, int),
+        top_p=_number(merged, "top_p", None, float),
+        min_p=_number(kwargs, "min_p", 0.0, float),
+        typical_p=_number(merged, "typical_p", None, float),
+        repetition_penalty=_number(merged, "repetition_penalty", None, float),
+        presence_penalty=_number(kwargs, "presence_penalty", 0.0, float),
+        frequency_penalty=_number(kwargs, "frequency_penalty", 0.0, float),
+        seed=seed,
+        stop=stop_strings(kwargs.get("stop"), "generate_kwargs.stop"),
+        greedy=not do_sample or temperature == 0.0,
+        ignore_eos=_boolean(kwargs, "ignore_eos", False),
+    )
     check_sampling(params, cap)
     return params
 
@@ -146,6 +185,12 @@ def check_sampling(params: SamplingParams, cap: int) -> None:
             f"max_tokens {params.max_tokens} exceeds this server's cap of {cap} (--max-tokens-cap)",
             "max_tokens",
         )
+    for name in ("temperature", "top_p", "min_p", "typical_p", "repetition_penalty", "presence_penalty",
+                 "frequency_penalty"):  # fmt: skip
+        if not math.isfinite(getattr(params, name)):  # NaN passes every comparison below
+            raise RequestError(f"{name} must be a finite number", name)
+    if params.min_tokens < 0:
+        raise RequestError("min_tokens must be >= 0", "min_tokens")
     if params.temperature < 0:
         raise RequestError("temperature must be >= 0", "temperature")
     if not 0.0 < params.top_p <= 1.0:
@@ -162,11 +207,39 @@ def check_sampling(params: SamplingParams, cap: int) -> None:
 
 
 class StreamOptions(BaseModel):
+    model_config = _STRICT
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = _STRICT
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = _STRICT
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_text(self) -> str | None:
+        """The JSON Schema the output must match, as canonical JSON text; None for free text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return '{"type": "object"}'
+        if self.json_schema is None:
+            raise RequestError(
+                "response_format.json_schema is required when response_format.type is json_schema",
+                param="response_format.json_schema",
+            )
+        return json.dumps(self.json_schema.schema_ or {"type": "object"}, sort_keys=True)
+
+
 class _OpenAIBase(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     model: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -184,12 +257,13 @@ class _OpenAIBase(BaseModel):
     repetition_penalty: float | None = None
     min_tokens: int = 0
     ignore_eos: bool = False
+    response_format: ResponseFormat | None = None
 
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences")
         return value
 
     def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
@@ -209,6 +283,7 @@ class _OpenAIBase(BaseModel):
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             greedy=temperature == 0.0,
             ignore_eos=self.ignore_eos,
+            json_schema=self.response_format.schema_text() if self.response_format else None,
         )
         check_sampling(params, cap)
         return params
@@ -217,8 +292,23 @@ class _OpenAIBase(BaseModel):
 class ChatCompletionRequest(_OpenAIBase):
     messages: list[Message]
     max_completion_tokens: int | None = None
+    # Accepted so that they are refused by name, never ignored: a client relying on them must know.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    def refuse_unsupported(self) -> None:
+        if self.tools or self.functions or self.tool_choice not in (None, "none"):
+            field = "tools" if self.tools else "functions" if self.functions else "tool_choice"
+            raise RequestError(f"{field}: tool calling is not supported by this server yet", param=field)
+        if self.logprobs or self.top_logprobs is not None:
+            field = "logprobs" if self.logprobs else "top_logprobs"
+            raise RequestError(f"{field}: log probabilities are not supported by this server", param=field)
 
     def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
+        self.refuse_unsupported()
         if self.max_tokens is None and self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
         return super().sampling(default_max_tokens, cap)

@@ -17,7 +17,6 @@ from kaito_core.serving.web import ApiKeys, error_response, json_route, unless_d
 
 
 def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
-    engine = state.engine
     settings = state.settings
 
     async def root() -> dict[str, str]:
@@ -32,18 +31,18 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         elif body.messages is not None:
             if not body.messages:
                 raise RequestError("Conversational parameter messages required", param="messages")
-            prompt = engine.render_chat([m.to_chat() for m in body.messages])
+            prompt = await state.render_chat([m.to_chat() for m in body.messages])
         else:
             raise RequestError("Text generation parameter prompt required", param="prompt")
         if not prompt:
             raise RequestError("Text generation parameter prompt required", param="prompt")
         # `prefix` is generated from but not returned (the transformers pipeline's behaviour)
         model_input = (body.prefix or "") + prompt
-        prompt_tokens = engine.count_tokens(model_input)
+        prompt_tokens = await state.count_tokens(model_input)
         state.check_context(prompt_tokens)  # before max_length arithmetic: name the real limit
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
-        _, params = state.prepare(model_input, params, prompt_tokens)
-        await state.admit(1)
+        _, params = await state.prepare(model_input, params, prompt_tokens)
+        await unless_disconnected(request, state.admit(1))  # a client that leaves the queue frees it
         state.metrics.prompt_tokens.inc(prompt_tokens)
         try:
             result: Generation = await unless_disconnected(
@@ -58,5 +57,5 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
 
     return [
         json_route("/", "GET", root),
-        json_route("/chat", "POST", chat, body=KaitoChatRequest, keys=keys),
+        json_route("/chat", "POST", chat, body=KaitoChatRequest, keys=keys, max_body=settings.max_body_bytes),
     ]

@@ -133,17 +133,17 @@ async def generate(
     """Every prompt ``n`` times: admitted together, then gathered or streamed."""
     started = time.monotonic()
     state.check_n(n)
-    prepared = [state.prepare(p, params) for p in prompts]
-    prompt_tokens = sum(tokens for tokens, _ in prepared) * n
-    jobs = [(prompts[i], prepared[i][1]) for i in range(len(prompts)) for _ in range(n)]
-    slots = len(jobs)
+    slots = len(prompts) * n
     limit = state.settings.max_concurrency
-    if slots > limit:
+    if slots > limit:  # before any prompt is tokenized
         raise RequestError(
             f"this request needs {slots} sequences; the server runs at most {limit} at once (--max-batch)",
             param="n",
         )
-    await state.admit(slots)
+    prepared = [await state.prepare(p, params) for p in prompts]
+    prompt_tokens = sum(tokens for tokens, _ in prepared) * n
+    jobs = [(prompts[i], prepared[i][1]) for i in range(len(prompts)) for _ in range(n)]
+    await unless_disconnected(request, state.admit(slots))  # a client that leaves the queue frees it
     state.metrics.prompt_tokens.inc(prompt_tokens)
     if not stream:
         try:
@@ -179,7 +179,7 @@ async def generate(
     def closing() -> list[BaseModel]:
         return [renderer.usage(Usage.of(prompt_tokens, completion_tokens))] if include_usage else []
 
-    return ReleasingStream(sse.events(body(), closing), release_once)
+    return ReleasingStream(sse.events(body(), closing, state.cut_streams), release_once)
 
 
 def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
@@ -199,8 +199,8 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         if (unready := not_ready()) is not None:
             return unready
         state.check_model(body.model)
-        prompt = engine.render_chat([m.to_chat() for m in body.messages])
         params = body.sampling(default_max_tokens=settings.max_tokens_cap, cap=settings.max_tokens_cap)
+        prompt = await state.render_chat([m.to_chat() for m in body.messages])
         renderer = ChatRenderer(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, [prompt], params, body.n, body.stream, include_usage, renderer)
@@ -220,8 +220,16 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, prompts, params, body.n, body.stream, include_usage, renderer)
 
+    limit = settings.max_body_bytes
     return [
         json_route("/v1/models", "GET", models, keys=keys),
-        json_route("/v1/chat/completions", "POST", chat_completions, body=ChatCompletionRequest, keys=keys),
-        json_route("/v1/completions", "POST", completions, body=CompletionRequest, keys=keys),
+        json_route(
+            "/v1/chat/completions",
+            "POST",
+            chat_completions,
+            body=ChatCompletionRequest,
+            keys=keys,
+            max_body=limit,
+        ),
+        json_route("/v1/completions", "POST", completions, body=CompletionRequest, keys=keys, max_body=limit),
     ]

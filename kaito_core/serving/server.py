@@ -1,29 +1,103 @@
 """Serve the app with uvicorn: ``run(engine, settings, host=..., port=...)``.
 
 SIGTERM (and Ctrl-C) is uvicorn's graceful shutdown: the listening socket closes at once, in-flight
-requests (streams included) get ``settings.grace_period`` seconds to finish, then the rest is cancelled
-and the engine is closed.
+requests (streams included) get ``settings.grace_period`` seconds to finish; a stream still going just
+before the end gets a last error event and ``[DONE]``, then the rest is cancelled, the engine closed,
+and the process exits 0. Connections whose request headers do not arrive within
+``settings.header_timeout`` seconds are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Generator
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from kaito_core.plugins import Engine
 from kaito_core.serving.app import create_app
 from kaito_core.serving.settings import ServerSettings
+from kaito_core.serving.state import ServerState
 
 log = logging.getLogger("kaito.serving")
 
 
 class LoadFailed(RuntimeError):
     """The model did not load or could not generate; the server stopped."""
+
+
+class _HeaderTimeout(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers do not arrive in time.
+
+    uvicorn's keep-alive timer runs only between requests, and any byte stops it: a client that opens
+    a connection and sends nothing, or half a request line, would hold it (and a file descriptor) for
+    ever. Here a timer runs whenever the connection waits for a request to begin."""
+
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # bytes of a next request on a kept-alive connection
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # the request's headers are in: the handler's own limits take over
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _expired(self) -> None:
+        self._header_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with a shutdown that cuts streams cleanly at the end of the grace period and a
+    clean exit (status 0) after SIGTERM: uvicorn re-raises the signal once drained, so the process
+    would die of it (-15) even when every request finished."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[float], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown(float(self.config.timeout_graceful_shutdown or 0))
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 def build_server(
@@ -55,8 +129,10 @@ def build_server(
         # The access log shows method, path and status only; Authorization headers are never logged.
         access_log=log_level.lower() == "debug",
         lifespan="on",
+        http=type("HeaderTimeout", (_HeaderTimeout,), {"header_timeout": settings.header_timeout}),
     )
-    server = uvicorn.Server(config)
+    state: ServerState = app.state.kaito
+    server = _Server(config, state.begin_drain)
     server.load_failures = failures  # type: ignore[attr-defined]
     return server
 

@@ -17,10 +17,20 @@ class ServerSettings:
     max_tokens_cap: int = 4096
     #: Largest `n` (choices per request); above it: 400.
     max_n: int = 4
+    #: Largest request body in bytes; above it: 413, before the body is read.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: A prompt (or the messages' text) longer than context length x this many characters is refused
+    #: before it is tokenized: no token of a real vocabulary averages more, and tokenizing a huge text
+    #: takes seconds (llama.cpp's tokenizer is quadratic on some inputs).
+    max_chars_per_token: int = 16
+    #: Threads that tokenize and render chat templates (off the event loop); more requests wait for one.
+    tokenizer_threads: int = 2
     #: Bearer keys accepted; empty: no authentication.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: Seconds in-flight requests get to finish after SIGTERM.
     grace_period: float = 30.0
+    #: Seconds a connection may take to send its request headers (idle or half-sent ones are closed).
+    header_timeout: float = 10.0
     #: /health turns 503 when requests are running but no decode step made progress for this long.
     stall_timeout: float = 60.0
     #: Seconds a 429 answer tells the client to wait.

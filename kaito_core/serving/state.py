@@ -2,23 +2,29 @@
 
 The model is loaded and proven to generate (a one-token warm-up) before /health says 200; every
 sequence runs through :meth:`ServerState.sequence`, which keeps the token and latency metrics.
+
+Tokenizing and rendering chat templates run on a small pool of threads, never on the event loop: a
+long prompt takes seconds to tokenize, and meanwhile /health and every stream must still answer. Texts
+too long to fit the context are refused by their length before they reach the tokenizer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
-from kaito_core.plugins import Chunk, Engine, RequestError, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, Engine, RequestError, SamplingParams
 from kaito_core.serving.admission import Admission
 from kaito_core.serving.metrics import ServerMetrics
 from kaito_core.serving.settings import ServerSettings
 
 log = logging.getLogger("kaito.serving")
+T = TypeVar("T")
 
 WARMUP_PROMPT = "Hello"
 
@@ -40,6 +46,20 @@ class ServerState:
         self.admission = Admission(settings.max_concurrency, settings.queue_size)
         self.ready = False
         self.load_error: str | None = None
+        #: set when a shutdown's grace period is about to end: streams still going end with an error event
+        self.cut_streams = asyncio.Event()
+        self._tokenizer = concurrent.futures.ThreadPoolExecutor(
+            max(1, settings.tokenizer_threads), thread_name_prefix="kaito-tokenize"
+        )
+
+    def begin_drain(self, grace: float) -> None:
+        """Shutdown began (SIGTERM): cut the streams still running just before the ``grace`` seconds end,
+        so each gets a last error event and [DONE] instead of a connection torn mid-chunk."""
+        margin = min(1.0, grace / 10)
+        asyncio.get_running_loop().call_later(max(0.0, grace - margin), self.cut_streams.set)
+
+    def close(self) -> None:
+        self._tokenizer.shutdown(wait=False, cancel_futures=True)
 
     async def load_and_warm_up(self) -> None:
         """Load the model, then prove it generates: /health says 200 only after this succeeds."""
@@ -69,12 +89,18 @@ class ServerState:
         health = self.engine.health()
         if not health.alive:
             return 503, {"status": "Unhealthy", "error": health.error or "the engine stopped"}
-        stalled = time.monotonic() - health.last_progress
-        if health.running > 0 and stalled > self.settings.stall_timeout:
-            return 503, {
-                "status": "Unhealthy",
-                "error": f"{health.running} sequences running but no decode step for {stalled:.0f}s",
-            }
+        # The watchdog: work is running or waiting, and neither a decode step nor a hand-over of slots
+        # happened for stall_timeout. A liveness probe then restarts the pod instead of leaving it wedged.
+        waiting = self.admission.waiting
+        if health.running > 0 or waiting > 0:
+            progress = max(health.last_progress, self.admission.last_change)
+            stalled = time.monotonic() - progress
+            if stalled > self.settings.stall_timeout:
+                return 503, {
+                    "status": "Unhealthy",
+                    "error": f"{health.running} sequences running and {waiting} requests waiting, but "
+                    f"no decode step and no admission for {stalled:.0f}s",
+                }
         return 200, {"status": "Healthy"}
 
     def not_ready_message(self) -> str | None:
@@ -137,12 +163,43 @@ class ServerState:
 
     # -- request checks -----------------------------------------------------------------------------
 
-    def prepare(
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizer, fn, *args)
+
+    def max_chars(self) -> int:
+        return self.engine.context_length * self.settings.max_chars_per_token
+
+    def check_length(self, chars: int, param: str) -> None:
+        """Refuse, before tokenizing, a text that cannot fit the context however it tokenizes."""
+        limit = self.max_chars()
+        if chars > limit:
+            per_token, context = self.settings.max_chars_per_token, self.engine.context_length
+            raise RequestError(
+                f"the {param} is {chars} characters; this server takes at most {limit} ({per_token} per "
+                f"token of its {context}-token context, --context-length); shorten it",
+                param=param,
+            )
+
+    async def count_tokens(self, text: str, param: str = "prompt") -> int:
+        self.check_length(len(text), param)
+        return await self._off_loop(self.engine.count_tokens, text)
+
+    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """The chat template over ``messages``, refused first when they cannot fit the context."""
+        context = self.engine.context_length
+        if len(messages) > context:
+            raise RequestError(
+                f"{len(messages)} messages cannot fit a {context}-token context; send fewer", param="messages"
+            )
+        self.check_length(sum(len(m.content) for m in messages), "messages")
+        return await self._off_loop(self.engine.render_chat, messages)
+
+    async def prepare(
         self, prompt: str, params: SamplingParams, prompt_tokens: int | None = None
     ) -> tuple[int, SamplingParams]:
         """Count the prompt, refuse one longer than the context, fit max_tokens into what is left."""
         if prompt_tokens is None:
-            prompt_tokens = self.engine.count_tokens(prompt)
+            prompt_tokens = await self.count_tokens(prompt)
         self.check_context(prompt_tokens)
         room = self.engine.context_length - prompt_tokens
         if params.max_tokens > room:

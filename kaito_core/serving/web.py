@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kaito_core.plugins import RequestError
+from kaito_core.serving import jsonbody
 from kaito_core.serving.metrics import ServerMetrics
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -39,14 +39,32 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def parse_body(request: Request, model: type[Body]) -> Body:
-    """The JSON body as ``model``; 422 naming every problem (and its field) otherwise."""
-    raw = await request.body()
+#: Bodies larger than this are parsed and validated on a worker thread, not on the event loop.
+_INLINE_PARSE_BYTES = 64 * 1024
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes: from Content-Length
+    before anything is read, or while reading one that does not say."""
+    declared = request.headers.get("content-length")
+    too_large = f"the request body exceeds this server's limit of {limit} bytes (--max-body-bytes)"
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(too_large, "body", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(too_large, "body", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validate(raw: bytes, model: type[Body]) -> Body:
     try:
-        data = json.loads(raw)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise RequestError(f"invalid request: body: malformed JSON ({reason})", "body", 422) from None
+        data = jsonbody.loads(raw)
+    except jsonbody.BodyError as exc:
+        raise RequestError(f"invalid request: {exc.path}: {exc.message}", exc.path, 422) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -57,6 +75,14 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
         raise RequestError(
             "invalid request: " + "; ".join(problems), problems[0].split(":")[0], 422
         ) from None
+
+
+async def parse_body(request: Request, model: type[Body], limit: int) -> Body:
+    """The JSON body as ``model``; 413 over ``limit`` bytes, 422 naming every problem (and its field)."""
+    raw = await read_body(request, limit)
+    if len(raw) <= _INLINE_PARSE_BYTES:
+        return _validate(raw, model)
+    return await asyncio.to_thread(_validate, raw, model)
 
 
 class ApiKeys:
@@ -85,14 +111,19 @@ def json_route(
     *,
     body: type[BaseModel] | None = None,
     keys: ApiKeys | None = None,
+    max_body: int = 4 * 1024 * 1024,
 ) -> Route:
-    """A route: the API key first (when ``keys``), then the JSON body parsed into ``body`` (the handler
-    gets it and the request); a pydantic model or dict returned is sent as JSON."""
+    """A route: the API key first (when ``keys``), then the JSON body (at most ``max_body`` bytes)
+    parsed into ``body`` (the handler gets it and the request); a pydantic model or dict returned is
+    sent as JSON."""
 
     async def endpoint(request: Request) -> Response:
         if keys is not None:
             keys.check(request)
-        result = await handler() if body is None else await handler(await parse_body(request, body), request)
+        if body is None:
+            result = await handler()
+        else:
+            result = await handler(await parse_body(request, body, max_body), request)
         if isinstance(result, Response):
             return result
         if isinstance(result, BaseModel):

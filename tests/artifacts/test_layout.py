@@ -100,9 +100,12 @@ def test_corrupt_store_blob_is_refused(model_dir: Path, tmp_path: Path) -> None:
     data = bytearray(blob.read_bytes())
     data[0] ^= 1
     blob.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="missing or corrupt"):
+    with pytest.raises(
+        ArtifactError, match=r"missing or corrupt .*model.safetensors: the weights are corrupted"
+    ):
         pull(f"oci:{store}:tiny", tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert not blob.exists()  # dropped from the store: a re-pack writes it again
 
 
 def test_cache_damage_is_detected(registry, model_dir: Path, repo: str, tmp_path: Path) -> None:

@@ -73,3 +73,45 @@ def test_truncated_blob_in_a_layout_is_reported(tmp_path: Path) -> None:
     with pytest.raises(LocalRunError, match=r"tiny.gguf .* is missing or truncated"):
         read_layout(layout, "v1", None, f"oci:{layout_dir}:v1")
     assert read_layout(layout, "v2", None, f"oci:{layout_dir}:v2") is None
+
+
+def test_flipped_bytes_in_a_layout_blob_are_refused_and_dropped(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tiny.gguf").write_bytes(b"GGUF" + os.urandom(4096))
+    layout_dir = tmp_path / "layout"
+    push(model, f"oci:{layout_dir}:v1", format="gguf", quantization="Q8_0", progress=False)
+    layout = OciLayout(layout_dir)
+    weights = read_layout(layout, "v1", None, f"oci:{layout_dir}:v1")
+    assert weights is not None
+    blob = weights.files["tiny.gguf"]
+    blob.chmod(0o644)
+    with open(blob, "r+b") as handle:  # same size, other bytes
+        handle.seek(100)
+        handle.write(b"\0" * 512)
+    with pytest.raises(LocalRunError, match=r"tiny.gguf: the weights are corrupted .* the blob was removed"):
+        read_layout(layout, "v1", None, f"oci:{layout_dir}:v1")
+    assert not blob.exists()
+
+
+def test_kaito_run_refuses_corrupted_store_weights_then_repacks(
+    stored_weights: Path, kit: Any, tmp_path: Path
+) -> None:
+    # 1 MiB flipped in the store's blob of the real Gemma 3 270M: `kaito run` used to be ready with
+    # /health 200 and serve garbage.
+    good = stored_weights.stat().st_size
+    stored_weights.chmod(0o644)
+    with open(stored_weights, "r+b") as handle:
+        handle.seek(good // 2)
+        chunk = handle.read(1024 * 1024)
+        handle.seek(good // 2)
+        handle.write(bytes(b ^ 0xFF for b in chunk))
+    result = kit.kaito("run", str(kit.example), "--port", str(kit.free_port()), "--no-progress")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "gemma-3-270m-q4_k_m.gguf: the weights are corrupted" in result.stderr
+    assert "ready" not in result.stdout
+    assert not stored_weights.exists()  # dropped from the store
+    # the next run packs the store again from the preset's source: the same, verified blob
+    model = model_path_for(prepare(kit.example, default_registry()), tmp_path / "run", progress=False)
+    assert stored_weights.is_file() and stored_weights.stat().st_size == good
+    assert model.resolve() == stored_weights.resolve()

@@ -37,6 +37,10 @@ class ScriptedEngine:
         self.last_progress = time.monotonic()
         self.stalled = False
         self.dead: str | None = None
+        self.counted = 0  # texts count_tokens finished
+        self.counting = 0  # count_tokens calls begun
+        #: when set to an Event, count_tokens waits for it (a tokenizer that takes its time)
+        self.tokenizing: threading.Event | None = None
 
     @property
     def context_length(self) -> int:
@@ -69,6 +73,10 @@ class ScriptedEngine:
                 self.cancelled += 1
 
     def count_tokens(self, text: str) -> int:
+        self.counting += 1
+        if self.tokenizing is not None:
+            self.tokenizing.wait(60)
+        self.counted += 1
         return len(text.split())
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:

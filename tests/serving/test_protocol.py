@@ -32,8 +32,9 @@ def test_cap_unknown_kwargs_and_beams() -> None:
         kaito_sampling({"bogus": 1}, prompt_tokens=1, cap=64)
     with pytest.raises(RequestError, match="num_beams must be 1"):
         kaito_sampling({"num_beams": 4}, prompt_tokens=1, cap=64)
-    with pytest.raises(RequestError, match="wrong type"):
+    with pytest.raises(RequestError, match="temperature must be a number") as err:
         kaito_sampling({"temperature": "hot"}, prompt_tokens=1, cap=64)
+    assert err.value.param == "temperature"
 
 
 def test_openai_fields() -> None:

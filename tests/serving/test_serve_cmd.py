@@ -41,5 +41,5 @@ def test_help_lists_every_flag() -> None:
     for flag in ("--runtime", "--model", "--port", "--host", "--served-model-name", "--context-length",
                  "--threads", "--n-gpu-layers", "--max-batch", "--chat-template-file", "--adapter",
                  "--api-key-file", "--max-tokens-cap", "--max-n", "--queue-size", "--grace-period",
-                 "--log-level"):  # fmt: skip
+                 "--max-body-bytes", "--header-timeout", "--stall-timeout", "--log-level"):  # fmt: skip
         assert flag in result.output

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, RequestError, SamplingParams
 from kaito_runtime_llamacpp import sampling
 from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
 from kaito_runtime_llamacpp.scheduler import Scheduler
@@ -36,6 +36,9 @@ from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
 log = logging.getLogger("kaito.llamacpp")
 
 __all__ = ["EngineError", "LlamaCppEngine"]
+
+#: tokenizations count_tokens keeps for stream() to take (one per request in flight is plenty)
+_TOKENIZED_KEPT = 64
 
 
 @dataclass(eq=False)
@@ -61,6 +64,8 @@ class LlamaCppEngine:
         self.max_observed_batch = 0  # the most sequences one llama_decode call carried
         #: greedy requests without penalties take an argmax over the logits instead of the sampler chain
         self.fast_greedy = flag(config.options.get("fast_greedy", True))
+        #: a finished sequence's KV cells are kept for the next prompt that starts with the same tokens
+        self.prefix_cache = flag(config.options.get("prefix_cache", True))
         self.steps = 0
         self._loaded: Loaded | None = None
         self._context_length = 0  # known once loaded (and still after close)
@@ -72,6 +77,14 @@ class LlamaCppEngine:
         self._stopping = False
         self._fatal: str | None = None
         self._last_progress = time.monotonic()
+        #: texts counted lately (the server counts a prompt, then streams it), oldest first
+        self._tokenized: dict[str, list[int]] = {}
+        self._tokenized_lock = threading.Lock()
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens taken from the prefix cache instead of computed."""
+        return self._scheduler.reused_tokens
 
     @property
     def preemptions(self) -> int:
@@ -107,7 +120,7 @@ class LlamaCppEngine:
                 return
             self._loaded = loaded
             self._context_length = loaded.n_ctx_seq
-            self._scheduler = Scheduler(self.max_batch, loaded.kv_cells)
+            self._scheduler = Scheduler(self.max_batch, loaded.kv_cells, self.prefix_cache)
         self._last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
         self._thread.start()
@@ -118,11 +131,16 @@ class LlamaCppEngine:
             raise EngineError("the model is not loaded")
         if self._fatal:
             raise EngineError(f"the engine stopped: {self._fatal}")
-        tokens = loaded.vocab.tokenize(prompt)
+        tokens = self._tokenized.get(prompt)  # counted by the server a moment ago: not twice
+        if tokens is None:
+            # never on the event loop: tokenizing a long text takes seconds and would stop every stream
+            tokens = await asyncio.to_thread(loaded.vocab.tokenize, prompt)
         if not tokens:
             raise EngineError("the prompt is empty")
         if len(tokens) >= loaded.n_ctx_seq:
             raise EngineError(f"the prompt is {len(tokens)} tokens; the context is {loaded.n_ctx_seq}")
+        if params.json_schema is not None:  # an unusable schema is the client's 400, before anything runs
+            await asyncio.to_thread(sampling.grammar_for, params.json_schema)
         work = _Stream(asyncio.get_running_loop(), asyncio.Queue(), StopMatcher(params.stop))
         seq = Seq(tokens, params, work=work)
         with self._cond:
@@ -151,7 +169,12 @@ class LlamaCppEngine:
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
             raise EngineError("the model is not loaded")
-        return len(self._loaded.vocab.tokenize(text))
+        tokens = self._loaded.vocab.tokenize(text)
+        with self._tokenized_lock:  # the server calls this from its tokenizer threads
+            self._tokenized[text] = tokens
+            while len(self._tokenized) > _TOKENIZED_KEPT:
+                self._tokenized.pop(next(iter(self._tokenized)))
+        return len(tokens)
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         if self._loaded is None:
@@ -207,9 +230,17 @@ class LlamaCppEngine:
                         break
                     if not scheduler.active:
                         self._last_progress = time.monotonic()  # idle time is not a stall
-                    for seq in scheduler.admit():
+                    refused: list[tuple[Seq, RequestError]] = []
+                    admitted = scheduler.admit()
+                    self._apply_cache_changes(admitted)
+                    for seq in admitted:
                         if seq.work.sampler is None:  # a preempted sequence keeps its sampler (and history)
-                            seq.work.sampler = self._make_sampler(seq)
+                            try:
+                                seq.work.sampler = self._make_sampler(seq)
+                            except RequestError as refusal:  # the request's fault: it alone ends
+                                refused.append((seq, refusal))
+                for seq, error in refused:
+                    self._retire(seq, error)
                 for seq in [s for s in scheduler.active if s.cancelled]:
                     self._retire(seq)
                 if scheduler.active:
@@ -219,6 +250,35 @@ class LlamaCppEngine:
             self._fatal = f"{type(exc).__name__}: {exc}"
             log.exception("the decode loop stopped")
             self._fail_all(EngineError(f"the engine stopped: {self._fatal}"))
+
+    def _apply_cache_changes(self, admitted: list[Seq]) -> None:
+        """Free the KV cells the scheduler let go of: evicted prefixes, and what a newcomer's seq_id
+        cached beyond the prefix it shares."""
+        import llama_cpp.llama_cpp as L
+
+        assert self._loaded is not None
+        mem, scheduler = self._loaded.mem, self._scheduler
+        for seq_id in scheduler.evictions:
+            L.llama_memory_seq_rm(mem, seq_id, -1, -1)
+        scheduler.evictions.clear()
+        n_swa = int(L.llama_model_n_swa(self._loaded.model))
+        for seq in admitted:
+            trim, seq.trim_from = seq.trim_from, -1
+            # Sliding-window layers keep only the window of a sequence's last positions: resuming at
+            # `reused` needs the window before it, which may be gone (llama-server's test, the same).
+            if (
+                seq.reused
+                and n_swa > 0
+                and L.llama_memory_seq_pos_min(mem, seq.seq_id) > max(0, seq.reused - n_swa)
+            ):
+                trim = 0
+            if trim == 0 and seq.reused:
+                scheduler.reused_tokens -= seq.reused
+                seq.reused = seq.n_past = seq.prefilled = 0
+            if trim >= 0 and not L.llama_memory_seq_rm(mem, seq.seq_id, trim, -1):
+                L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)  # a partial removal refused: start over
+                scheduler.reused_tokens -= seq.reused
+                seq.reused = seq.n_past = seq.prefilled = 0
 
     def _make_sampler(self, seq: Seq) -> Any:
         import llama_cpp.llama_cpp as L
@@ -256,6 +316,10 @@ class LlamaCppEngine:
                 raise EngineError(f"llama_decode failed with {rc}")
             # 1: no KV slot (2: aborted). The cache is as before this call; so is every sequence.
             scheduler.undo_step()
+            if rc == 1 and scheduler.cached:  # cached prefixes give their cells back before anyone waits
+                for seq_id in scheduler.evict_cached():
+                    L.llama_memory_seq_rm(loaded.mem, seq_id, -1, -1)
+                return
             victim = scheduler.preemption_victim() if rc == 1 else None
             if victim is not None:
                 L.llama_memory_seq_rm(loaded.mem, scheduler.preempt(victim), -1, -1)
@@ -312,7 +376,12 @@ class LlamaCppEngine:
         import llama_cpp.llama_cpp as L
 
         assert self._loaded is not None
-        L.llama_memory_seq_rm(self._loaded.mem, self._scheduler.retire(seq), -1, -1)
+        # A sequence that ended well (or whose client left) leaves its cells as a cached prefix; one that
+        # failed leaves nothing it might share.
+        keep = not isinstance(last, BaseException)
+        seq_id = self._scheduler.retire(seq, keep=keep)
+        if not (keep and seq_id in self._scheduler.cached):
+            L.llama_memory_seq_rm(self._loaded.mem, seq_id, -1, -1)
         self._free_sampler(seq)
         if last is not None and not seq.cancelled:  # resources are back before the client hears the end
             self._emit(seq, last)

@@ -158,7 +158,8 @@ def _contextualize(
     cparams.kv_unified = unified
     # swa_full off: layers with sliding-window attention (5 of 6 in Gemma 3) keep only the window (+ one
     # ubatch) per sequence instead of the full context, which llama.cpp's default allocates and clears.
-    # What it costs: a sequence's cells cannot be rewound past the window, which this engine never does.
+    # What it costs: a sequence's cells cannot be rewound past the window; the prefix cache checks how
+    # far back a cached sequence still reaches before it resumes one (engine.py).
     cparams.swa_full = flag(options.get("swa_full", False))
     cparams.n_batch = cparams.n_ubatch = n_batch
     cparams.n_threads = cparams.n_threads_batch = threads

@@ -2,17 +2,19 @@
 
 A chain is built from a request's SamplingParams: end-of-generation tokens masked while ``min_tokens``
 are not reached (or for good with ``ignore_eos``), penalties over the last tokens, then greedy or
-top-k / typical / top-p / min-p / temperature / a seeded draw. Greedy without penalties skips the
+top-k / typical / top-p / min-p / temperature / a seeded draw; a grammar first for structured output
+(``response_format``: JSON Schema to GBNF by llama.cpp's converter). Greedy without penalties skips the
 chain: ``llama_sampler_sample`` first copies every logit into a candidate array, while an argmax over
 the logits row picks the same token (the first maximum, as the greedy sampler does).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from kaito_core.plugins import SamplingParams
+from kaito_core.plugins import RequestError, SamplingParams
 from kaito_runtime_llamacpp.tokens import Vocab
 
 #: Tokens the repetition/presence/frequency penalties look back over.
@@ -24,9 +26,22 @@ def is_greedy(p: SamplingParams) -> bool:
 
 
 def is_plain_greedy(p: SamplingParams) -> bool:
-    """Greedy with no penalty: the argmax of the logits is the answer."""
+    """Greedy with no penalty and no grammar: the argmax of the logits is the answer."""
     no_penalties = p.repetition_penalty == 1.0 and not p.presence_penalty and not p.frequency_penalty
-    return is_greedy(p) and no_penalties
+    return is_greedy(p) and no_penalties and p.json_schema is None
+
+
+@functools.lru_cache(maxsize=64)
+def grammar_for(json_schema: str) -> str:
+    """The GBNF grammar of JSON matching ``json_schema`` (llama.cpp's own converter, as llama-server
+    uses); RequestError naming ``response_format`` for a schema it cannot express."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json_schema))
+    except Exception as exc:  # the converter raises plain exceptions of several kinds
+        message = f"response_format: the JSON schema cannot be turned into a grammar: {exc}"
+        raise RequestError(message, param="response_format") from None
 
 
 def masks_eog(p: SamplingParams, generated: int) -> bool:
@@ -38,6 +53,12 @@ def make_sampler(L: Any, vocab: Vocab, p: SamplingParams, generated: Sequence[in
     """A sampler chain for these params, having seen ``generated`` (a rebuilt chain relearns the
     history its penalties look at). The caller frees it with ``llama_sampler_free``."""
     chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    if p.json_schema is not None:  # first: every later sampler sees only tokens the grammar allows
+        grammar = L.llama_sampler_init_grammar(vocab.handle, grammar_for(p.json_schema).encode(), b"root")
+        if not grammar:
+            L.llama_sampler_free(chain)
+            raise RequestError("response_format: llama.cpp refused the schema's grammar", "response_format")
+        L.llama_sampler_chain_add(chain, grammar)
     eog = vocab.eog_tokens() if masks_eog(p, len(generated)) else []
     if eog:
         biases = (L.llama_logit_bias * len(eog))(*(L.llama_logit_bias(token, float("-inf")) for token in eog))
@@ -61,7 +82,8 @@ def make_sampler(L: Any, vocab: Vocab, p: SamplingParams, generated: Sequence[in
         L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(p.temperature))
         seed = L.LLAMA_DEFAULT_SEED if p.seed is None else p.seed & 0xFFFFFFFF
         L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed))
-    for token in generated[-PENALTY_LAST_N:]:
+    # the whole history: a grammar must walk it from the start (penalties keep only their last N)
+    for token in generated if p.json_schema is not None else generated[-PENALTY_LAST_N:]:
         L.llama_sampler_accept(chain, token)
     return chain
 

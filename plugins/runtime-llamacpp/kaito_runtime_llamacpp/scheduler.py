@@ -15,6 +15,14 @@ Pure bookkeeping over :class:`Sequence` values, so it can be tested without llam
 seq_ids are a min-heap: new sequences take the lowest free id, keeping the ids in use compact (with
 per-sequence KV slices, llama.cpp attends over the span of streams from the lowest to the highest
 seq_id in a batch), and every batch lists its sequences in ascending seq_id order.
+
+The prompt-prefix cache: a sequence that ends leaves its tokens in its seq_id's KV cells
+(:attr:`Scheduler.cached`). A newcomer takes the free seq_id whose cached tokens share the longest
+prefix with its prompt and starts past them (the previous turns of a chat, a shared system prompt are
+not computed again); the engine trims the rest (:attr:`Sequence.trim_from`). Cached cells count
+against the pool: :meth:`Scheduler.evict_cached` hands them back, before anyone waits for cells or is
+preempted, so a cache only ever saves work and never changes what runs. At least the last prompt
+token is always decoded again: its logits pick the first new token.
 """
 
 from __future__ import annotations
@@ -42,11 +50,26 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     cancelled: bool = False
     admitted: int = 0  # admission order: preemption takes the sequence admitted last
+    reused: int = 0  # prompt tokens found in the prefix cache at admission
+    trim_from: int = -1  # >= 0: the engine removes this seq_id's cached cells from here on
     work: Any = None
 
     def __post_init__(self) -> None:
         if not self.prompt_len:
             self.prompt_len = len(self.prompt)
+
+    def kv_tokens(self) -> list[int]:
+        """The tokens this sequence has in the KV cache, in position order."""
+        history = self.prompt + self.generated[len(self.prompt) - self.prompt_len :]
+        return history[: self.n_past]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 @dataclass(frozen=True)
@@ -60,9 +83,13 @@ class Entry:
 
 
 class Scheduler:
-    def __init__(self, max_batch: int, kv_cells: int = 0) -> None:
+    def __init__(self, max_batch: int, kv_cells: int = 0, prefix_cache: bool = True) -> None:
         #: cells of the shared KV pool; 0: each sequence has a slice of its own (never waits for cells)
         self.kv_cells = kv_cells
+        self.prefix_cache = prefix_cache
+        #: free seq_id -> the tokens its KV cells still hold (what a finished sequence left)
+        self.cached: dict[int, list[int]] = {}
+        self.reused_tokens = 0  # prompt tokens taken from the cache instead of computed
         self.pending: deque[Sequence] = deque()
         self.active: list[Sequence] = []
         self.free_ids: list[int] = list(range(max_batch))
@@ -70,6 +97,8 @@ class Scheduler:
         self._admissions = 0
         self._hold_until_retire = False
         self._before: dict[Sequence, tuple[int, int, int | None]] = {}
+        #: seq_ids whose cached cells the engine must free (evicted prefixes), drained by the engine
+        self.evictions: list[int] = []
 
     def submit(self, seq: Sequence) -> None:
         self.pending.append(seq)
@@ -86,9 +115,47 @@ class Scheduler:
         prompts, and the token each decodes next."""
         return sum(s.n_past + len(s.prompt) - s.prefilled + (s.next_token is not None) for s in self.active)
 
+    def cells_cached(self) -> int:
+        return sum(len(tokens) for tokens in self.cached.values())
+
+    def evict_cached(self, keep: int = -1) -> list[int]:
+        """Forget every cached prefix but ``keep``'s; returns the seq_ids whose cells the engine frees."""
+        evicted = [seq_id for seq_id in self.cached if seq_id != keep]
+        for seq_id in evicted:
+            del self.cached[seq_id]
+        return evicted
+
+    def _take_id(self, seq: Sequence) -> int:
+        """The free seq_id for ``seq``: the one caching the longest prefix of its prompt, else the lowest."""
+        best, best_len = -1, 0
+        if self.prefix_cache:
+            for seq_id in self.free_ids:
+                cached = self.cached.get(seq_id)
+                if cached:
+                    length = common_prefix(cached, seq.prompt)
+                    if length > best_len or (length == best_len and best >= 0 and seq_id < best):
+                        best, best_len = seq_id, length
+        if best < 0:
+            # no shared prefix: the lowest id that caches nothing, so a cache is overwritten only when
+            # every free id holds one
+            uncached = [seq_id for seq_id in self.free_ids if seq_id not in self.cached]
+            seq_id = min(uncached) if uncached else self.free_ids[0]
+        else:
+            seq_id = best
+        self.free_ids.remove(seq_id)
+        heapq.heapify(self.free_ids)
+        reuse = min(best_len, len(seq.prompt) - 1) if seq_id == best else 0
+        if seq_id in self.cached and len(self.cached.pop(seq_id)) > reuse:
+            seq.trim_from = reuse
+        seq.reused = reuse
+        seq.n_past = seq.prefilled = reuse
+        self.reused_tokens += reuse
+        return seq_id
+
     def admit(self) -> list[Sequence]:
         """Move waiting sequences into free seq_ids, in order, while the pool has cells for their prompts
         (an idle engine always admits one: a prompt is shorter than the context, which the pool holds).
+        Cached prefixes give their cells back first when the pool is short (:attr:`evictions`).
         Returns the sequences admitted."""
         admitted = []
         while self.pending and self.free_ids:
@@ -99,11 +166,13 @@ class Scheduler:
                 if self.cells_committed() + len(seq.prompt) + 1 > self.kv_cells:
                     break
             self.pending.popleft()
-            seq.seq_id = heapq.heappop(self.free_ids)
+            seq.seq_id = self._take_id(seq)
             self._admissions += 1
             seq.admitted = self._admissions
             self.active.append(seq)
             admitted.append(seq)
+            if self.kv_cells and self.cells_committed() + self.cells_cached() > self.kv_cells:
+                self.evictions.extend(self.evict_cached())  # room first: a cache never makes anyone wait
         return admitted
 
     def plan_step(self, n_batch: int) -> tuple[list[Entry], list[Sequence]]:
@@ -155,6 +224,7 @@ class Scheduler:
         the tokens it generated (the last one, sampled but not yet decoded, included), so it resumes
         exactly where it was. Returns the seq_id whose cells the engine must free."""
         seq_id = self._release(seq)
+        seq.reused = 0
         seq.prompt = seq.prompt[: seq.prompt_len] + seq.generated
         seq.prefilled = 0
         seq.n_past = 0
@@ -165,10 +235,15 @@ class Scheduler:
         self.preemptions += 1
         return seq_id
 
-    def retire(self, seq: Sequence) -> int:
-        """A sequence ended; returns the seq_id whose cells the engine must free."""
+    def retire(self, seq: Sequence, keep: bool = False) -> int:
+        """A sequence ended; returns its seq_id. With ``keep`` (and the prefix cache on) its KV cells
+        stay as that seq_id's cached prefix; otherwise the engine must free them."""
         self._hold_until_retire = False
-        return self._release(seq)
+        tokens = seq.kv_tokens() if keep and self.prefix_cache else []
+        seq_id = self._release(seq)
+        if tokens:
+            self.cached[seq_id] = tokens
+        return seq_id
 
     def _release(self, seq: Sequence) -> int:
         seq_id = seq.seq_id

@@ -18,6 +18,11 @@ class Vocab:
         self.bos_text = self.piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
         self.eos_text = self.piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else ""
 
+    @property
+    def handle(self) -> Any:
+        """The llama_vocab pointer (for samplers that need it: grammars)."""
+        return self._vocab
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens of `text`; special tokens in it are parsed (chat templates write them as text), and BOS
         is added when the model wants one and the text does not already start with it."""

@@ -91,7 +91,7 @@ def _serve(model: Path, max_batch: int, **settings: object) -> Served:
 
 @pytest.fixture(scope="module")
 def gemma_server(gemma_path: Path) -> Iterator[Served]:
-    served = _serve(gemma_path, max_batch=8, max_n=2, queue_size=16)
+    served = _serve(gemma_path, max_batch=8, max_n=4, queue_size=16)
     yield served
     served.server.stop()
 

@@ -162,7 +162,7 @@ def test_max_tokens_above_the_cap_and_n_above_the_limit_are_400(gemma_server: An
     with pytest.raises(openai.BadRequestError, match=f"cap of {gemma_server.cap}"):
         client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=gemma_server.cap + 1)
     with pytest.raises(openai.BadRequestError, match="--max-n"):
-        client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=4, n=3)
+        client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=4, n=5)
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.completions.create(model="gpt-4", prompt="Hi", max_tokens=4)
 

@@ -111,3 +111,78 @@ def test_cancelled_waiters_are_dropped() -> None:
     scheduler.admit()
     gone.cancelled = True
     assert scheduler.drop_cancelled_pending() == [gone] and list(scheduler.pending) == [kept]
+
+
+# -- the prompt-prefix cache ---------------------------------------------------------------------------
+
+
+def _finish(scheduler: Scheduler, s: Sequence, generated: list[int]) -> int:
+    """Run ``s`` to its end as the engine would: prompt prefilled, ``generated`` decoded but the last."""
+    s.prefilled = len(s.prompt)
+    s.generated = list(generated)
+    s.n_past = len(s.prompt) + len(generated) - 1
+    return scheduler.retire(s, keep=True)
+
+
+def test_a_newcomer_resumes_past_the_longest_cached_prefix() -> None:
+    scheduler = Scheduler(max_batch=3)
+    turn1, other = Sequence([1, 2, 3, 4], PARAMS), Sequence([9, 9], PARAMS)
+    for s in (turn1, other):
+        scheduler.submit(s)
+    scheduler.admit()
+    id1 = _finish(scheduler, turn1, [5, 6, 7])
+    _finish(scheduler, other, [8])
+    assert scheduler.cached[id1] == [1, 2, 3, 4, 5, 6]  # the last sampled token was never decoded
+    turn2 = Sequence([1, 2, 3, 4, 5, 6, 7, 10, 11], PARAMS)  # the chat so far plus a new message
+    scheduler.submit(turn2)
+    assert scheduler.admit() == [turn2]
+    assert turn2.seq_id == id1 and turn2.reused == 6 and turn2.n_past == turn2.prefilled == 6
+    assert turn2.trim_from == -1  # every cached token is used: nothing to cut
+    entries, _ = scheduler.plan_step(n_batch=16)
+    assert [e.token for e in entries] == [7, 10, 11] and [e.pos for e in entries] == [6, 7, 8]
+    assert scheduler.reused_tokens == 6 and id1 not in scheduler.cached
+
+
+def test_a_cached_prefix_is_cut_where_the_prompts_differ_and_the_last_token_is_decoded_again() -> None:
+    scheduler = Scheduler(max_batch=2)
+    first = Sequence([1, 2, 3, 4, 5], PARAMS)
+    scheduler.submit(first)
+    scheduler.admit()
+    _finish(scheduler, first, [6, 7])
+    branch = Sequence([1, 2, 3, 9], PARAMS)
+    scheduler.submit(branch)
+    scheduler.admit()
+    assert branch.reused == 3 and branch.trim_from == 3  # the engine removes positions 3..
+    same = Sequence([1, 2, 3, 9], PARAMS)  # the very same prompt again: its last token is recomputed
+    _finish(scheduler, branch, [4])
+    scheduler.submit(same)
+    scheduler.admit()
+    assert same.reused == 3 and same.trim_from == 3
+    entries, _ = scheduler.plan_step(n_batch=16)
+    assert [e.token for e in entries] == [9] and entries[0].logits
+
+
+def test_cached_prefixes_give_their_cells_back_when_the_pool_is_short() -> None:
+    scheduler = Scheduler(max_batch=4, kv_cells=20)
+    a = Sequence(list(range(10)), PARAMS)
+    scheduler.submit(a)
+    scheduler.admit()
+    id_a = _finish(scheduler, a, [50, 51])
+    assert len(scheduler.cached[id_a]) == 11
+    running = Sequence(list(range(100, 108)), PARAMS)  # no shared prefix: 8 + 11 cached fit in 20
+    scheduler.submit(running)
+    scheduler.admit()
+    assert scheduler.evictions == [] and id_a in scheduler.cached
+    other = Sequence(list(range(200, 206)), PARAMS)  # 8 + 6 + 11 cached would not fit: evicted first
+    scheduler.submit(other)
+    assert scheduler.admit() == [other]
+    assert scheduler.evictions == [id_a] and not scheduler.cached
+
+
+def test_without_the_cache_nothing_is_kept() -> None:
+    scheduler = Scheduler(max_batch=2, prefix_cache=False)
+    a = Sequence([1, 2, 3], PARAMS)
+    scheduler.submit(a)
+    scheduler.admit()
+    _finish(scheduler, a, [4])
+    assert not scheduler.cached

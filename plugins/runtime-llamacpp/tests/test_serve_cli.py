@@ -85,7 +85,7 @@ def test_sigterm_drains_in_flight_streams_then_exits(kaito_serve) -> None:  # ty
     assert events[-1] == "data: [DONE]"
     usage = json.loads(events[-2].removeprefix("data: "))["usage"]
     assert usage["completion_tokens"] == 8  # the in-flight request finished in full
-    assert process.wait(timeout=120) in (0, -signal.SIGTERM)
+    assert process.wait(timeout=120) == 0  # a clean drain exits 0, not by the signal
 
 
 def test_unknown_runtime_and_missing_model_are_clear_errors(tmp_path: Path) -> None:

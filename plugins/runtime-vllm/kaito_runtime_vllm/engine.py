@@ -276,6 +276,11 @@ class VllmEngine:
         if self._client is None:
             raise RuntimeError("stream called before load()")
         self._check_alive()
+        if params.json_schema is not None:
+            raise RequestError(
+                "response_format json_object/json_schema is not supported by the vllm runtime of this server",
+                param="response_format",
+            )
         body = self.request_body(prompt, params)
         self._health.running += 1
         try:
