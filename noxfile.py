@@ -26,6 +26,9 @@ def install_project(session: nox.Session, *extras: str) -> None:
     """kaito-core and every plugin distribution, editable, with the named extras of kaito-core; with
     the test extra, the kaito-testing distribution too."""
     spec = f".[{','.join(extras)}]" if extras else "."
+    # kaito-runtime-transformers needs torch: the CPU build first (a local file here), so that no
+    # dependency pulls the multi-GB CUDA build from PyPI; a GPU machine installs its own before.
+    session.install(os.environ.get("KAITO_TORCH", "torch==2.13.0"))
     testing = ["-e", TESTING] if "test" in extras else []
     session.install("-e", spec, *[arg for p in PLUGINS for arg in ("-e", p)], *testing)
 
