@@ -120,5 +120,5 @@ def test_refusals_name_the_fix(registry: Registry) -> None:
     ws = copy.deepcopy(example())
     assert ws.tuning is not None
     ws.tuning.preset = None
-    with pytest.raises(PlanError, match="needs tuning.preset"):
+    with pytest.raises(PlanError, match=r"needs tuning\.preset"):
         tuning_manifests(ws, registry, SETTINGS)

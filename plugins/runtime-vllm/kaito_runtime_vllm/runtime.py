@@ -6,7 +6,7 @@ import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.plugins import ADAPTER_DIR, GiB
+from kaito_core.plugins import ADAPTER_DIR, GiB, PlanError
 from kaito_runtime_vllm.args import VllmSettings, normalize_key, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV
 
@@ -26,6 +26,14 @@ RAY_PORT = 6379
 
 def plan_settings(plan: Plan) -> VllmSettings:
     """The vLLM settings a Plan decides, with the inference ConfigMap's extras."""
+    weighted = [a.name for a in plan.adapters if a.strength != 1.0]
+    if weighted:
+        # KAITO's refusal: vLLM applies a LoRA adapter as trained, per request, never scaled
+        raise PlanError(
+            f"vLLM does not support adapter strength (adapter {weighted[0]}); remove "
+            "inference.adapters[].strength "
+            "or use the transformers runtime (annotation kaito.sh/runtime: transformers)"
+        )
     return VllmSettings(
         model=plan.model_dir,
         served_model_name=plan.served_model_name or plan.preset,
@@ -108,10 +116,12 @@ class VllmRuntime:
             {"name": "DO_NOT_TRACK", "value": "1"},
         ]
         if plan.model_access_secret:
-            env.append({
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
-            })
+            env.append(
+                {
+                    "name": "HF_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
+                }
+            )
         ports: list[dict[str, Any]] = [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}]
         serve = ["kaito", *self.serve_args(plan)]
         if settings.multi_node:
@@ -137,17 +147,19 @@ class VllmRuntime:
         vLLM places its pipeline stages through Ray and waits for the workers' GPUs to join.
         """
         leader = f"{plan.workspace}-0.{plan.workspace}-headless.{plan.namespace}.svc.cluster.local"
-        return "\n".join([
-            "set -euo pipefail",
-            'index="${HOSTNAME##*-}"',
-            'if [ "$index" = "0" ]; then',
-            f"  ray start --head --port={RAY_PORT} --num-gpus={plan.gpus_per_node}",
-            f"  exec {shlex.join(serve)}",
-            "else",
-            f"  exec ray start --address={shlex.quote(leader)}:{RAY_PORT} "
-            f"--num-gpus={plan.gpus_per_node} --block",
-            "fi",
-        ])
+        return "\n".join(
+            [
+                "set -euo pipefail",
+                'index="${HOSTNAME##*-}"',
+                'if [ "$index" = "0" ]; then',
+                f"  ray start --head --port={RAY_PORT} --num-gpus={plan.gpus_per_node}",
+                f"  exec {shlex.join(serve)}",
+                "else",
+                f"  exec ray start --address={shlex.quote(leader)}:{RAY_PORT} "
+                f"--num-gpus={plan.gpus_per_node} --block",
+                "fi",
+            ]
+        )
 
     def engine(self, config: EngineConfig) -> Engine:
         from kaito_runtime_vllm.engine import VllmEngine
