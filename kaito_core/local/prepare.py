@@ -71,11 +71,10 @@ def validate(workspace: Workspace, registry: Registry, source: Path) -> None:
             click.echo(line, err=True)
     if lines:
         raise LocalRunError("the Workspace is not valid:\n" + "\n".join(lines))
+    if workspace.tuning is not None:
+        return  # tuned by kaito_core.local.tuning
     if workspace.inference is None:
-        raise LocalRunError(
-            f"{source}: `kaito run` serves inference Workspaces; this one has no inference section "
-            "(tuning runs on a cluster: kubectl apply -f)"
-        )
+        raise LocalRunError(f"{source}: the Workspace has neither an inference nor a tuning section")
     if workspace.inference.preset is None:
         raise LocalRunError(
             f"{source}: inference.preset is required by `kaito run` (a custom inference.template is a "
