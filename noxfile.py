@@ -82,11 +82,18 @@ def bench_operator(session: nox.Session) -> None:
     _bench(session, "bench_operator.py")
 
 
+@nox.session(name="bench-tuning")
+def bench_tuning(session: nox.Session) -> None:
+    """`kaito tune` vs plain trl/peft on the tests' tiny model: samples/s and peak RSS, as a ratio."""
+    _bench(session, "bench_tuning.py")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark, one after the other."""
     install_project(session, "test", "bench")
-    for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py"):
+    for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py",
+                   "bench_tuning.py"):
         session.run("python", f"benchmarks/{script}")
 
 

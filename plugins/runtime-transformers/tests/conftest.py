@@ -20,48 +20,54 @@ def corpus() -> list[str]:
     return [*QUESTIONS, ANSWER, "a b c d e f g h i j k l m n o p q r s t u v w x y z", "hello world"] * 4
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_tiny_model(out: Path) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and a byte-level BPE tokenizer trained here."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     special = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    from tokenizers import decoders
-
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        corpus(),
-        trainers.BpeTrainer(
-            vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
+    bpe = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", pad_token="<pad>")  # fmt: skip
+    tok.train_from_iterator(corpus(), bpe)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                         pad_token_id=fast.pad_token_id, tie_word_embeddings=False)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
     return out
 
 
-@pytest.fixture(scope="session")
-def chat_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_chat_parquet(path: Path, repeat: int = 3) -> Path:
     """A chat-style parquet like dolly-15k in OpenAI style: a ``messages`` column of turns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [[{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}] for q in QUESTIONS] * 3
-    path = tmp_path_factory.mktemp("data") / "train.parquet"
-    pq.write_table(pa.table({"messages": rows}), path)
+    rows = [[{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}] for q in QUESTIONS]
+    pq.write_table(pa.table({"messages": rows * repeat}), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def chat_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_chat_parquet(tmp_path_factory.mktemp("data") / "train.parquet")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
