@@ -58,7 +58,7 @@ model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if 
 ds = load_dataset("parquet", data_files=[data], split="train").shuffle(seed=42)
 args = SFTConfig(output_dir=out, max_steps=steps, learning_rate=0.01, per_device_train_batch_size=2,
                  logging_steps=1, lr_scheduler_type="constant", save_strategy="no", seed=0, report_to="none",
-                 max_length=64, use_cpu=not gpu, disable_tqdm=True)
+                 max_length=64, use_cpu=not gpu, disable_tqdm=True, bf16=gpu)  # kaito tune: float32 on a CPU
 lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear")
 trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
 result = trainer.train()
