@@ -26,6 +26,9 @@ def install_project(session: nox.Session, *extras: str) -> None:
     """kaito-core and every plugin distribution, editable, with the named extras of kaito-core; with
     the test extra, the kaito-testing distribution too."""
     spec = f".[{','.join(extras)}]" if extras else "."
+    # kaito-runtime-transformers needs torch: the CPU build first (a local file here), so that no
+    # dependency pulls the multi-GB CUDA build from PyPI; a GPU machine installs its own before.
+    session.install(os.environ.get("KAITO_TORCH", "torch==2.13.0"))
     testing = ["-e", TESTING] if "test" in extras else []
     session.install("-e", spec, *[arg for p in PLUGINS for arg in ("-e", p)], *testing)
 
@@ -93,12 +96,18 @@ def bench_presets(session: nox.Session) -> None:
     _bench(session, "preset_estimates.py")
 
 
+@nox.session(name="bench-tuning")
+def bench_tuning(session: nox.Session) -> None:
+    """`kaito tune` vs plain trl/peft on the tests' tiny model: samples/s and peak RSS, as a ratio."""
+    _bench(session, "bench_tuning.py")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark, one after the other."""
     install_project(session, "test", "bench")
     for script in ("bench_serving.py", "bench_startup.py", "bench_artifacts.py", "bench_operator.py",
-                   "preset_estimates.py"):
+                   "preset_estimates.py", "bench_tuning.py"):
         session.run("python", f"benchmarks/{script}")
 
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "kaito_core.cli.model_cmd",  # model push|pull|inspect|pack
     "kaito_core.cli.operator_cmd",  # operator
     "kaito_core.cli.run_cmd",  # run, ps, stop, logs
+    "kaito_core.cli.data_cmd",  # data fetch (tuning input)
 )
 
 

@@ -29,8 +29,10 @@ _STARTED = time.monotonic()
               help="Requests decoded together (each gets its own context) [default: kaito serve's, 8]; "
                    "fewer start faster and use less memory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars while weights are fetched.")
+@click.option("--training-config", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A tuning Workspace's training_config.yaml (what its tuning.config ConfigMap holds).")
 def run_command(file: Path, port: int, host: str, name: str | None, detach: bool, ready_timeout: float,
-                parallel: int | None, no_progress: bool) -> None:
+                parallel: int | None, no_progress: bool, training_config: Path | None) -> None:
     """Serve the Workspace in FILE on this machine (/chat and the OpenAI API) until Ctrl-C.
 
     The same file a cluster takes: it is validated, planned for this machine's CPUs, memory and GPUs,
@@ -40,6 +42,9 @@ def run_command(file: Path, port: int, host: str, name: str | None, detach: bool
     from kaito_core.local.errors import LocalRunError
     from kaito_core.local.runner import RunOptions, run
 
+    if _is_tuning(file):
+        _tune(file, name, training_config, not no_progress)
+        return
     options = RunOptions(file=file, name=name, host=host, port=port, detach=detach,
                          ready_timeout=ready_timeout, progress=not no_progress, parallel=parallel or 0)
     try:
@@ -47,6 +52,35 @@ def run_command(file: Path, port: int, host: str, name: str | None, detach: bool
     except LocalRunError as exc:
         fail(str(exc))
     raise SystemExit(code)
+
+
+def _is_tuning(file: Path) -> bool:
+    from kaito_core.local.errors import LocalRunError
+    from kaito_core.local.prepare import load_workspace
+
+    try:
+        return load_workspace(file).tuning is not None
+    except LocalRunError:
+        return False  # the inference path reports the file's problem in its own words
+
+
+def _tune(file: Path, name: str | None, training_config: Path | None, progress: bool) -> None:
+    """A tuning Workspace: the Job's steps here (kaito_core.local.tuning)."""
+    from kaito_core.local import paths
+    from kaito_core.local.errors import LocalRunError
+    from kaito_core.local.prepare import load_workspace, validate
+    from kaito_core.local.tuning import TuningRun, run_tuning
+    from kaito_core.plugins import default_registry
+
+    try:
+        workspace = load_workspace(file)
+        registry = default_registry()
+        validate(workspace, registry, file)
+        work_dir = paths.runs_dir() / paths.check_run_name(name or workspace.name)
+        where = run_tuning(TuningRun(workspace, work_dir, training_config, progress), registry)
+    except LocalRunError as exc:
+        fail(str(exc))
+    click.echo(f"kaito: adapter of {workspace.name} at {where}")
 
 
 def _uptime(seconds: float) -> str:

@@ -43,6 +43,8 @@ class ServeArgs:
     n_gpu_layers: int = 0
     max_batch: int = 0  # sequences decoded together; 0: kaito serve's default
     chat_template_file: Path | None = None
+    #: (name, directory, strength) of each adapter; a strength other than 1 is an engine option
+    adapters: tuple[tuple[str, Path, float], ...] = ()
 
     def argv(self) -> list[str]:
         # `python -m kaito_core.cli.main` rather than the `kaito` script: same interpreter and
@@ -69,6 +71,10 @@ class ServeArgs:
             argv += ["--max-batch", str(self.max_batch)]
         if self.chat_template_file is not None:
             argv += ["--chat-template-file", str(self.chat_template_file)]
+        for name, directory, strength in self.adapters:
+            argv += ["--adapter", f"{name}={directory}"]
+            if strength != 1.0:
+                argv += ["--engine-option", f"strength.{name}={strength:g}"]
         return argv
 
 

@@ -71,11 +71,10 @@ def validate(workspace: Workspace, registry: Registry, source: Path) -> None:
             click.echo(line, err=True)
     if lines:
         raise LocalRunError("the Workspace is not valid:\n" + "\n".join(lines))
+    if workspace.tuning is not None:
+        return  # tuned by kaito_core.local.tuning
     if workspace.inference is None:
-        raise LocalRunError(
-            f"{source}: `kaito run` serves inference Workspaces; this one has no inference section "
-            "(tuning runs on a cluster: kubectl apply -f)"
-        )
+        raise LocalRunError(f"{source}: the Workspace has neither an inference nor a tuning section")
     if workspace.inference.preset is None:
         raise LocalRunError(
             f"{source}: inference.preset is required by `kaito run` (a custom inference.template is a "
@@ -130,12 +129,12 @@ def prepare(source: Path, registry: Registry, hardware: Hardware | None = None) 
 
         hardware = detect_local_hardware()
     plan = plan_for_machine(workspace, registry, hardware)
-    if plan.adapters:
-        names = ", ".join(adapter.name for adapter in plan.adapters)
-        raise LocalRunError(
-            f"{source}: inference.adapters ({names}) are not served by `kaito run` yet; remove them to run "
-            "the base model here, or apply the Workspace to a cluster"
-        )
+    for index, adapter in enumerate(plan.adapters):
+        if not adapter.image:
+            raise LocalRunError(
+                f"{source}: inference.adapters[{index}].source: `kaito run` pulls an adapter from "
+                "source.image (a registry reference or oci:PATH:TAG); set it"
+            )
     return Prepared(
         source=source, workspace=workspace, preset=registry.preset(plan.preset), plan=plan, hardware=hardware
     )

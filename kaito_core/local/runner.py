@@ -154,6 +154,7 @@ def _serve(
             n_gpu_layers=plan.n_gpu_layers,
             max_batch=options.parallel,
             chat_template_file=template_file,
+            adapters=pull_adapters(prepared, run_dir, options.progress),
         )
         # The port may have been taken while the weights were fetched; still cheaper to ask than to load.
         ports.check_port(options.host, options.port)
@@ -201,6 +202,22 @@ def _serve(
         return 0
     click.echo(f"error: `kaito serve` exited with code {code}", err=True)
     return code if code > 0 else 1
+
+
+def pull_adapters(prepared: Prepared, run_dir: Path, progress: bool) -> tuple[tuple[str, Path, float], ...]:
+    """Each adapter pulled (verified, cached) into RUN/adapters/<name>, as the init containers do."""
+    from kaito_core.artifacts import ArtifactError, pull
+
+    pulled = []
+    for adapter in prepared.plan.adapters:
+        assert adapter.image is not None  # prepare() refused adapters without one
+        target = run_dir / "adapters" / adapter.name
+        try:
+            pull(adapter.image, target, progress=progress)
+        except ArtifactError as exc:
+            raise LocalRunError(f"adapter {adapter.name}: could not pull {adapter.image}: {exc}") from exc
+        pulled.append((adapter.name, target, adapter.strength))
+    return tuple(pulled)
 
 
 def _exit_hint(record: state.RunRecord, received: int | None) -> str:

@@ -3,8 +3,8 @@
 - a daemon per Workspace runs reconciliation passes: after any event about the Workspace or its
   children (woken), else after the Reconciler's requeue delay (polling only while waiting);
 - ``on.delete`` (kopf keeps the finalizer while it runs): the NodeClaims or the provisioner's nodes go;
-- ``on.event`` for Deployments, StatefulSets and Pods labelled ``kaito.sh/workspace``, and for Nodes,
-  wakes the daemon of the Workspace concerned; so do NodeClaims in the NodeClaim modes;
+- ``on.event`` for Deployments, StatefulSets, Jobs and Pods labelled ``kaito.sh/workspace``, and for
+  Nodes, wakes the daemon of the Workspace concerned; so do NodeClaims in the NodeClaim modes;
 - ``on.validate``: the admission webhook (with KAITO's checks on the nodes a user brings, on create).
 """
 
@@ -121,6 +121,7 @@ def build_registry(
     kopf.on.event("apps", "v1", "deployments", labels=present, registry=registry)(child_changed)
     kopf.on.event("apps", "v1", "statefulsets", labels=present, registry=registry, id="sts")(child_changed)
     kopf.on.event("", "v1", "pods", labels=present, registry=registry, id="pods")(child_changed)
+    kopf.on.event("batch", "v1", "jobs", labels=present, registry=registry, id="jobs")(child_changed)
 
     @kopf.on.event("", "v1", "nodes", registry=registry)
     async def node_changed(**_: Any) -> None:

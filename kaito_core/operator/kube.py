@@ -88,9 +88,11 @@ class Kube:
             obj["kind"], "replace_namespaced", obj["metadata"]["name"], obj["metadata"]["namespace"], body
         )
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
+    def delete(self, kind: str, namespace: str, name: str, propagation: str | None = None) -> None:
+        """``propagation`` "Background" deletes a Job's pods too (the API's default orphans them)."""
+        extra = {"propagation_policy": propagation} if propagation else {}
         try:
-            self._call(kind, "delete_namespaced", name, namespace)
+            self._call(kind, "delete_namespaced", name, namespace, **extra)
         except ApiException as exc:
             if exc.status != 404:
                 raise

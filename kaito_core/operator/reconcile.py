@@ -10,7 +10,6 @@ completed by the next one without duplicates (children have fixed names; a creat
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +23,11 @@ from kaito_core.operator.config import OperatorConfig
 from kaito_core.operator.kube import Kube
 from kaito_core.operator.nodes import NodesOutcome, NodeStep
 from kaito_core.operator.status import Check, build_status, pod_failure, same_status, workload_check
+from kaito_core.operator.tuning import tuning_step
 from kaito_core.planning import PlanError
 from kaito_core.planning.labels import MANIFEST_HASH_ANNOTATION, WORKSPACE_LABEL
 from kaito_core.planning.manifests import inference_manifests, template_manifests, worker_name
+from kaito_core.planning.tuning import tuning_manifests
 from kaito_core.plugins import Plan, PluginError, Registry
 
 T = TypeVar("T")
@@ -86,9 +87,10 @@ class Reconciler:
         requeue = self.config.resync_seconds
         wrote = 0
         job: Check | None = None
+        outcome: Check | None = None
         inference: Check | None = None
         if ws.tuning is not None:
-            job, wrote = await self._tuning(ws, resources, prune)
+            job, outcome, wrote = await self._tuning(ws, resources)
         elif not resources.check.ok:
             inference = resources.plan_error or Check(
                 "False", "ResourceNotReady", "waiting for the GPU nodes to be ready"
@@ -97,7 +99,7 @@ class Reconciler:
             inference = resources.plan_error
         else:
             inference, wrote = await self._inference(ws, resources.plan, prune)
-        work = job or inference
+        work = outcome or job or inference
         if not resources.check.ok:
             requeue = self.config.requeue_seconds * (15 if resources.check.failed else 1)
         elif work is not None and not work.ok:
@@ -110,12 +112,13 @@ class Reconciler:
             job=job,
             worker_nodes=resources.ready_nodes,
             target_node_count=resources.target,
+            outcome=outcome,
         )
         if resources.model_revision:
             status["modelRevision"] = resources.model_revision  # also the kaito.sh/model-revision annotation
-        outcome = await self._finish(namespace, name, current_status, status, requeue, wrote)
-        outcome.waiting_for_nodes = not resources.check.ok
-        return outcome
+        result = await self._finish(namespace, name, current_status, status, requeue, wrote)
+        result.waiting_for_nodes = not resources.check.ok
+        return result
 
     def _known_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """The body's status, or the one this operator wrote last if the body is older than that write."""
@@ -235,38 +238,22 @@ class Reconciler:
             check = pod_failure(pods) or check
         return check, wrote
 
-    async def _tuning(self, ws: Workspace, resources: NodesOutcome, prune: bool) -> tuple[Check, int]:
-        """The wiring point for tuning: the Job itself comes from ``kaito_core.planning.tuning``."""
+    async def _tuning(self, ws: Workspace, resources: NodesOutcome) -> tuple[Check, Check | None, int]:
+        """The tuning Job (kaito_core.operator.tuning): JobStarted, and the outcome its status shows."""
         if not resources.check.ok:
-            return Check("False", "ResourceNotReady", "waiting for the GPU nodes to be ready"), 0
+            return Check("False", "ResourceNotReady", "waiting for the GPU nodes to be ready"), None, 0
         try:
-            tuning = importlib.import_module("kaito_core.planning.tuning")
-        except ImportError:
-            return Check(
-                "False",
-                "TuningUnavailable",
-                "this build of kaito-core has no tuning Job builder "
-                "(kaito_core.planning.tuning); tuning Workspaces are not run",
-                failed=True,
-            ), 0
-        builder = getattr(tuning, "tuning_manifests", None)
-        if builder is None:
-            return Check(
-                "False",
-                "TuningUnavailable",
-                "kaito_core.planning.tuning has no tuning_manifests(workspace, registry, image_settings)",
-                failed=True,
-            ), 0
-        try:
-            desired = builder(ws, self.registry, self.config.images)
+            desired = tuning_manifests(ws, self.registry, self.config.images)
         except (PlanError, PluginError, ValueError) as exc:
-            return Check("False", "ManifestFailed", str(exc), failed=True), 0
-        live, wrote, problem = await self._apply(desired, ws, prune)
-        if problem is not None:
-            return problem, wrote
-        if any(key.startswith("Job/") for key in live):
-            return Check("True", "JobStarted", "the tuning Job has been created"), wrote
-        return Check("False", "JobMissing", "the tuning Job has not been created yet"), wrote
+            return Check("False", "ManifestFailed", str(exc), failed=True), None, 0
+        try:
+            return await tuning_step(self.io, self.kube, desired[0])
+        except ApiException as exc:
+            if exc.status in (409, 404) or exc.status >= 500:
+                raise  # a conflict or a transient error: the next pass starts from fresh reads
+            refused = Check("False", "ManifestFailed", f"Job {ws.name}: the API server refused it: "
+                            f"{_api_message(exc)}", failed=True)  # fmt: skip
+            return refused, None, 0
 
     # ------------------------------------------------------------------ deletion
 

@@ -158,11 +158,15 @@ def build_status(
     job: Check | None = None,
     worker_nodes: Sequence[str] = (),
     target_node_count: int | None = None,
+    outcome: Check | None = None,
 ) -> dict[str, Any]:
-    """The full status the operator owns; other keys of ``current`` are kept as they are."""
+    """The full status the operator owns; other keys of ``current`` are kept as they are.
+
+    ``outcome`` (tuning): what the Job's own status says; WorkspaceSucceeded follows it, and ``state``
+    is Running, Succeeded or Failed once the Job exists."""
     current = current or {}
     previous = list(current.get("conditions") or [])
-    work = job if job is not None else inference
+    work = outcome if outcome is not None else (job if job is not None else inference)
     if resource.ok and work is not None and work.ok:
         succeeded = Check("True", "WorkspaceSucceeded", "the workspace is ready")
     else:
@@ -183,7 +187,9 @@ def build_status(
     conditions += [condition(t, c, generation, previous) for t, c in checks]
     conditions.sort(key=lambda c: str(c.get("type")))
     failed = any(c.failed for _, c in checks)
-    if succeeded.ok:
+    if outcome is not None and job is not None and job.ok and resource.ok:
+        state = "Succeeded" if succeeded.ok else ("Failed" if failed else "Running")
+    elif succeeded.ok:
         state = "Ready"
     elif failed:
         state = "Failed"

@@ -148,6 +148,35 @@ def fit_vllm(
     )
 
 
+#: A CPU runtime computes in float32: 16-bit safetensors weights double in memory.
+CPU_FLOAT32_EXPANSION = 2
+
+
+def fit_host_memory(
+    preset: Preset, weights: WeightFormat, hardware: Hardware, context: int, overhead: int, runtime: str
+) -> Fit:
+    """A safetensors runtime that runs on CPUs (transformers) on a target without GPUs: weights in
+    float32, the KV cache and the runtime's overhead in host memory, one node."""
+    model_size = weights.total_bytes * CPU_FLOAT32_EXPANSION
+    bytes_per_token = preset.architecture.kv_cache_bytes_per_token() * CPU_FLOAT32_EXPANSION
+    kv_total = context * bytes_per_token
+    required = model_size + kv_total + overhead
+    notes = (
+        f"weights: {gib(weights.total_bytes)} {weights.format} as float32 x {CPU_FLOAT32_EXPANSION} = "
+        f"{gib(model_size)}",
+        f"KV cache: {context} tokens x {bytes_per_token} B/token = {gib(kv_total)}; overhead {gib(overhead)}",
+    )
+    if required > hardware.memory:
+        raise NoFit(f"{runtime} on the CPU needs {gib(required)} of RAM ({notes[0]}), "
+                    f"{hardware.description} has {gib(hardware.memory)}")
+    memory = MemoryEstimate(weights=int(model_size), kv_cache=int(kv_total), overhead=int(overhead),
+                            required=int(required), available=int(hardware.memory), notes=notes)
+    return Fit(runtime=runtime, weights=weights, context_length=context, node_count=1, gpus_per_node=0,
+               tensor_parallel=1, pipeline_parallel=1, gpu_memory_utilization=0.0, n_gpu_layers=0,
+               threads=0, memory=memory,
+               summary=f"{gib(required)} of {gib(hardware.memory)} RAM on the CPU")
+
+
 def fit_llamacpp(
     preset: Preset,
     hardware: Hardware,

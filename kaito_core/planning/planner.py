@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kaito_core.api.names import RUNTIME_ANNOTATION
-from kaito_core.planning.fit import Fit, NoFit, fit_llamacpp, fit_vllm, kaito_total_memory_check
+from kaito_core.planning.fit import (
+    Fit,
+    NoFit,
+    fit_host_memory,
+    fit_llamacpp,
+    fit_vllm,
+    kaito_total_memory_check,
+)
 from kaito_core.planning.gpus import (
     DEFAULT_LLAMACPP_OVERHEAD,
     DEFAULT_VLLM_OVERHEAD,
@@ -187,6 +194,13 @@ def _fit(preset: Preset, info: _RuntimeInfo, hardware: Hardware, config: Mapping
     if weights is None:
         raise NoFit(
             f"preset {preset.name} has no weights in a format {info.name} serves ({', '.join(info.formats)})"
+        )
+    if not info.needs_gpu and not hardware.has_gpu:  # e.g. transformers on a CPU
+        overhead_cpu = _overhead(info, DEFAULT_LLAMACPP_OVERHEAD)
+        return _with_context(
+            configured,
+            explicit is not None,
+            lambda ctx: fit_host_memory(preset, weights, hardware, ctx, overhead_cpu(ctx), info.name),
         )
     kaito_total_memory_check(preset, hardware)
     utilization = _utilization(section, hardware)

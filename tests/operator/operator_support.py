@@ -33,6 +33,7 @@ from kaito_core.plugins import (
     ProvisionResult,
     Registry,
     Requirements,
+    TuningSupport,
     WeightFile,
     WeightFormat,
     hookimpl,
@@ -53,6 +54,7 @@ PRESET = Preset(
     runtimes=("vllm",),
     default_runtime="vllm",
     license="MIT",
+    tuning=TuningSupport(methods=("lora", "qlora")),
 )
 
 #: Too big for one A100 node: the planner spreads it over two (a StatefulSet).
@@ -262,6 +264,59 @@ class Kubelet:
         )
         return ready
 
+    def job_succeeded(self, namespace: str, name: str) -> None:
+        """The Job controller's status for a Job whose pod completed."""
+        _job_status(self.server, namespace, name, {"type": "Complete", "status": "True"}, {"succeeded": 1})
+
+    def job_failed(self, namespace: str, name: str, last_words: str) -> None:
+        """Its pod's trainer exited 1 with ``last_words`` as termination message, backoffLimit times."""
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{name}-xk2p9",
+                "namespace": namespace,
+                "labels": {"kaito.sh/workspace": name},
+            },
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "pusher", "image": "example.com/kaito:1"}],
+            },
+        }
+        self.server.apply(pod)
+        terminated = {"exitCode": 1, "reason": "Error", "message": f"loading\n{last_words}\n"}
+        self.server.patch_status(
+            "v1",
+            "Pod",
+            pod["metadata"]["name"],
+            namespace,
+            {
+                "phase": "Failed",
+                "initContainerStatuses": [
+                    {
+                        "name": "trainer",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "x",
+                        "imageID": "",
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            },
+        )
+        _job_status(
+            self.server,
+            namespace,
+            name,
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            },
+            {"failed": 4},
+        )
+
     def pod_failing(self, namespace: str, workspace: str, reason: str, message: str) -> None:
         pod = {
             "apiVersion": "v1",
@@ -295,6 +350,44 @@ class Kubelet:
         )
 
 
+class TrainerRuntime:
+    """Stands for kaito-runtime-transformers, whose image the tuning Job's trainer runs."""
+
+    name = "transformers"
+    formats = ("safetensors",)
+    needs_gpu = False
+    image = "example.com/kaito-transformers:0.1"
+
+    def overhead_bytes(self, plan_context_length: int) -> int:
+        return GiB
+
+    def container(self, plan: Any) -> dict[str, Any]:
+        raise AssertionError("the operator tests serve with the vllm double")
+
+    def engine(self, config: Any) -> Any:
+        raise NotImplementedError("a test double")
+
+
+def _job_status(
+    server: ApiServer, namespace: str, name: str, condition: dict[str, Any], counts: dict[str, int]
+) -> None:
+    job = server.get("batch/v1", "Job", name, namespace)
+    assert job is not None, f"no Job {namespace}/{name}"
+    now = "2026-01-01T00:00:00Z"
+    server.patch_status(
+        "batch/v1",
+        "Job",
+        name,
+        namespace,
+        {
+            "startTime": now,
+            **counts,
+            "conditions": [{"lastProbeTime": now, "lastTransitionTime": now, **condition}],
+            **({"completionTime": now} if condition["type"] == "Complete" else {}),
+        },
+    )
+
+
 def make_registry(provisioner: EmulatedProvisioner) -> Registry:
     class Plugin:
         @hookimpl
@@ -305,6 +398,7 @@ def make_registry(provisioner: EmulatedProvisioner) -> Registry:
         @hookimpl
         def kaito_register_runtimes(self, register: Any) -> None:
             register(GpuRuntime())
+            register(TrainerRuntime())
 
         @hookimpl
         def kaito_register_provisioners(self, register: Any) -> None:

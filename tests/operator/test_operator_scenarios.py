@@ -362,10 +362,8 @@ def _tcp_listener() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_tuning_workspace_gets_nodes_and_a_clear_job_condition(
-    cluster: Cluster, operator: OperatorThread
-) -> None:
-    manifest = workspace_manifest("tune")
+def tuning_manifest(name: str) -> dict[str, Any]:
+    manifest = workspace_manifest(name)
     del manifest["inference"]
     manifest["tuning"] = {
         "preset": {"name": "test-model-4k"},
@@ -373,23 +371,79 @@ def test_tuning_workspace_gets_nodes_and_a_clear_job_condition(
         "input": {"urls": ["https://example.com/data.parquet"]},
         "output": {"image": "registry.example.com/adapters/tuned:1", "imagePushSecret": "push"},
     }
-    create(cluster, manifest)
+    return manifest
+
+
+def test_a_tuning_workspace_runs_its_job_to_success(cluster: Cluster, operator: OperatorThread) -> None:
+    create(cluster, tuning_manifest("tune"))
     wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=tune"), what="a node")
     cluster.kubelet.nodes_ready("tune")
-    job = wait_for(
-        lambda: (c := cluster.condition("tune", "JobStarted")) and c["reason"] != "ResourceNotReady" and c,
-        what="JobStarted after the nodes",
+    started = wait_for(
+        lambda: (c := cluster.condition("tune", "JobStarted")) and c["status"] == "True" and c,
+        what="JobStarted",
     )
-    resource = cluster.condition("tune", "ResourceReady")
-    assert resource is not None and resource["status"] == "True"
-    try:
-        import kaito_core.planning.tuning  # noqa: F401
-    except ImportError:
-        assert (job["status"], job["reason"]) == ("False", "TuningUnavailable")
-    else:
-        wait_for(
-            lambda: (cluster.condition("tune", "JobStarted") or {}).get("status") == "True", what="a Job"
-        )
+    assert started["reason"] == "JobStarted"
+    job = cluster.server.get("batch/v1", "Job", "tune", "default")
+    assert job is not None
+    pod = job["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-weights", "data", "trainer"]
+    assert pod["initContainers"][1]["args"][:4] == ["data", "fetch", "--dest", "/mnt/data"]
+    assert pod["initContainers"][2]["args"][:7] == [
+        "tune",
+        "--model",
+        "/workspace/weights",
+        "--data",
+        "/mnt/data",
+        "--method",
+        "qlora",
+    ]
+    assert pod["containers"][0]["args"][:4] == [
+        "model",
+        "push",
+        "/mnt/results",
+        "registry.example.com/adapters/tuned:1",
+    ]
+    assert (cluster.workspace("tune") or {})["status"]["state"] == "Running"
+    cluster.kubelet.job_succeeded("default", "tune")
+    wait_for(
+        lambda: (cluster.condition("tune", "WorkspaceSucceeded") or {}).get("status") == "True",
+        what="WorkspaceSucceeded",
+    )
+    assert (cluster.workspace("tune") or {})["status"]["state"] == "Succeeded"
+    # a new revision of the spec: the Job is recreated (its pod template is immutable)
+    uid = job["metadata"]["uid"]
+    update(
+        cluster, "tune", lambda ws: ws["tuning"]["input"].update(urls=["https://example.com/other.parquet"])
+    )
+    wait_for(
+        lambda: (
+            (j := cluster.server.get("batch/v1", "Job", "tune", "default")) and j["metadata"]["uid"] != uid
+        ),
+        what="the Job recreated",
+    )
+
+
+def test_a_failed_tuning_job_puts_its_reason_and_the_trainers_error_in_the_status(
+    cluster: Cluster, operator: OperatorThread
+) -> None:
+    create(cluster, tuning_manifest("tunefail"))
+    wait_for(lambda: cluster.server.list("v1", "Node", selector="kaito.sh/workspace=tunefail"), what="a node")
+    cluster.kubelet.nodes_ready("tunefail")
+    wait_for(lambda: cluster.server.get("batch/v1", "Job", "tunefail", "default"), what="the Job")
+    cluster.kubelet.job_failed(
+        "default", "tunefail", "Error: training_config.TrainingArguments.max_step: unknown key"
+    )
+    condition = wait_for(
+        lambda: (
+            (c := cluster.condition("tunefail", "WorkspaceSucceeded"))
+            and c["reason"] == "BackoffLimitExceeded"
+            and c
+        ),
+        what="the failure in the status",
+    )
+    assert "TrainingArguments.max_step: unknown key" in condition["message"]
+    assert "trainer:" in condition["message"]
+    assert (cluster.workspace("tunefail") or {})["status"]["state"] == "Failed"
 
 
 def test_delete_releases_nodes_and_removes_the_finalizer(cluster: Cluster, operator: OperatorThread) -> None:

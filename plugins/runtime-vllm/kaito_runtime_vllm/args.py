@@ -29,6 +29,7 @@ RESERVED: Mapping[str, str] = {
     "download-dir": "weights are pulled to the Plan's model_dir",
     "enable-lora": "adapters come from the Workspace's inference.adapters",
     "lora-modules": "adapters come from the Workspace's inference.adapters",
+    "max-loras": "set from the number of the Workspace's inference.adapters",
     "host": "kaito serve owns the listening address",
     "port": "kaito serve owns the listening port",
     "api-key": "set the API key on kaito serve (it guards every endpoint)",
@@ -169,7 +170,7 @@ def server_args(settings: VllmSettings) -> list[str]:
     if settings.multi_node:
         argv += ["--distributed-executor-backend", "ray"]
     if settings.adapters:
-        argv += ["--enable-lora", "--lora-modules"]
+        argv += ["--enable-lora", "--max-loras", str(len(settings.adapters)), "--lora-modules"]
         argv += [f"{name}={path}" for name, path in settings.adapters.items()]
     argv += option_args(settings.extra)
     return argv

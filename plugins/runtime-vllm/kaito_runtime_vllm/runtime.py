@@ -6,7 +6,7 @@ import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from kaito_core.plugins import ADAPTER_DIR, GiB
+from kaito_core.plugins import ADAPTER_DIR, GiB, PlanError
 from kaito_runtime_vllm.args import VllmSettings, normalize_key, server_args
 from kaito_runtime_vllm.options import OPTIONS_ENV
 
@@ -31,6 +31,14 @@ JOIN_POLL_S = 5
 
 def plan_settings(plan: Plan) -> VllmSettings:
     """The vLLM settings a Plan decides, with the inference ConfigMap's extras."""
+    weighted = [a.name for a in plan.adapters if a.strength != 1.0]
+    if weighted:
+        # KAITO's refusal: vLLM applies a LoRA adapter as trained, per request, never scaled
+        raise PlanError(
+            f"vLLM does not support adapter strength (adapter {weighted[0]}); remove "
+            "inference.adapters[].strength "
+            "or use the transformers runtime (annotation kaito.sh/runtime: transformers)"
+        )
     return VllmSettings(
         model=plan.model_dir,
         served_model_name=plan.served_model_name or plan.preset,
@@ -120,10 +128,12 @@ class VllmRuntime:
             {"name": "DO_NOT_TRACK", "value": "1"},
         ]
         if plan.model_access_secret:
-            env.append({
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
-            })
+            env.append(
+                {
+                    "name": "HF_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret, "key": "HF_TOKEN"}},
+                }
+            )
         ports: list[dict[str, Any]] = [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}]
         serve = ["kaito", *self.serve_args(plan)]
         if settings.multi_node:

@@ -62,7 +62,7 @@ CASES: list[tuple[str, Plan, dict[str, Any]]] = [
         "--distributed-executor-backend": "ray", "gpus": "2",
     }),
     ("adapters", replace(BASE, adapters=(AdapterPlan("fr", "reg/fr:1"), AdapterPlan("de", "reg/de:1"))), {
-        "--enable-lora": None, "--lora-modules": "fr=/mnt/adapter/fr",
+        "--enable-lora": None, "--max-loras": "2", "--lora-modules": "fr=/mnt/adapter/fr",
     }),
     ("ConfigMap extras", replace(BASE, runtime_options={
         "max-num-seqs": 64, "enforce_eager": True, "enable-prefix-caching": False, "swap-space": 4,
@@ -212,3 +212,11 @@ def test_env_json_is_stable() -> None:
     container = VllmRuntime().container(BASE)
     raw = next(e["value"] for e in container["env"] if e["name"] == OPTIONS_ENV)
     assert json.loads(raw)["gpu_memory_utilization"] == 0.84
+
+
+def test_adapter_strength_is_refused_with_kaitos_message() -> None:
+    from kaito_core.plugins import PlanError
+
+    weighted = replace(BASE, adapters=(AdapterPlan("fr", "reg/fr:1", strength=0.5),))
+    with pytest.raises(PlanError, match="vLLM does not support adapter strength"):
+        VllmRuntime().container(weighted)

@@ -1,0 +1,1 @@
+"""kaito-runtime-transformers: HF transformers serving with peft adapters, and `kaito tune`."""
