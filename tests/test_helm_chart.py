@@ -59,7 +59,9 @@ def test_the_chart_ships_the_generated_crd() -> None:
 @pytest.mark.parametrize("provisioner", ["none", "aks"])
 def test_each_provisioner_renders_valid_objects(provisioner: str) -> None:
     values = {"provisioner": provisioner, "image": {"repository": "registry.example.com/kaito", "tag": "9.9"},
-              "registryPrefix": "registry.example.com/models", "extraArgs": ["--concurrency=16"],
+              "registryPrefix": "registry.example.com/models", "imageRegistry": "registry.example.com",
+              "pullerImage": "registry.example.com/kaito:9.9", "weightsVolume": "pvc",
+              "extraArgs": ["--concurrency=16"],
               "extraEnv": {"AZURE_SUBSCRIPTION_ID": "sub"}}
     docs = render(values)
     for doc in docs:
@@ -70,6 +72,8 @@ def test_each_provisioner_renders_valid_objects(provisioner: str) -> None:
     assert env["KAITO_PROVISIONER"] == provisioner
     assert env["KAITO_REGISTRY_PREFIX"] == "registry.example.com/models"
     assert env["KAITO_PULLER_IMAGE"] == "registry.example.com/kaito:9.9"
+    assert env["KAITO_IMAGE_REGISTRY"] == "registry.example.com"
+    assert env["KAITO_WEIGHTS_VOLUME"] == "pvc"
     assert env["AZURE_SUBSCRIPTION_ID"] == "sub"
     assert operator["args"][-1] == "--concurrency=16"
     assert sorted(d for d in docs if d["kind"] in ("ClusterRole",)) == sorted(

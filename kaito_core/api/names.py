@@ -45,3 +45,7 @@ def is_repo_id(name: str) -> bool:
 
     parts = name.split("/")
     return len(parts) == 2 and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", p) for p in parts)
+
+
+#: A reference to an OCI image layout on this machine (``oci:PATH[:TAG]``), as oras and skopeo write it.
+LAYOUT_PREFIX: Final = "oci:"

@@ -266,7 +266,7 @@ class _Checker:
             if preset.requires_auth and not secret:
                 self.error(path, "This preset requires authentication and needs a modelAccessSecret with "
                                  "HF_TOKEN key under presetOptions to download the model")
-            elif secret and not preset.requires_auth:
+            elif secret and not preset.requires_auth and not preset.downloaded_at_runtime:
                 self.error(path, "This preset does not require a modelAccessSecret with HF_TOKEN key under "
                                  "presetOptions")
             if self.runtime_of(preset) == "vllm" and any(a.strength is not None for a in inference.adapters):

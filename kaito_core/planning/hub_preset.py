@@ -110,6 +110,7 @@ def preset_from_hub(
         license=str(config.get("license") or "see the model card"),
         runtime_defaults={name: dict(options) for name in serving},
         requires_auth=gated,
+        downloaded_at_runtime=True,
         description=f"{repo} at {commit[:12]} ({', '.join(architectures) or 'architecture not stated'})",
         distributed_inference=True,
     )

@@ -109,6 +109,9 @@ class Preset:
     runtime_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # runtime -> options
     tuning: TuningSupport | None = None
     requires_auth: bool = False  # needs a modelAccessSecret with HF_TOKEN
+    #: KAITO's DownloadAtRuntime: its pods fetch the weights from the Hub instead of an image baked with
+    #: them, so a modelAccessSecret is allowed even where none is required (KAITO's admission rule).
+    downloaded_at_runtime: bool = False
     deprecated: bool = False
     #: Returns a local directory holding the files of the given format/quantization when they are
     #: available on this machine without a download (e.g. a model shipped in a PyPI package), else None.

@@ -58,7 +58,7 @@ def session(table: dict[str, tuple[int, dict[str, str], bytes]]) -> tuple[reques
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("ftp://data.example.com/x", "only http and https"),
+        ("ftp://data.example.com/x", "must use HTTP or HTTPS"),
         ("http://127.0.0.1/x", "non-public address"),
         ("http://localhost/x", "local, cluster-internal or metadata host"),
         ("http://169.254.169.254/latest/meta-data", "non-public address"),

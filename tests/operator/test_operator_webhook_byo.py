@@ -69,7 +69,7 @@ def test_gpu_nodes_without_the_labels_or_that_disagree_are_refused(
     cluster.server.apply(node("half-labelled", "half", **{"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}))
     message = refused(cluster, "half")
     assert "Failed to get GPU config from nvidia labels on node half-labelled" in message
-    assert "nvidia.com/gpu.count" in message
+    assert "missing required nvidia.com labels" in message
     cluster.server.apply(node("two-a100", "two", **gpu()))
     cluster.server.apply(node("two-t4", "two", **gpu(product="Tesla-T4", memory="15360")))
     assert "Non-uniform GPU product: node two-t4 has Tesla-T4 GPUs" in refused(cluster, "two")

@@ -10,13 +10,15 @@ import kubernetes_validate
 import pytest
 
 from kaito_core.api import Workspace, load_workspaces
+from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.labels import REVISION_ANNOTATION
-from kaito_core.planning.pod import ImageSettings
 from kaito_core.planning.tuning import tuning_manifests
 from kaito_core.plugins import PlanError, Registry, default_registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workspace-tuning-phi-3-qlora.yaml"
-SETTINGS = ImageSettings(puller_image="example.com/kaito:1", registry_prefix="registry.example.com/models")
+SETTINGS = ImageSettings(
+    overrides={"kaito": "example.com/kaito:1"}, registry_prefix="registry.example.com/models"
+)
 K8S_VERSION = "1.33.0"
 
 
@@ -56,7 +58,7 @@ def test_the_seed_example_builds_a_valid_job_with_a_pusher(registry: Registry) -
     assert steps["data"]["args"][4].startswith(
         "https://huggingface.co/datasets/philschmid/dolly-15k-oai-style/"
     )
-    assert steps["trainer"]["image"] == registry.runtime("transformers").image
+    assert steps["trainer"]["image"] == SETTINGS.resolve(registry.runtime("transformers").image)
     assert steps["trainer"]["args"][steps["trainer"]["args"].index("--method") + 1] == "qlora"
     assert steps["trainer"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     [pusher] = spec["containers"]

@@ -131,6 +131,7 @@ def _preset(spec: dict[str, Any]) -> Preset:
     files = _files(_names(spec["layout"], spec["shards"]), total)
     return Preset(
         name=spec["name"],
+        downloaded_at_runtime=True,
         family="phi4",
         source=ModelSource(spec["repo"], spec["revision"], f"https://huggingface.co/{spec['repo']}"),
         formats=(WeightFormat("safetensors", quantization, files),),
