@@ -19,6 +19,7 @@ Everything a preset, runtime, provisioner or command plugin needs is importable 
 A test (tests/plugins/test_sdk_face.py) fails when a plugin imports any other part of kaito_core.
 """
 
+from kaito_core.plugins.catalog import catalog_preset, catalog_weight_files
 from kaito_core.plugins.chat_template import FALLBACK_TEMPLATE, ChatTemplate, ChatTemplateError
 from kaito_core.plugins.engine import ChatMessage, Chunk, Engine, EngineConfig, EngineHealth, SamplingParams
 from kaito_core.plugins.errors import PlanError, PluginError, RequestError
@@ -87,6 +88,8 @@ __all__ = [
     "TuningSupport",
     "WeightFile",
     "WeightFormat",
+    "catalog_preset",
+    "catalog_weight_files",
     "default_registry",
     "hookimpl",
 ]

@@ -28,18 +28,9 @@ from __future__ import annotations
 from typing import Any
 
 from kaito_core.plugins import (
-    Architecture,
-    GiB,
-    ModelSource,
     Preset,
-    Requirements,
-    TuningSupport,
-    WeightFile,
-    WeightFormat,
+    catalog_preset,
 )
-
-#: KAITO's generic preset rule: disk = the weights' size + this (SystemFileDiskSizeGiB).
-SYSTEM_DISK = 80 * GiB
 
 SPECS: list[dict[str, Any]] = [
     {
@@ -161,60 +152,5 @@ SPECS: list[dict[str, Any]] = [
 ]
 
 
-def _names(layout: str, count: int) -> list[str]:
-    """Shard names as the repository lays them out: Hugging Face's ``model-0000N-of-0000M``
-    (gpt-oss counts from 0), or Mistral's ``consolidated`` files that KAITO loads with
-    ``--load-format mistral``."""
-    if layout == "consolidated":
-        if count == 1:
-            return ["consolidated.safetensors"]
-        return [f"consolidated-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-    if layout == "hf-zero-based":
-        return [f"model-{i:05d}-of-{count - 1:05d}.safetensors" for i in range(count)]
-    if count == 1:
-        return ["model.safetensors"]
-    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-
-
-def _files(names: list[str], total: int) -> tuple[WeightFile, ...]:
-    """ESTIMATED per-shard sizes: the total split evenly (sha256 None: not known, never invented)."""
-    base, rest = divmod(total, len(names))
-    last = len(names) - 1
-    return tuple(WeightFile(n, base + (rest if i == last else 0), None) for i, n in enumerate(names))
-
-
-def _preset(spec: dict[str, Any]) -> Preset:
-    total = spec["weights_bytes"]
-    quantization = spec["quantization"]
-    files = _files(_names(spec["layout"], spec["shards"]), total)
-    return Preset(
-        name=spec["name"],
-        downloaded_at_runtime=True,
-        family="deepseek",
-        source=ModelSource(spec["repo"], spec["revision"], f"https://huggingface.co/{spec['repo']}"),
-        formats=(WeightFormat("safetensors", quantization, files),),
-        architecture=Architecture(
-            parameters=spec["parameters"],
-            layers=spec["layers"],
-            attention_heads=spec["attention_heads"],
-            kv_heads=spec["kv_heads"],
-            head_dim=spec["head_dim"],
-            context_length=spec["context_length"],
-            # the KV cache is 16-bit whatever the weights are (KAITO's estimator assumes fp16 too)
-            dtype="bfloat16" if spec["dtype"] == "fp8" else spec["dtype"],
-        ),
-        requirements=Requirements(gpu_count=1, total_gpu_memory=total, per_gpu_memory=0,
-                                  disk=-(-(total + SYSTEM_DISK) // GiB) * GiB),
-        runtimes=("vllm",),
-        default_runtime="vllm",
-        license=spec["license"],
-        runtime_defaults={"vllm": {**spec["vllm"], **({"dtype": "auto"} if quantization != "bf16" else {})}},
-        tuning=TuningSupport(("lora", "qlora"), tuple(spec["tuning"])) if spec["tuning"] else None,
-        requires_auth=spec["requires_auth"],
-        description=spec["description"],
-        distributed_inference=True,  # KAITO: vLLM-compatible models support distributed inference
-    )
-
-
-PRESETS: tuple[Preset, ...] = tuple(_preset(spec) for spec in SPECS)
+PRESETS: tuple[Preset, ...] = tuple(catalog_preset(spec, "deepseek") for spec in SPECS)
 PRESETS_BY_NAME = {preset.name: preset for preset in PRESETS}

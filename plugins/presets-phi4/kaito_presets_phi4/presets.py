@@ -33,13 +33,10 @@ from kaito_core.plugins import (
     ModelSource,
     Preset,
     Requirements,
-    TuningSupport,
-    WeightFile,
     WeightFormat,
+    catalog_preset,
+    catalog_weight_files,
 )
-
-#: KAITO's generic preset rule: disk = the weights' size + this (SystemFileDiskSizeGiB).
-SYSTEM_DISK = 80 * GiB
 
 SPECS: list[dict[str, Any]] = [
     {
@@ -103,61 +100,6 @@ SPECS: list[dict[str, Any]] = [
 ]
 
 
-def _names(layout: str, count: int) -> list[str]:
-    """Shard names as the repository lays them out: Hugging Face's ``model-0000N-of-0000M``
-    (gpt-oss counts from 0), or Mistral's ``consolidated`` files that KAITO loads with
-    ``--load-format mistral``."""
-    if layout == "consolidated":
-        if count == 1:
-            return ["consolidated.safetensors"]
-        return [f"consolidated-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-    if layout == "hf-zero-based":
-        return [f"model-{i:05d}-of-{count - 1:05d}.safetensors" for i in range(count)]
-    if count == 1:
-        return ["model.safetensors"]
-    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-
-
-def _files(names: list[str], total: int) -> tuple[WeightFile, ...]:
-    """ESTIMATED per-shard sizes: the total split evenly (sha256 None: not known, never invented)."""
-    base, rest = divmod(total, len(names))
-    last = len(names) - 1
-    return tuple(WeightFile(n, base + (rest if i == last else 0), None) for i, n in enumerate(names))
-
-
-def _preset(spec: dict[str, Any]) -> Preset:
-    total = spec["weights_bytes"]
-    quantization = spec["quantization"]
-    files = _files(_names(spec["layout"], spec["shards"]), total)
-    return Preset(
-        name=spec["name"],
-        downloaded_at_runtime=True,
-        family="phi4",
-        source=ModelSource(spec["repo"], spec["revision"], f"https://huggingface.co/{spec['repo']}"),
-        formats=(WeightFormat("safetensors", quantization, files),),
-        architecture=Architecture(
-            parameters=spec["parameters"],
-            layers=spec["layers"],
-            attention_heads=spec["attention_heads"],
-            kv_heads=spec["kv_heads"],
-            head_dim=spec["head_dim"],
-            context_length=spec["context_length"],
-            # the KV cache is 16-bit whatever the weights are (KAITO's estimator assumes fp16 too)
-            dtype="bfloat16" if spec["dtype"] == "fp8" else spec["dtype"],
-        ),
-        requirements=Requirements(gpu_count=1, total_gpu_memory=total, per_gpu_memory=0,
-                                  disk=-(-(total + SYSTEM_DISK) // GiB) * GiB),
-        runtimes=("vllm",),
-        default_runtime="vllm",
-        license=spec["license"],
-        runtime_defaults={"vllm": {**spec["vllm"], **({"dtype": "auto"} if quantization != "bf16" else {})}},
-        tuning=TuningSupport(("lora", "qlora"), tuple(spec["tuning"])) if spec["tuning"] else None,
-        requires_auth=spec["requires_auth"],
-        description=spec["description"],
-        distributed_inference=True,  # KAITO: vLLM-compatible models support distributed inference
-    )
-
-
 #: phi-2 is in KAITO v0.12's catalog with ``deprecated: true``: registered so that a Workspace naming it
 #: is refused with KAITO's message ("Model phi-2 is deprecated and no longer supported") instead of
 #: "Unsupported inference preset name". Its numbers are microsoft/phi-2's config.json (2.78B parameters,
@@ -167,7 +109,7 @@ PHI_2 = Preset(
     family="phi2",
     source=ModelSource("microsoft/phi-2", "ef382358ec9e382308935a992d908de099b64c23",
                        "https://huggingface.co/microsoft/phi-2"),
-    formats=(WeightFormat("safetensors", "fp16", _files(_names("hf", 2), 5_559_367_680)),),
+    formats=(WeightFormat("safetensors", "fp16", catalog_weight_files("hf", 2, 5_559_367_680)),),
     architecture=Architecture(parameters=2_779_683_840, layers=32, attention_heads=32, kv_heads=32,
                               head_dim=80, context_length=2048, dtype="float16"),
     requirements=Requirements(gpu_count=1, total_gpu_memory=5_559_367_680, per_gpu_memory=0, disk=86 * GiB),
@@ -178,5 +120,5 @@ PHI_2 = Preset(
     description="Phi-2 (deprecated in KAITO; refused)",
 )
 
-PRESETS: tuple[Preset, ...] = (*(_preset(spec) for spec in SPECS), PHI_2)
+PRESETS: tuple[Preset, ...] = (*(catalog_preset(spec, "phi4") for spec in SPECS), PHI_2)
 PRESETS_BY_NAME = {preset.name: preset for preset in PRESETS}
