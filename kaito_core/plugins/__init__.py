@@ -21,7 +21,15 @@ A test (tests/plugins/test_sdk_face.py) fails when a plugin imports any other pa
 
 from kaito_core.plugins.catalog import catalog_preset, catalog_weight_files
 from kaito_core.plugins.chat_template import FALLBACK_TEMPLATE, ChatTemplate, ChatTemplateError
-from kaito_core.plugins.engine import ChatMessage, Chunk, Engine, EngineConfig, EngineHealth, SamplingParams
+from kaito_core.plugins.engine import (
+    ChatMessage,
+    Chunk,
+    Engine,
+    EngineConfig,
+    EngineHealth,
+    SamplingParams,
+    TokenLogprob,
+)
 from kaito_core.plugins.errors import PlanError, PluginError, RequestError
 from kaito_core.plugins.hookspecs import hookimpl
 from kaito_core.plugins.plan import (
@@ -85,6 +93,7 @@ __all__ = [
     "Requirements",
     "Runtime",
     "SamplingParams",
+    "TokenLogprob",
     "TuningSupport",
     "WeightFile",
     "WeightFormat",

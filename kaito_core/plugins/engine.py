@@ -49,6 +49,23 @@ class SamplingParams:
     #: structured output: the text must be JSON matching this JSON Schema (canonical JSON text); an
     #: engine that cannot constrain its output raises RequestError(param="response_format")
     json_schema: str | None = None
+    #: log-probabilities: None for none, else how many alternatives per token (0: only the chosen
+    #: token's); an engine fills ``Chunk.logprobs`` for every token it accounts for
+    logprobs: int | None = None
+    #: which of ``EngineConfig.adapters`` this request uses: None for the configured set (every
+    #: adapter at its strength, as KAITO applies them), "" for the base model alone, else one name
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability (natural log, after temperature as OpenAI reports it
+    for the distribution sampled from) and the most likely alternatives at that position."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+    top: tuple[tuple[str, float], ...] = ()  # (token text, logprob), most likely first
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,8 @@ class Chunk:
     text: str
     tokens: int = 0  # tokens this chunk accounts for
     finish_reason: str | None = None  # "stop" | "length" | None while streaming
+    #: one entry per token of this chunk when ``SamplingParams.logprobs`` is set
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass
