@@ -59,8 +59,9 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class TokenLogprob:
-    """A generated token's log-probability (natural log, after temperature as OpenAI reports it
-    for the distribution sampled from) and the most likely alternatives at that position."""
+    """A generated token's log-probability and the most likely alternatives at its position: natural
+    logs of the model's own distribution (log-softmax of the logits, before temperature and the
+    sampling filters, as vLLM reports them by default), so greedy and sampled requests agree."""
 
     token: str
     logprob: float
