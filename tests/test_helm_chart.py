@@ -97,9 +97,74 @@ def test_another_namespace_is_used_everywhere() -> None:
     {"image": {"repository": ""}},
     {"extraArgs": ["concurrency=3"]},
     {"unknown": True},
+    {"gpuProvisioner": {"enabled": "yes"}},
+    {"gpuProvisioner": {"location": "westus"}},
 ])
 def test_the_values_schema_refuses_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
+        render(values)
+
+
+GPU_PROVISIONER = {"enabled": True, "clientID": "11111111-2222-3333-4444-555555555555",
+                   "subscriptionID": "sub-1", "resourceGroup": "rg-1", "clusterName": "aks-1"}
+
+
+def gpu_provisioner_documents() -> list[dict[str, Any]]:
+    text = (ROOT / "deploy" / "gpu-provisioner" / "gpu-provisioner.yaml").read_text()
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_the_gpu_provisioner_is_not_rendered_by_default() -> None:
+    assert not [d for d in render() if d["metadata"]["name"] == "kaito-gpu-provisioner"]
+
+
+def test_the_gpu_provisioner_renders_deploy_with_the_values() -> None:
+    """deploy/gpu-provisioner/ in the release namespace, with the identity and the cluster's
+    coordinates from the values and nothing else changed: its RBAC is the one its RBAC test proves."""
+    docs = render({"provisioner": "gpu-provisioner", "gpuProvisioner": GPU_PROVISIONER}, namespace="ai-ops")
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    ours = {key(d): d for d in docs if d["metadata"]["name"] == "kaito-gpu-provisioner"}
+    shipped = {key(d): d for d in gpu_provisioner_documents()}
+    assert set(ours) == set(shipped)
+    for kind in ("ClusterRole",):
+        assert ours[kind, "kaito-gpu-provisioner"] == shipped[kind, "kaito-gpu-provisioner"]
+    account = ours["ServiceAccount", "kaito-gpu-provisioner"]
+    assert account["metadata"]["namespace"] == "ai-ops"
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == GPU_PROVISIONER["clientID"]
+    [subject] = ours["ClusterRoleBinding", "kaito-gpu-provisioner"]["subjects"]
+    assert subject["namespace"] == "ai-ops"
+    deployment = ours["Deployment", "kaito-gpu-provisioner"]
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    [gp] = pod["spec"]["containers"]
+    assert gp["command"] == ["kaito", "gpu-provisioner"]
+    assert gp["image"] == "ghcr.io/kaito-python/kaito:0.1.0"  # the operator's image ships the command
+    assert {e["name"]: e["value"] for e in gp["env"]} == {
+        "AZURE_SUBSCRIPTION_ID": "sub-1", "AKS_RESOURCE_GROUP": "rg-1", "AKS_CLUSTER_NAME": "aks-1"}
+    shipped_container = shipped["Deployment", "kaito-gpu-provisioner"]["spec"]["template"]["spec"]["containers"][0]
+    assert {k: v for k, v in gp.items() if k != "env"} == {k: v for k, v in shipped_container.items() if k != "env"}
+    operator = {e["name"]: e.get("value") for e in container([d for d in docs if d["metadata"]["name"] !=
+                                                              "kaito-gpu-provisioner"])["env"]}
+    assert operator["KAITO_PROVISIONER"] == "gpu-provisioner"
+
+
+def test_the_gpu_provisioner_image_can_be_its_own() -> None:
+    values = {"provisioner": "gpu-provisioner", "image": {"repository": "r.example/kaito", "tag": "2"},
+              "gpuProvisioner": {**GPU_PROVISIONER, "image": "r.example/gp:1"}}
+    [deployment] = [d for d in render(values) if key(d) == ("Deployment", "kaito-gpu-provisioner")]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "r.example/gp:1"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"provisioner": "karpenter", "gpuProvisioner": GPU_PROVISIONER}, "needs provisioner: gpu-provisioner"),
+    ({"provisioner": "gpu-provisioner", "gpuProvisioner": {**GPU_PROVISIONER, "clientID": ""}},
+     "gpuProvisioner.clientID is required"),
+    ({"provisioner": "gpu-provisioner", "gpuProvisioner": {**GPU_PROVISIONER, "clusterName": ""}},
+     "gpuProvisioner.clusterName is required"),
+])
+def test_the_gpu_provisioner_refuses_incomplete_values(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
         render(values)
 
 
