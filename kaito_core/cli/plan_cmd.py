@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     type=click.Choice(["azure", "aws"]),
     default="azure",
     show_default=True,
-    help="With --nodeclaims: the cloud of the claims (their requirements and node class), as the operator's --cloud.",
+    help="With --nodeclaims: the claims' cloud (requirements, node class), as the operator's --cloud.",
 )
 @OUTPUT_OPTION
 def plan_command(
@@ -97,7 +97,8 @@ def plan_command(
             sku = instance_type or workspace.resource.instance_type
             claims += _nodeclaims(workspace, plans[-1], sku, registry, cloud)
     if nodeclaims:
-        emit_data({"apiVersion": "v1", "kind": "List", "items": claims}, "yaml" if output == "table" else output)
+        listed = {"apiVersion": "v1", "kind": "List", "items": claims}
+        emit_data(listed, "yaml" if output == "table" else output)
         return
     if output == "table":
         for plan in plans:
