@@ -187,10 +187,12 @@ def tuning_manifests(ws: Workspace, registry: Registry, settings: ImageSettings)
         volumes.append({"name": "training-config", "configMap": {"name": tuning.config}})
         trainer_mounts.append(_mount("training-config", TRAINING_CONFIG_DIR, True))
         args += ["--config", f"{TRAINING_CONFIG_DIR}/{TRAINING_CONFIG_FILE}"]
-    train = _step("trainer", settings.resolve(trainer.image), args, trainer_mounts)
+    gpus = preset.requirements.gpu_count
+    # a trainer runtime may build for the CPU and for GPUs (Runtime: ``trainer_image``)
+    pick = getattr(trainer, "trainer_image", None)
+    train = _step("trainer", settings.resolve(pick(gpus) if pick else trainer.image), args, trainer_mounts)
     train["securityContext"]["readOnlyRootFilesystem"] = False  # torch and triton write caches
     train["env"] += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HOME", "value": "/tmp"}]  # noqa: S108
-    gpus = preset.requirements.gpu_count
     train["resources"] = {"requests": {}, "limits": {}}
     if gpus:
         train["resources"] = {
