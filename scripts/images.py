@@ -11,7 +11,8 @@ requirements); a build whose hash matches the image already there is skipped.
 Built here: ``kaito`` (the operator and the weights puller), ``kaito-runtime-llamacpp-cpu`` and
 ``kaito-runtime-transformers-cpu`` (the trainer and transformers runtime on the CPU). The CUDA images
 (``kaito-runtime-llamacpp``, ``kaito-runtime-vllm``, ``kaito-runtime-transformers``) need a CUDA base
-image that is not reachable here; ``--only`` names them on a machine that has one (``--base`` is then ignored for them).
+image that is not reachable here; ``--only`` names them on a machine that has one (``--base`` is then
+ignored for them).
 """
 
 from __future__ import annotations
