@@ -92,6 +92,16 @@ def parse_size(text: str, what: str) -> int:
     return size
 
 
+def check_adapter(dest: Path, where: str) -> None:
+    """Refuse a pulled adapter that an inference server could not load: no adapter_config.json on top."""
+    if not (dest / ADAPTER_CONFIG).is_file():
+        raise ArtifactError(
+            f"{where} holds no {ADAPTER_CONFIG} at its top (pulled into {dest}), so it is no LoRA adapter; "
+            f"an adapter is {ADAPTER_CONFIG} with its weights: pushed as files, as a directory (oras push "
+            "REF data/), or as a container image with them under /data/ (KAITO's adapter images)"
+        )
+
+
 def image_diff_ids(config: bytes) -> list[str]:
     """The uncompressed digests an image config lists for its layers (``rootfs.diff_ids``); [] when it
     lists none (the compressed blobs' digests are still verified)."""
