@@ -401,3 +401,34 @@ def test_a_directory_layer_with_members_outside_its_title_is_refused(
     push_raw(registry.host, repo, "out", [(blob, mediatypes.OCI_LAYER_GZIP, annotations)], b"{}", "x/y")
     with pytest.raises(ArtifactError, match="outside the directory 'data'"):
         pull(f"{registry.host}/{repo}:out", tmp_path / "o", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_cli_adapter_check_and_unpack_cap(registry, model_dir: Path, repo: str, tmp_path: Path) -> None:
+    """`kaito model pull --adapter` (the operator's adapter init containers) fails, in one line, unless
+    adapter_config.json arrives; `--max-unpacked` caps what unpacking writes."""
+    from click.testing import CliRunner
+
+    from kaito_core.artifacts import push
+    from kaito_core.cli.main import cli
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["model", "pull", *args, "--cache-dir", str(tmp_path / "cache")])
+        return result.exit_code, result.output
+
+    push(model_dir, f"{registry.host}/{repo}:model", progress=False)
+    code, out = run(f"{registry.host}/{repo}:model", str(tmp_path / "m"), "--adapter")
+    assert (
+        code != 0 and "holds no adapter_config.json at its top" in out and len(out.strip().splitlines()) == 1
+    )
+
+    image(registry.host, repo, "adapter", [(member("data/adapter_config.json"), CONFIG)])
+    code, out = run(
+        f"{registry.host}/{repo}:adapter", str(tmp_path / "a"), "--adapter", "--max-unpacked", "16"
+    )
+    assert code != 0 and "more than the 16 allowed" in out
+    code, out = run(
+        f"{registry.host}/{repo}:adapter", str(tmp_path / "a"), "--adapter", "--max-unpacked", "1KiB"
+    )
+    assert code == 0 and (tmp_path / "a" / "adapter_config.json").read_bytes() == CONFIG
+    code, out = run(f"{registry.host}/{repo}:adapter", str(tmp_path / "b"), "--max-unpacked", "lots")
+    assert code != 0 and "'lots' is not a size" in out
