@@ -6,8 +6,9 @@ hardlinked (or copied across filesystems) into DEST under a temporary name and r
 name, so a file under its real name in DEST is always complete and verified. A directory layer (``oras
 push DIR``) or a container image's layers are unpacked from the verified blobs (``unpack``).
 
-Over 450 lines because the two sources (a registry, an OCI layout) share the verification, caching and
-placing here; the download loop (resume, retries, size checks) is most of it.
+Why this module is long: the two sources (a registry, an OCI layout) share the verification, caching
+and placing here, and the download loop (resume, retries, size checks) is most of it; split apart, the
+pieces would pass the cache, the counters and the progress bar back and forth.
 """
 
 from __future__ import annotations
