@@ -58,7 +58,7 @@ def _workspace(pod_registry: str) -> Workspace:
     return Workspace.model_validate({
         "apiVersion": "kaito.sh/v1beta1",
         "kind": "Workspace",
-        "metadata": {"name": "tune-tiny-pod", "namespace": "default"},
+        "metadata": {"name": "tune-tiny-pod", "namespace": "default", "uid": "0f6c3b9e-5d7a-4e2b-9c1d-2a3b4c5d6e7f"},
         "resource": {"labelSelector": {"matchLabels": {"app": "tiny"}}},
         "tuning": {
             "preset": {"name": "tiny-llama"},
@@ -118,7 +118,7 @@ def test_the_tuning_jobs_pod_trains_and_pushes_under_podman(
         assert "adapter written" in trainer_log, trainer_log[-3000:]
         losses = [float(m) for m in re.findall(r"step \d+/\d+ loss (\d+\.\d+)", trainer_log)]
         assert len(losses) >= 2 and losses[-1] < losses[0], trainer_log[-3000:]  # it learned
-        _wait_exited(pod, f"{pod.name}-{pusher['name']}", timeout=300)
+        _wait_exited(pod, pusher["name"], timeout=300)
         pushed = pod.container_logs(pusher["name"])
     assert f"pushed {pod_registry}/trainer-pod/adapter:1@sha256:" in pushed, pushed[-2000:]
 
