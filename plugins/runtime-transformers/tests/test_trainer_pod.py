@@ -34,6 +34,7 @@ from .test_run_tuning import Presets
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REGISTRY = os.environ.get("KAITO_TEST_REGISTRY", "")
 IMAGES = ("kaito", CPU_IMAGE)
+UID = "0f6c3b9e-5d7a-4e2b-9c1d-2a3b4c5d6e7f"  # the API server gives a Workspace its uid
 
 
 def _skip_reason() -> str | None:
@@ -58,7 +59,7 @@ def _workspace(pod_registry: str) -> Workspace:
     return Workspace.model_validate({
         "apiVersion": "kaito.sh/v1beta1",
         "kind": "Workspace",
-        "metadata": {"name": "tune-tiny-pod", "namespace": "default", "uid": "0f6c3b9e-5d7a-4e2b-9c1d-2a3b4c5d6e7f"},
+        "metadata": {"name": "tune-tiny-pod", "namespace": "default", "uid": UID},
         "resource": {"labelSelector": {"matchLabels": {"app": "tiny"}}},
         "tuning": {
             "preset": {"name": "tiny-llama"},
