@@ -94,7 +94,7 @@ def plan_command(
         except (PlanError, PluginError) as error:
             fail(f"workspace {workspace.metadata.name or '<unnamed>'}: {error}")
         if nodeclaims:
-            sku = instance_type or workspace.resource.instance_type
+            sku = instance_type or workspace.resource.instance_type or ""  # _target refused none
             claims += _nodeclaims(workspace, plans[-1], sku, registry, cloud)
     if nodeclaims:
         listed = {"apiVersion": "v1", "kind": "List", "items": claims}
