@@ -61,12 +61,18 @@ class SamplingParams:
 class TokenLogprob:
     """A generated token's log-probability and the most likely alternatives at its position: natural
     logs of the model's own distribution (log-softmax of the logits, before temperature and the
-    sampling filters, as vLLM reports them by default), so greedy and sampled requests agree."""
+    sampling filters, as vLLM reports them by default), so greedy and sampled requests agree.
+
+    ``token`` is the token's text (U+FFFD where it holds part of a UTF-8 character), ``bytes`` its raw
+    bytes (OpenAI's ``bytes``: the exact piece, even half a character). ``top`` holds the requested
+    number of most likely tokens at this position, most likely first, each a TokenLogprob of its own
+    (with an empty ``top``): OpenAI reports the bytes of every alternative too, which text alone
+    cannot give back for a partial character."""
 
     token: str
     logprob: float
     bytes: tuple[int, ...] = ()
-    top: tuple[tuple[str, float], ...] = ()  # (token text, logprob), most likely first
+    top: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

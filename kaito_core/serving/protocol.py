@@ -238,6 +238,17 @@ class ResponseFormat(BaseModel):
         return json.dumps(self.json_schema.schema_ or {"type": "object"}, sort_keys=True)
 
 
+#: The most alternatives per token a request may ask for: OpenAI's limit for chat's ``top_logprobs``,
+#: and vLLM's default ``--max-logprobs``; completions' ``logprobs`` takes the same (OpenAI's own is 5).
+MAX_LOGPROBS = 20
+
+
+def check_logprobs(value: int, param: str) -> int:
+    if not 0 <= value <= MAX_LOGPROBS:
+        raise RequestError(f"{param} must be between 0 and {MAX_LOGPROBS}, got {value}", param=param)
+    return value
+
+
 class _OpenAIBase(BaseModel):
     model_config = _STRICT
     model: str | None = None
@@ -284,28 +295,37 @@ class _OpenAIBase(BaseModel):
             greedy=temperature == 0.0,
             ignore_eos=self.ignore_eos,
             json_schema=self.response_format.schema_text() if self.response_format else None,
+            logprobs=self.logprobs_wanted(),
         )
         check_sampling(params, cap)
         return params
+
+    def logprobs_wanted(self) -> int | None:
+        """How many alternatives per token the request asks for; None for no log-probabilities."""
+        return None
 
 
 class ChatCompletionRequest(_OpenAIBase):
     messages: list[Message]
     max_completion_tokens: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None  # alternatives per token, with logprobs: true
     # Accepted so that they are refused by name, never ignored: a client relying on them must know.
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
 
     def refuse_unsupported(self) -> None:
         if self.tools or self.functions or self.tool_choice not in (None, "none"):
             field = "tools" if self.tools else "functions" if self.functions else "tool_choice"
             raise RequestError(f"{field}: tool calling is not supported by this server yet", param=field)
-        if self.logprobs or self.top_logprobs is not None:
-            field = "logprobs" if self.logprobs else "top_logprobs"
-            raise RequestError(f"{field}: log probabilities are not supported by this server", param=field)
+
+    def logprobs_wanted(self) -> int | None:
+        if self.top_logprobs is not None:
+            if not self.logprobs:  # as OpenAI answers it: the alternatives come with the chosen token's
+                raise RequestError("top_logprobs requires logprobs: true", param="top_logprobs")
+            check_logprobs(self.top_logprobs, "top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def sampling(self, default_max_tokens: int, cap: int) -> SamplingParams:
         self.refuse_unsupported()
@@ -320,6 +340,17 @@ class CompletionRequest(_OpenAIBase):
     logprobs: int | None = None
     suffix: str | None = None
     max_tokens: int | None = 16  # OpenAI's default for completions
+
+    def logprobs_wanted(self) -> int | None:
+        if self.logprobs is None:
+            return None
+        if self.echo:
+            raise RequestError(
+                "echo with logprobs: log-probabilities of the prompt's tokens are not computed by this "
+                "server; ask without echo (and prepend the prompt yourself)",
+                param="echo",
+            )
+        return check_logprobs(self.logprobs, "logprobs")
 
     def prompts(self) -> list[str]:
         prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

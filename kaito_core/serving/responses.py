@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from kaito_core.plugins import TokenLogprob
 
 
 def _absent_when_none(value: object) -> bool:
@@ -42,6 +45,76 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+# -- log-probabilities -------------------------------------------------------------------------------
+
+#: What OpenAI (and vLLM) report for a token whose probability is zero (JSON has no -Infinity).
+LOGPROB_FLOOR = -9999.0
+
+
+def _finite(logprob: float) -> float:
+    return max(logprob, LOGPROB_FLOOR)
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatTokenLogprob(BaseModel):
+    """OpenAI's ``ChatCompletionTokenLogprob``."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+    @classmethod
+    def of(cls, entry: TokenLogprob) -> ChatTokenLogprob:
+        top = [TopLogprob(token=t.token, logprob=_finite(t.logprob), bytes=list(t.bytes)) for t in entry.top]
+        return cls(
+            token=entry.token, logprob=_finite(entry.logprob), bytes=list(entry.bytes), top_logprobs=top
+        )
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[ChatTokenLogprob] | None
+    refusal: None = None
+
+    @classmethod
+    def of(cls, entries: Sequence[TokenLogprob]) -> ChoiceLogprobs:
+        return cls(content=[ChatTokenLogprob.of(e) for e in entries])
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: parallel lists, one item per token; ``top_logprobs`` maps the most
+    likely tokens' texts, and the chosen token's (so up to ``logprobs`` + 1 entries, as OpenAI says), to
+    their logprobs; ``text_offset`` is where each token's text starts in the choice's text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, entries: Sequence[TokenLogprob], offset: int = 0) -> CompletionLogprobs:
+        offsets = []
+        for entry in entries:
+            offsets.append(offset)
+            offset += len(entry.token)
+        tops = []
+        for entry in entries:
+            top = {t.token: _finite(t.logprob) for t in entry.top}
+            top.setdefault(entry.token, _finite(entry.logprob))
+            tops.append(dict(sorted(top.items(), key=lambda item: -item[1])))
+        return cls(
+            tokens=[e.token for e in entries],
+            token_logprobs=[_finite(e.logprob) for e in entries],
+            top_logprobs=tops,
+            text_offset=offsets,
+        )
+
+
 # -- /v1/chat/completions ---------------------------------------------------------------------------
 
 
@@ -53,7 +126,7 @@ class AssistantMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str
 
 
@@ -76,7 +149,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
 
 
@@ -95,7 +168,7 @@ class ChatCompletionChunk(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
 
 

@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -29,8 +29,10 @@ from kaito_core.serving.responses import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatDelta,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     ModelCard,
     ModelList,
     Usage,
@@ -58,6 +60,7 @@ class ChatRenderer:
     id: str
     created: int
     model: str
+    logprobs: bool = False  # the request asked for them
 
     def _chunk(self, choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices,
@@ -68,11 +71,20 @@ class ChatRenderer:
 
     def chunk(self, index: int, chunk: Chunk) -> BaseModel:
         delta = ChatDelta(content=chunk.text or None)
-        return self._chunk([ChatChunkChoice(index=index, delta=delta, finish_reason=chunk.finish_reason)])
+        logprobs = ChoiceLogprobs.of(chunk.logprobs) if self.logprobs and chunk.logprobs else None
+        choice = ChatChunkChoice(
+            index=index, delta=delta, logprobs=logprobs, finish_reason=chunk.finish_reason
+        )
+        return self._chunk([choice])
 
     def whole(self, results: list[Generation], usage: Usage) -> BaseModel:
         choices = [
-            ChatChoice(index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason)
+            ChatChoice(
+                index=i,
+                message=AssistantMessage(content=r.text),
+                logprobs=ChoiceLogprobs.of(r.logprobs) if self.logprobs else None,
+                finish_reason=r.finish_reason,
+            )
             for i, r in enumerate(results)
         ]
         return ChatCompletion(
@@ -91,6 +103,9 @@ class CompletionRenderer:
     prompts: list[str]
     n: int
     echo: bool
+    logprobs: bool = False  # the request asked for them
+    #: streamed: where the next token's text starts in each sequence's text (``text_offset``)
+    offsets: dict[int, int] = field(default_factory=dict)
 
     def _completion(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
         return Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
@@ -101,8 +116,17 @@ class CompletionRenderer:
         return self._completion([CompletionChoice(index=index, text=self.prompts[index // self.n])])
 
     def chunk(self, index: int, chunk: Chunk) -> BaseModel:
+        logprobs = None
+        if self.logprobs and chunk.logprobs:
+            offset = self.offsets.get(index, 0)
+            logprobs = CompletionLogprobs.of(chunk.logprobs, offset)
+            self.offsets[index] = offset + sum(len(entry.token) for entry in chunk.logprobs)
         return self._completion(
-            [CompletionChoice(index=index, text=chunk.text, finish_reason=chunk.finish_reason)]
+            [
+                CompletionChoice(
+                    index=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason
+                )
+            ]
         )
 
     def whole(self, results: list[Generation], usage: Usage) -> BaseModel:
@@ -110,6 +134,7 @@ class CompletionRenderer:
             CompletionChoice(
                 index=i,
                 text=(self.prompts[i // self.n] + r.text) if self.echo else r.text,
+                logprobs=CompletionLogprobs.of(r.logprobs) if self.logprobs else None,
                 finish_reason=r.finish_reason,
             )
             for i, r in enumerate(results)
@@ -171,7 +196,7 @@ async def generate(
                     yield opening
             async for index, chunk in sse.merge([state.sequence(p, sp, started) for p, sp in jobs]):
                 completion_tokens += chunk.tokens
-                if chunk.text or chunk.finish_reason:
+                if chunk.text or chunk.finish_reason or chunk.logprobs:  # held-back text's tokens too
                     yield renderer.chunk(index, chunk)
         finally:
             release_once()
@@ -201,7 +226,8 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         state.check_model(body.model)
         params = body.sampling(default_max_tokens=settings.max_tokens_cap, cap=settings.max_tokens_cap)
         prompt = await state.render_chat([m.to_chat() for m in body.messages])
-        renderer = ChatRenderer(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), settings.served_model_name)
+        ident, name = f"chatcmpl-{uuid.uuid4().hex}", settings.served_model_name
+        renderer = ChatRenderer(ident, int(time.time()), name, params.logprobs is not None)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, [prompt], params, body.n, body.stream, include_usage, renderer)
 
@@ -209,14 +235,14 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         if (unready := not_ready()) is not None:
             return unready
         state.check_model(body.model)
-        if body.logprobs is not None:
-            raise RequestError("logprobs are not supported by this server", param="logprobs")
         if body.suffix:
             raise RequestError("suffix (insertion) is not supported by this server", param="suffix")
         prompts = body.prompts()
         params = body.sampling(default_max_tokens=16, cap=settings.max_tokens_cap)
         ident, name = f"cmpl-{uuid.uuid4().hex}", settings.served_model_name
-        renderer = CompletionRenderer(ident, int(time.time()), name, prompts, body.n, body.echo)
+        renderer = CompletionRenderer(
+            ident, int(time.time()), name, prompts, body.n, body.echo, params.logprobs is not None
+        )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, prompts, params, body.n, body.stream, include_usage, renderer)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-from kaito_core.plugins import ChatMessage, Chunk, Engine, RequestError, SamplingParams
+from kaito_core.plugins import ChatMessage, Chunk, Engine, RequestError, SamplingParams, TokenLogprob
 from kaito_core.serving.admission import Admission
 from kaito_core.serving.metrics import ServerMetrics
 from kaito_core.serving.settings import ServerSettings
@@ -36,6 +36,7 @@ class Generation:
     text: str
     completion_tokens: int
     finish_reason: str
+    logprobs: list[TokenLogprob] = dataclasses.field(default_factory=list)  # when the request asked
 
 
 class ServerState:
@@ -152,14 +153,16 @@ class ServerState:
 
     async def collect(self, prompt: str, params: SamplingParams, started: float) -> Generation:
         parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
         tokens = 0
         finish = "stop"
         async for chunk in self.sequence(prompt, params, started):
             parts.append(chunk.text)
+            logprobs.extend(chunk.logprobs)
             tokens += chunk.tokens
             if chunk.finish_reason:
                 finish = chunk.finish_reason
-        return Generation("".join(parts), tokens, finish)
+        return Generation("".join(parts), tokens, finish, logprobs)
 
     # -- request checks -----------------------------------------------------------------------------
 

@@ -26,7 +26,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, RequestError, SamplingParams
+from kaito_core.plugins import (
+    ChatMessage,
+    Chunk,
+    EngineConfig,
+    EngineHealth,
+    RequestError,
+    SamplingParams,
+    TokenLogprob,
+)
 from kaito_runtime_llamacpp import sampling
 from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
 from kaito_runtime_llamacpp.scheduler import Scheduler
@@ -337,13 +345,29 @@ class LlamaCppEngine:
         for seq in carried:
             if seq.output_index >= 0:
                 index, seq.output_index = seq.output_index, -1
-                if self.fast_greedy and sampling.is_plain_greedy(seq.params):
-                    token = sampling.argmax(L, loaded.ctx, index, loaded.vocab, seq.work.eog_masked)
-                else:
-                    token = L.llama_sampler_sample(seq.work.sampler, loaded.ctx, index)
-                self._on_token(seq, token)
+                token, logprobs = self._pick(L, seq, index)
+                self._on_token(seq, token, logprobs)
 
-    def _on_token(self, seq: Seq, token: int) -> None:
+    def _pick(self, L: Any, seq: Seq, index: int) -> tuple[int, tuple[TokenLogprob, ...]]:
+        """The next token from row ``index`` of the logits, and its log-probability when asked: read
+        before sampling, since the argmax masks end-of-generation tokens in the row itself."""
+        loaded = self._loaded
+        assert loaded is not None
+        wanted = seq.params.logprobs
+        logprobs = None if wanted is None else sampling.log_softmax(L, loaded.ctx, index, loaded.vocab)
+        if self.fast_greedy and sampling.is_plain_greedy(seq.params):
+            token = sampling.argmax(L, loaded.ctx, index, loaded.vocab, seq.work.eog_masked)
+        else:
+            token = L.llama_sampler_sample(seq.work.sampler, loaded.ctx, index)
+        if logprobs is None or wanted is None:
+            return token, ()
+        return token, (sampling.token_logprob(loaded.vocab, logprobs, token, wanted),)
+
+    def _on_token(self, seq: Seq, token: int, logprobs: tuple[TokenLogprob, ...] = ()) -> None:
+        """Every generated token is one chunk of one token, with its log-probability when asked: text
+        held back (a stop string's possible start, half a character) comes out in a later chunk, the
+        token's logprob in its own; the token that completes a stop string, and an end-of-generation
+        token, are counted and reported too, though their text is not part of the answer."""
         loaded = self._loaded
         assert loaded is not None
         work: _Stream = seq.work
@@ -354,17 +378,17 @@ class LlamaCppEngine:
             work.sampler = self._make_sampler(seq)
         if loaded.vocab.is_eog(token):
             text, _ = work.stops.feed(work.detok.flush())
-            self._retire(seq, Chunk(text + work.stops.flush(), tokens=1, finish_reason="stop"))
+            self._retire(seq, Chunk(text + work.stops.flush(), 1, "stop", logprobs))
             return
         text, hit = work.stops.feed(work.detok.feed(loaded.vocab.piece(token)))
         if hit:
-            self._retire(seq, Chunk(text, tokens=1, finish_reason="stop"))
+            self._retire(seq, Chunk(text, 1, "stop", logprobs))
         elif len(seq.generated) >= p.max_tokens or seq.n_past + 1 >= loaded.n_ctx_seq:
             tail, _ = work.stops.feed(work.detok.flush())
-            self._retire(seq, Chunk(text + tail + work.stops.flush(), tokens=1, finish_reason="length"))
+            self._retire(seq, Chunk(text + tail + work.stops.flush(), 1, "length", logprobs))
         else:
             seq.next_token = token
-            self._emit(seq, Chunk(text, tokens=1))
+            self._emit(seq, Chunk(text, 1, logprobs=logprobs))
 
     @staticmethod
     def _emit(seq: Seq, item: Chunk | BaseException) -> None:

@@ -6,6 +6,10 @@ top-k / typical / top-p / min-p / temperature / a seeded draw; a grammar first f
 (``response_format``: JSON Schema to GBNF by llama.cpp's converter). Greedy without penalties skips the
 chain: ``llama_sampler_sample`` first copies every logit into a candidate array, while an argmax over
 the logits row picks the same token (the first maximum, as the greedy sampler does).
+
+Log-probabilities, when a request asks for them, are read from the same row before anything else
+touches it (the argmax masks end-of-generation tokens in place): a log-softmax over the vocabulary and
+the top N by ``argpartition``, never computed for requests that did not ask.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from kaito_core.plugins import RequestError, SamplingParams
+from kaito_core.plugins import RequestError, SamplingParams, TokenLogprob
 from kaito_runtime_llamacpp.tokens import Vocab
 
 #: Tokens the repetition/presence/frequency penalties look back over.
@@ -86,6 +90,36 @@ def make_sampler(L: Any, vocab: Vocab, p: SamplingParams, generated: Sequence[in
     for token in generated if p.json_schema is not None else generated[-PENALTY_LAST_N:]:
         L.llama_sampler_accept(chain, token)
     return chain
+
+
+def log_softmax(L: Any, ctx: Any, index: int, vocab: Vocab) -> Any:
+    """Row ``index`` of the last decode's logits as log-probabilities (float64, a copy): the model's
+    own distribution, before penalties, masks, temperature and the sampling filters touch it."""
+    import numpy as np
+
+    row = np.array(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, index), shape=(vocab.size,)), np.float64)
+    peak = row.max()
+    row -= peak + np.log(np.exp(row - peak).sum())
+    return row
+
+
+def token_logprob(vocab: Vocab, logprobs: Any, token: int, top: int) -> TokenLogprob:
+    """The chosen ``token``'s entry, with the ``top`` most likely tokens of ``logprobs`` (ties by
+    token id, so the first is the token greedy decoding picks)."""
+    import numpy as np
+
+    best: list[int] = []
+    if top > 0:
+        top = min(top, len(logprobs))
+        candidates = np.argpartition(-logprobs, top - 1)[:top]
+        best = sorted((int(t) for t in candidates), key=lambda t: (-logprobs[t], t))
+    return _entry(vocab, token, logprobs, tuple(_entry(vocab, t, logprobs) for t in best))
+
+
+def _entry(vocab: Vocab, token: int, logprobs: Any, top: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
+    """A token as OpenAI reports it: its raw bytes, and their text with U+FFFD for part of a character."""
+    piece = vocab.shown(token)
+    return TokenLogprob(piece.decode("utf-8", "replace"), float(logprobs[token]), tuple(piece), top)
 
 
 def argmax(L: Any, ctx: Any, index: int, vocab: Vocab, mask_eog: bool) -> int:

@@ -13,6 +13,7 @@ class Vocab:
         self.size = L.llama_vocab_n_tokens(vocab)
         self._add_bos = bool(L.llama_vocab_get_add_bos(vocab))
         self._pieces: dict[int, bytes] = {}
+        self._shown: dict[int, bytes] = {}
         self._eog: list[int] | None = None
         bos, eos = L.llama_vocab_bos(vocab), L.llama_vocab_eos(vocab)
         self.bos_text = self.piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
@@ -53,6 +54,14 @@ class Vocab:
         if not special:
             self._pieces[token] = piece
         return piece
+
+    def shown(self, token: int) -> bytes:
+        """The bytes a token is reported as (log-probabilities): its piece, special tokens' text too
+        (``<end_of_turn>`` rather than nothing)."""
+        cached = self._shown.get(token)
+        if cached is None:
+            cached = self._shown[token] = self.piece(token, special=True)
+        return cached
 
     def is_eog(self, token: int) -> bool:
         return bool(self._L.llama_vocab_is_eog(self._vocab, token))
