@@ -40,6 +40,12 @@ def _check_entry(entry: Any, top: int, greedy: bool) -> None:
         assert entry.logprob <= entry.top_logprobs[0].logprob
 
 
+def _content(completion: Any) -> list[Any]:
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    return list(logprobs.content)
+
+
 def _text_of(entries: list[Any]) -> str:
     return b"".join(bytes(e.bytes) for e in entries).decode("utf-8", "replace")
 
@@ -88,8 +94,8 @@ def test_logprobs_are_the_models_distribution_before_temperature(gemma_server: A
     client = _client(gemma_server)
     ask: dict[str, Any] = {"model": MODEL_NAME, "messages": QUESTION, "max_tokens": 1, "logprobs": True,
                            "top_logprobs": 4}  # fmt: skip
-    greedy = client.chat.completions.create(**ask, temperature=0).choices[0].logprobs.content[0]  # type: ignore[union-attr, index]
-    hot = client.chat.completions.create(**ask, temperature=1.5, seed=7, extra_body={"top_k": 3}).choices[0].logprobs.content[0]  # type: ignore[union-attr, index]
+    greedy = _content(client.chat.completions.create(**ask, temperature=0))[0]
+    hot = _content(client.chat.completions.create(**ask, temperature=1.5, seed=7, extra_body={"top_k": 3}))[0]
     assert [a.token for a in hot.top_logprobs] == [a.token for a in greedy.top_logprobs]
     for one, other in zip(hot.top_logprobs, greedy.top_logprobs, strict=True):
         assert one.logprob == pytest.approx(other.logprob, abs=1e-3)
@@ -129,7 +135,8 @@ def test_completions_legacy_logprobs(gemma_server: Any) -> None:
     assert whole.usage is not None and len(lp.tokens) == whole.usage.completion_tokens
     assert len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == len(lp.tokens)
     offset = 0
-    for token, logprob, top, at in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, lp.text_offset, strict=True):
+    rows = zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, lp.text_offset, strict=True)
+    for token, logprob, top, at in rows:
         assert at == offset
         offset += len(token)
         assert logprob <= 0.0 and len(top) <= 4 and top[token] == logprob  # the chosen one is always there
@@ -230,7 +237,8 @@ def test_bad_values_are_refused_by_name(
         url, body = "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}
     else:
         url, body = "/v1/completions", {"prompt": "Hi"}
-    response = httpx.post(gemma_server.url + url, json={"model": MODEL_NAME, "max_tokens": 2, **body, **extra})
+    body = {"model": MODEL_NAME, "max_tokens": 2, **body, **extra}
+    response = httpx.post(gemma_server.url + url, json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["param"] == field and field in error["message"], response.text
