@@ -31,7 +31,9 @@ from kaito_core.plugins import (
     EngineHealth,
     RequestError,
     SamplingParams,
+    TokenLogprob,
 )
+from kaito_runtime_transformers.logprobs import TokenTexts, token_logprob
 
 log = logging.getLogger("kaito.transformers")
 
@@ -83,6 +85,7 @@ class TransformersEngine:
         self._template: ChatTemplate | None = None
         self._context = 0
         self._device = "cpu"
+        self._texts: TokenTexts | None = None  # token texts for log-probabilities, on first use
 
     @property
     def context_length(self) -> int:
@@ -210,33 +213,38 @@ class TransformersEngine:
         text = ""
         past = None
         feed = torch.tensor([ids], device=self._device)
-        finish = "length"
         for _ in range(params.max_tokens):
             if stop.is_set():
                 return
             result = self._model(input_ids=feed, past_key_values=past, use_cache=True)
             past = result.past_key_values
             logits = result.logits[0, -1].float()
+            # the model's own distribution: before _sample applies penalties to these logits in place
+            logprobs = None if params.logprobs is None else torch.log_softmax(logits, dim=-1)
             token = _sample(torch, logits, out, params, generator)
             self._health.last_progress = time.monotonic()
+            entry = () if logprobs is None else (self._logprob(torch, logprobs, token, params),)
             if token in eos and not params.ignore_eos and len(out) >= params.min_tokens:
-                finish = "stop"
-                break
+                put(Chunk("", tokens=1, finish_reason="stop", logprobs=entry))  # counted, as vLLM does
+                return
             out.append(token)
             full = self._tokenizer.decode(out, skip_special_tokens=True)
             cut = _stop_at(full, params.stop)
-            if cut is not None:
-                if cut > len(text):
-                    put(Chunk(full[len(text) : cut], tokens=1))
-                finish = "stop"
-                break
+            if cut is not None:  # this token is counted (and its logprob reported), its text cut
+                put(Chunk(full[len(text) : cut] if cut > len(text) else "", 1, "stop", entry))
+                return
             if full.endswith("\ufffd"):
-                put(Chunk("", tokens=1))  # half a multi-byte character: wait for the rest
+                put(Chunk("", tokens=1, logprobs=entry))  # half a multi-byte character: wait for the rest
             else:
-                put(Chunk(full[len(text) :], tokens=1))
+                put(Chunk(full[len(text) :], tokens=1, logprobs=entry))
                 text = full
             feed = torch.tensor([[token]], device=self._device)
-        put(Chunk("", finish_reason=finish))
+        put(Chunk("", finish_reason="length"))
+
+    def _logprob(self, torch: Any, logprobs: Any, token: int, params: SamplingParams) -> TokenLogprob:
+        if self._texts is None:
+            self._texts = TokenTexts(self._tokenizer)
+        return token_logprob(torch, self._texts, logprobs, token, params.logprobs or 0)
 
 
 def _as_list(value: Any) -> list[int]:
