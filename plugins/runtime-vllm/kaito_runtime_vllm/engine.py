@@ -27,6 +27,7 @@ from kaito_core.plugins import (
     EngineHealth,
     RequestError,
     SamplingParams,
+    TokenLogprob,
 )
 from kaito_runtime_vllm.args import server_args
 from kaito_runtime_vllm.chat import load_template
@@ -269,6 +270,8 @@ class VllmEngine:
             body["ignore_eos"] = True
         if not self._special_tokens(prompt):
             body["add_special_tokens"] = False
+        if params.logprobs is not None:  # vLLM's own (raw logits, by default), read back by _events
+            body["logprobs"] = params.logprobs
         # typical_p has no vLLM counterpart; the server's protocol layer documents it as ignored.
         return body
 
@@ -290,7 +293,7 @@ class VllmEngine:
                     if 400 <= response.status_code < 500:
                         raise UpstreamError(message, response.status_code)
                     raise UpstreamError(f"vLLM answered {response.status_code}: {message}")
-                async for chunk in self._events(response):
+                async for chunk in self._events(response, params.logprobs or 0):
                     self._health.last_progress = time.monotonic()
                     yield chunk
         except httpx.HTTPError as exc:
@@ -298,14 +301,16 @@ class VllmEngine:
         finally:
             self._health.running -= 1
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[Chunk]:
+    async def _events(self, response: httpx.Response, top: int = 0) -> AsyncIterator[Chunk]:
         """Parse vLLM's SSE: one JSON per ``data:`` line, usage in the last one, then ``[DONE]``.
 
-        Each text delta counts one token (vLLM emits one per decode step); the final chunk settles
-        the total with the usage vLLM reports, so the server's token counts are exact.
+        Each text delta counts one token (vLLM emits one per decode step), or as many as its
+        log-probabilities list when they were asked for (a delta whose text vLLM holds back still
+        carries its tokens'); the final chunk settles the total with the usage vLLM reports, so the
+        server's token counts are exact.
         """
         counted = 0
-        final: tuple[str, str] | None = None
+        final: tuple[str, str, tuple[TokenLogprob, ...]] | None = None
         usage: int | None = None
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
@@ -320,13 +325,33 @@ class VllmEngine:
                 usage = int(event["usage"].get("completion_tokens") or 0)
             for choice in event.get("choices") or []:
                 text, reason = choice.get("text") or "", choice.get("finish_reason")
+                logprobs = _logprobs(choice.get("logprobs"), top)
                 if reason is not None:
-                    final = (text, reason)
-                elif text:
-                    counted += 1
-                    yield Chunk(text=text, tokens=1)
+                    final = (text, reason, logprobs)
+                elif text or logprobs:
+                    counted += len(logprobs) or 1
+                    yield Chunk(text=text, tokens=len(logprobs) or 1, logprobs=logprobs)
         if final is None:
             raise UpstreamError("vLLM ended the stream without a finish_reason")
-        text, reason = final
-        total = usage if usage is not None else counted + (1 if text else 0)
-        yield Chunk(text=text, tokens=max(total - counted, 0), finish_reason=reason)
+        text, reason, logprobs = final
+        total = usage if usage is not None else counted + (len(logprobs) or (1 if text else 0))
+        yield Chunk(text=text, tokens=max(total - counted, 0), finish_reason=reason, logprobs=logprobs)
+
+
+def _logprobs(legacy: Any, top: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's completions ``logprobs`` (parallel lists; ``top_logprobs`` maps up to N + 1 token texts,
+    the chosen one among them, to their logprobs) as TokenLogprobs with the N most likely. vLLM's
+    legacy shape has no bytes: a token's are the UTF-8 of its text as vLLM decoded it."""
+    if not isinstance(legacy, dict):
+        return ()
+    tokens = legacy.get("tokens") or []
+    values = legacy.get("token_logprobs") or []
+    tops = legacy.get("top_logprobs") or []
+    entries = []
+    for i, token in enumerate(tokens):
+        alternatives = (tops[i] if i < len(tops) else None) or {}
+        ranked = sorted(alternatives.items(), key=lambda item: -item[1])[:top]
+        value = values[i] if i < len(values) and values[i] is not None else float("-inf")
+        best = tuple(TokenLogprob(t, float(v), tuple(t.encode())) for t, v in ranked)
+        entries.append(TokenLogprob(token, float(value), tuple(token.encode()), best))
+    return tuple(entries)

@@ -108,8 +108,21 @@ def build_app(name: str, max_model_len: int, loras: dict[str, str], token_delay:
         stops = [stops] if isinstance(stops, str) else stops
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-        def event(text: str, finish: str | None, stop_reason: str | None = None) -> str:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish,
+        wanted = body.get("logprobs")
+
+        def logprobs(i: int, token: str, offset: int) -> dict[str, Any] | None:
+            """vLLM's legacy shape for one token: the chosen one (here the most likely, -0.25 per step)
+            among ``logprobs`` alternatives " alt1", " alt2"... one nat less likely each."""
+            if wanted is None:
+                return None
+            value = -0.25 * (i + 1)
+            top = {token: value, **{f" alt{k}": value - k for k in range(1, int(wanted) + 1)}}
+            return {"text_offset": [offset], "token_logprobs": [value], "tokens": [token],
+                    "top_logprobs": [top]}
+
+        def event(text: str, finish: str | None, stop_reason: str | None = None,
+                  lp: dict[str, Any] | None = None) -> str:
+            choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish,
                       "stop_reason": stop_reason}
             return "data: " + json.dumps({"id": rid, "object": "text_completion", "created": created,
                                           "model": model, "choices": [choice], "usage": None}) + "\n\n"
@@ -122,14 +135,15 @@ def build_app(name: str, max_model_len: int, loras: dict[str, str], token_delay:
                 produced += 1
                 candidate = generated + token
                 hit = next((s for s in stops if s in candidate), None)
+                lp = logprobs(i, token, len(generated))
                 if hit is not None:  # vLLM trims the stop string and names it in stop_reason
                     cut = max(candidate.index(hit), len(generated))
-                    yield event(candidate[len(generated):cut], "stop", hit)
+                    yield event(candidate[len(generated):cut], "stop", hit, lp)
                     break
                 generated += token
                 last = i == min(len(output), max_tokens) - 1
                 finish = None if not last else ("length" if produced >= max_tokens else "stop")
-                yield event(token, finish)
+                yield event(token, finish, lp=lp)
             if body.get("stream_options", {}).get("include_usage"):
                 usage = {"prompt_tokens": len(prompt_tokens), "total_tokens": len(prompt_tokens) + produced,
                          "completion_tokens": produced}

@@ -80,6 +80,36 @@ def test_stop_strings_reach_vllm(served: Any) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
+def test_logprobs_pass_through_to_vllm(served: Any) -> None:
+    """Asked of vLLM as its completions ``logprobs: N`` and read back into both OpenAI shapes: chat's
+    N alternatives (the most likely of vLLM's up to N + 1), completions' legacy lists."""
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused")
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x y"}],
+                                          max_tokens=20, logprobs=True, top_logprobs=2)  # fmt: skip
+    assert served.requests_seen()[-1]["logprobs"] == 2
+    content = chat.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and chat.usage is not None and len(content) == chat.usage.completion_tokens
+    assert "".join(e.token for e in content) == chat.choices[0].message.content
+    assert [e.logprob for e in content] == [-0.25, -0.5, -0.75, -1.0]  # the fake's numbers, as they came
+    assert [[a.token for a in e.top_logprobs] for e in content][1] == [" y", " alt1"]
+    assert content[1].bytes == list(b" y")
+
+    streamed = [e.token for c in client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x y"}], max_tokens=20, logprobs=True, stream=True,
+    ) for ch in c.choices if ch.logprobs and ch.logprobs.content for e in ch.logprobs.content]  # fmt: skip
+    assert streamed == [e.token for e in content]
+
+    completion = client.completions.create(model=MODEL, prompt="a b STOP c d", max_tokens=10, stop=["STOP"],
+                                           logprobs=2)  # fmt: skip
+    legacy = completion.choices[0].logprobs
+    assert completion.choices[0].text == " d c " and legacy is not None
+    # the token that met the stop string is counted and reported, though its text is cut
+    assert legacy.tokens == [" d", " c", " STOP"] and completion.usage.completion_tokens == 3  # type: ignore[union-attr]
+    assert legacy.top_logprobs == [{" d": -0.25, " alt1": -1.25}, {" c": -0.5, " alt1": -1.5},
+                                   {" STOP": -0.75, " alt1": -1.75}]  # fmt: skip
+    assert legacy.text_offset == [0, 2, 4]
+
+
 def test_too_long_prompt_is_a_400_naming_the_limit(served: Any) -> None:
     response = httpx.post(f"{served.url}/chat", json={"prompt": "w " * 80}, timeout=30)
     assert response.status_code == 400
