@@ -50,7 +50,8 @@ class SamplingParams:
     #: engine that cannot constrain its output raises RequestError(param="response_format")
     json_schema: str | None = None
     #: log-probabilities: None for none, else how many alternatives per token (0: only the chosen
-    #: token's); an engine fills ``Chunk.logprobs`` for every token it accounts for
+    #: token's); an engine fills ``Chunk.logprobs`` for every token it accounts for (the server refuses
+    #: the request, naming ``logprobs``, when an engine's first tokens come without them)
     logprobs: int | None = None
     #: which of ``EngineConfig.adapters`` this request uses: None for the configured set (every
     #: adapter at its strength, as KAITO applies them), "" for the base model alone, else one name

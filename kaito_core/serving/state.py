@@ -137,6 +137,11 @@ class ServerState:
         stream = self.engine.stream(prompt, params)
         try:
             async for chunk in stream:
+                if params.logprobs is not None and chunk.tokens and not chunk.logprobs and tokens == 0:
+                    # an engine that ignores the field: refused by name, never answered without them
+                    raise RequestError(
+                        "logprobs: this server's engine does not report log-probabilities", param="logprobs"
+                    )
                 if first is None and (chunk.text or chunk.tokens):
                     first = time.monotonic()
                     self.metrics.time_to_first_token.observe(first - started)

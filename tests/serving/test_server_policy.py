@@ -176,3 +176,24 @@ def test_chat_prefix_is_generated_from_but_not_returned(serve, engine_factory, w
     response = httpx.post(server.url + "/chat", json=body)
     # max_length 5 counts the 3 words of prefix + prompt: two generated
     assert response.json() == {"Result": "b c w0 w1"}
+
+
+def test_an_engine_that_reports_no_logprobs_gets_them_refused_by_name(serve, engine_factory, waiter) -> None:
+    """The scripted engine fills no Chunk.logprobs: asked for them, the answer is a 400 naming the field
+    (an error event when streaming), never a reply that quietly lacks them."""
+    server = serve(engine_factory())
+    waiter(lambda: httpx.get(server.url + "/health").status_code == 200)
+    body = {"messages": [{"role": "user", "content": "a"}], "max_tokens": 3, "logprobs": True}
+    response = httpx.post(server.url + "/v1/chat/completions", json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "logprobs", response.text
+    completion = httpx.post(
+        server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 3, "logprobs": 1}
+    )
+    assert completion.status_code == 400 and completion.json()["error"]["param"] == "logprobs"
+    with httpx.stream(
+        "POST", server.url + "/v1/completions", json={"prompt": "a", "logprobs": 1, "stream": True}
+    ) as r:
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert "does not report log-probabilities" in events[-2] and events[-1] == "data: [DONE]"
+    plain = httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 3})
+    assert plain.status_code == 200 and plain.json()["choices"][0]["logprobs"] is None
