@@ -242,3 +242,22 @@ def test_bad_values_are_refused_by_name(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["param"] == field and field in error["message"], response.text
+
+
+def test_a_token_holding_part_of_a_character_keeps_its_raw_byte(gemma_server: Any) -> None:
+    """Gemma's byte tokens (``<0xF0>``...) stand for one byte of a longer character: the entry's text is
+    U+FFFD, its bytes the byte itself, so joining the bytes rebuilds the character."""
+    from kaito_runtime_llamacpp import sampling
+
+    loaded = gemma_server.engine._loaded
+    assert loaded is not None
+    vocab = loaded.vocab
+    emoji = "\U0001f600".encode()  # four bytes, none a character alone
+    by_byte = {vocab.shown(t): t for t in range(vocab.size) if len(vocab.shown(t)) == 1}
+    tokens = [by_byte[bytes([b])] for b in emoji]
+    logp = np.full(vocab.size, -30.0)
+    logp[tokens] = np.log(0.25)
+    entries = [sampling.token_logprob(vocab, logp, t, 2) for t in tokens]
+    assert all(e.token == "\ufffd" and len(e.bytes) == 1 for e in entries)
+    assert b"".join(bytes(e.bytes) for e in entries).decode() == "\U0001f600"
+    assert all(len(e.top) == 2 and e.top[0].logprob == pytest.approx(np.log(0.25)) for e in entries)
