@@ -28,8 +28,17 @@ from typing import Any
 
 from kaito_core.plugins import ChatMessage, Chunk, EngineConfig, EngineHealth, RequestError, SamplingParams
 from kaito_runtime_llamacpp import sampling
-from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
-from kaito_runtime_llamacpp.scheduler import Scheduler
+from kaito_runtime_llamacpp.loading import (
+    EngineError,
+    Loaded,
+    adapter_strengths,
+    apply_adapters,
+    find_gguf,
+    flag,
+    free,
+    load,
+)
+from kaito_runtime_llamacpp.scheduler import Entry, Scheduler, split_by_adapters
 from kaito_runtime_llamacpp.scheduler import Sequence as Seq
 from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
 
@@ -58,6 +67,7 @@ class LlamaCppEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         find_gguf(config.model_path)  # no weights: an error now, before a server starts around them
+        adapter_strengths(config)  # a bad strength too
         self.config = config
         self.max_batch = max(1, config.max_batch)
         self.threads = config.threads or os.cpu_count() or 1
@@ -77,6 +87,8 @@ class LlamaCppEngine:
         self._stopping = False
         self._fatal: str | None = None
         self._last_progress = time.monotonic()
+        #: the adapter set the context applies now ((index, scale) pairs; () for the base model alone)
+        self._applied: tuple[tuple[int, float], ...] = ()
         #: texts counted lately (the server counts a prompt, then streams it), oldest first
         self._tokenized: dict[str, list[int]] = {}
         self._tokenized_lock = threading.Lock()
@@ -141,8 +153,9 @@ class LlamaCppEngine:
             raise EngineError(f"the prompt is {len(tokens)} tokens; the context is {loaded.n_ctx_seq}")
         if params.json_schema is not None:  # an unusable schema is the client's 400, before anything runs
             await asyncio.to_thread(sampling.grammar_for, params.json_schema)
+        adapters = self.adapter_set(params.adapter)
         work = _Stream(asyncio.get_running_loop(), asyncio.Queue(), StopMatcher(params.stop))
-        seq = Seq(tokens, params, work=work)
+        seq = Seq(tokens, params, work=work, adapters=adapters)
         with self._cond:
             if self._stopping:  # the decode loop is gone or going: nobody would ever answer
                 raise EngineError("the engine is shutting down")
@@ -165,6 +178,22 @@ class LlamaCppEngine:
                 seq.cancelled = True
                 with self._cond:
                     self._cond.notify()
+
+    def adapter_set(self, choice: str | None) -> tuple[tuple[int, float], ...]:
+        """The (index, scale) pairs a request's ``SamplingParams.adapter`` asks for: None, every adapter at
+        its strength; "", none; a name, that adapter at its strength. Strength 0 applies nothing."""
+        assert self._loaded is not None
+        names, strengths = self._loaded.adapter_names, self._loaded.strengths
+        if choice is None:
+            chosen = list(range(len(names)))
+        elif choice == "":
+            chosen = []
+        elif choice in names:
+            chosen = [names.index(choice)]
+        else:
+            known = ", ".join(names) or "none"
+            raise RequestError(f"no adapter named {choice!r} (adapters: {known})", param="model", status=404)
+        return tuple((i, strengths[i]) for i in chosen if strengths[i] != 0.0)
 
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
@@ -296,12 +325,28 @@ class LlamaCppEngine:
             seq.work.sampler = None
 
     def _step(self) -> None:
+        """One step: every running sequence advances, one llama_decode per adapter set among them."""
+        assert self._loaded is not None
+        entries, carried = self._scheduler.plan_step(self._loaded.n_batch)
+        groups = split_by_adapters(entries, carried, self._applied)
+        for i, group in enumerate(groups):
+            if group.adapters != self._applied:
+                import llama_cpp.llama_cpp as L
+
+                apply_adapters(L, self._loaded, group.adapters)  # type: ignore[arg-type]
+                self._applied = group.adapters  # type: ignore[assignment]
+            later = [seq for g in groups[i + 1 :] for seq in g.carried]
+            if not self._decode(group.entries, group.carried, later):
+                return
+
+    def _decode(self, entries: list[Entry], carried: list[Seq], later: list[Seq]) -> bool:
+        """Decode one batch and pick each sequence's next token; False when llama.cpp refused it (this
+        batch and ``later``, the step's batches not yet decoded, are undone)."""
         import llama_cpp.llama_cpp as L
 
         loaded = self._loaded
         assert loaded is not None
         scheduler = self._scheduler
-        entries, carried = scheduler.plan_step(loaded.n_batch)
         batch = loaded.batch
         for i, entry in enumerate(entries):
             batch.token[i] = entry.token
@@ -315,11 +360,11 @@ class LlamaCppEngine:
             if rc < 0:
                 raise EngineError(f"llama_decode failed with {rc}")
             # 1: no KV slot (2: aborted). The cache is as before this call; so is every sequence.
-            scheduler.undo_step()
+            scheduler.undo_step(carried + later)
             if rc == 1 and scheduler.cached:  # cached prefixes give their cells back before anyone waits
                 for seq_id in scheduler.evict_cached():
                     L.llama_memory_seq_rm(loaded.mem, seq_id, -1, -1)
-                return
+                return False
             victim = scheduler.preemption_victim() if rc == 1 else None
             if victim is not None:
                 L.llama_memory_seq_rm(loaded.mem, scheduler.preempt(victim), -1, -1)
@@ -327,10 +372,10 @@ class LlamaCppEngine:
                     "KV pool full (%d cells): a sequence of %d tokens waits to be recomputed (%d running)",
                     scheduler.kv_cells, len(victim.prompt), len(scheduler.active),
                 )  # fmt: skip
-                return
+                return False
             for seq in carried:
                 self._retire(seq, EngineError(f"llama_decode returned {rc}: the KV cache is full"))
-            return
+            return False
         self.steps += 1
         self.max_observed_batch = max(self.max_observed_batch, len(carried))
         self._last_progress = time.monotonic()
@@ -342,6 +387,7 @@ class LlamaCppEngine:
                 else:
                     token = L.llama_sampler_sample(seq.work.sampler, loaded.ctx, index)
                 self._on_token(seq, token)
+        return True
 
     def _on_token(self, seq: Seq, token: int) -> None:
         loaded = self._loaded

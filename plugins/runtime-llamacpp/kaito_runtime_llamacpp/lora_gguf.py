@@ -145,7 +145,8 @@ def _module_alpha(config: Mapping[str, Any], module: str) -> float:
 def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
     """convert_hf_to_gguf's ``LlamaModel.permute`` of a weight's rows (here: lora_B, shape (out, r))."""
     rows = weights.shape[0]
-    return weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    split = weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
+    return split.swapaxes(1, 2).reshape(weights.shape)
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -201,8 +202,12 @@ def convert(adapter_dir: Path, base: BaseModelInfo, out: Path) -> Path:
 
 
 def _write(
-    gguf: Any, config: Mapping[str, Any], pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], names: Any,
-    base: BaseModelInfo, part: Path,
+    gguf: Any,
+    config: Mapping[str, Any],
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    names: Any,
+    base: BaseModelInfo,
+    part: Path,
 ) -> None:
     alpha = float(config["lora_alpha"])
     rslora = bool(config.get("use_rslora"))
@@ -219,7 +224,9 @@ def _write(
             )
         rank = lora_a.shape[0]
         if lora_a.ndim != 2 or lora_b.ndim != 2 or lora_b.shape[1] != rank:
-            raise LoraConversionError(f"adapter tensor {module}: lora_A {lora_a.shape} and lora_B {lora_b.shape}")
+            raise LoraConversionError(
+                f"adapter tensor {module}: lora_A {lora_a.shape} and lora_B {lora_b.shape} do not pair"
+            )
         ne = base.shapes[target]
         if (lora_a.shape[1], lora_b.shape[0]) != (ne[0], ne[1]):
             raise LoraConversionError(

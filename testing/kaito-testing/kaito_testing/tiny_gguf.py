@@ -18,7 +18,8 @@ import numpy as np
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     rows = weights.shape[0]
-    return weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    split = weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
+    return split.swapaxes(1, 2).reshape(weights.shape)
 
 
 def convert_llama(model_dir: Path, out: Path) -> Path:
@@ -27,8 +28,9 @@ def convert_llama(model_dir: Path, out: Path) -> Path:
     from safetensors.numpy import load_file
 
     config: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
-    if config.get("architectures") != ["LlamaForCausalLM"]:
-        raise ValueError(f"{model_dir}: only LlamaForCausalLM converts here, not {config.get('architectures')}")
+    kind = config.get("architectures")
+    if kind != ["LlamaForCausalLM"]:
+        raise ValueError(f"{model_dir}: only LlamaForCausalLM converts here, not {kind}")
     n_layer, n_head = config["num_hidden_layers"], config["num_attention_heads"]
     n_head_kv = config.get("num_key_value_heads", n_head)
     head_dim = config.get("head_dim") or config["hidden_size"] // n_head
