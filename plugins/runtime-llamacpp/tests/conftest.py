@@ -101,3 +101,42 @@ def strict_server(gemma_path: Path) -> Iterator[Served]:
     served = _serve(gemma_path, max_batch=1, max_n=1, queue_size=1, api_keys=(API_KEY,), retry_after=3)
     yield served
     served.server.stop()
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """The tiny Llama of kaito_testing.tiny_llama three ways: the Hugging Face directory, its GGUF, and a
+    PEFT LoRA adapter for it (fixed seed, every linear layer, weights large enough to change answers)."""
+
+    hf_dir: Path
+    gguf: Path
+    adapter: Path
+
+
+def make_adapter(model_dir: Path, out: Path, seed: int = 1, **config: object) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    settings: dict = {"r": 4, "lora_alpha": 8, "init_lora_weights": False,
+                      "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"]}  # fmt: skip
+    settings.update(config)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(**settings))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.mul_(3.0)  # peft's random init is small: make the adapter's effect plain
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
+    from kaito_testing.tiny_gguf import convert_llama
+    from kaito_testing.tiny_llama import make_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-llama")
+    hf_dir = make_tiny_model(root / "hf")
+    return TinyLlama(hf_dir, convert_llama(hf_dir, root / "tiny.gguf"), make_adapter(hf_dir, root / "tuned"))
