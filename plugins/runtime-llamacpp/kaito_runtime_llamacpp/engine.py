@@ -77,6 +77,8 @@ class LlamaCppEngine:
         #: a finished sequence's KV cells are kept for the next prompt that starts with the same tokens
         self.prefix_cache = flag(config.options.get("prefix_cache", True))
         self.steps = 0
+        #: steps that decoded sequences of more than one adapter set (one llama_decode per set)
+        self.mixed_steps = 0
         self._loaded: Loaded | None = None
         self._context_length = 0  # known once loaded (and still after close)
         self._scheduler = Scheduler(self.max_batch)
@@ -329,6 +331,7 @@ class LlamaCppEngine:
         assert self._loaded is not None
         entries, carried = self._scheduler.plan_step(self._loaded.n_batch)
         groups = split_by_adapters(entries, carried, self._applied)
+        self.mixed_steps += len(groups) > 1
         for i, group in enumerate(groups):
             if group.adapters != self._applied:
                 import llama_cpp.llama_cpp as L
