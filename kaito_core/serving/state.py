@@ -224,12 +224,13 @@ class ServerState:
     def check_model(self, model: str | None, param: str = "model") -> str | None:
         """The adapter choice (SamplingParams.adapter) of a request's ``model``, as vLLM reads it: absent
         (None or ""): every adapter at its strength, as KAITO applies them; the base model's name: the
-        base model alone; an adapter's name: that adapter. Anything else: 404 naming what is served."""
+        base model alone (on a server that names no adapters: the model as configured); an adapter's
+        name: that adapter. Anything else: 404 naming what is served."""
         if not model:
             return None
         base, adapters = self.settings.served_model_name, self.settings.adapters
         if model == base:
-            return ""
+            return "" if adapters else None
         if model in adapters:
             return model
         served = ", ".join(f"`{name}`" for name in (base, *adapters))

@@ -113,29 +113,10 @@ class TinyLlama:
     adapter: Path
 
 
-def make_adapter(model_dir: Path, out: Path, seed: int = 1, **config: object) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    settings: dict = {"r": 4, "lora_alpha": 8, "init_lora_weights": False,
-                      "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                         "down_proj"]}  # fmt: skip
-    settings.update(config)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(**settings))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_" in name:
-                param.mul_(3.0)  # peft's random init is small: make the adapter's effect plain
-    model.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
     from kaito_testing.tiny_gguf import convert_llama
-    from kaito_testing.tiny_llama import make_tiny_model
+    from kaito_testing.tiny_llama import make_adapter, make_tiny_model
 
     root = tmp_path_factory.mktemp("tiny-llama")
     hf_dir = make_tiny_model(root / "hf")

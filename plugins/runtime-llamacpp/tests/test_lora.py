@@ -141,7 +141,7 @@ def test_strength_option_and_conversion_cache(tiny_llama: TinyLlama, tmp_path: P
 
 def test_rslora_and_alpha_pattern_fold_into_the_scale(tiny_llama: TinyLlama, tmp_path: Path) -> None:
     """PEFT scales that llama.cpp's alpha/r cannot say per module are folded into lora_b: exact."""
-    from .conftest import make_adapter
+    from kaito_testing.tiny_llama import make_adapter
 
     adapter = make_adapter(tiny_llama.hf_dir, tmp_path / "rs", seed=2, use_rslora=True,
                            alpha_pattern={"v_proj": 2}, rank_pattern={"down_proj": 2})  # fmt: skip

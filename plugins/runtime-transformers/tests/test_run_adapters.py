@@ -58,7 +58,7 @@ inference:
     return path
 
 
-def answer(file: Path, registry: Registry) -> str:
+def answer(file: Path, registry: Registry, model: str = "tiny-llama") -> str:
     port = free_port()
     code = run(
         RunOptions(file=file, port=port, detach=True, progress=False, ready_timeout=300),
@@ -73,7 +73,7 @@ def answer(file: Path, registry: Registry) -> str:
             f"http://127.0.0.1:{port}/v1/chat/completions",
             timeout=120,
             json={
-                "model": "tiny-llama",
+                "model": model,
                 "max_tokens": 10,
                 "temperature": 0,
                 "messages": [{"role": "user", "content": "what colour is the sky"}],
@@ -104,7 +104,8 @@ def test_kaito_run_serves_an_adapter_at_its_strength(
     push(tmp_path / "adapter", adapter_ref, progress=False)
 
     base = answer(workspace_file(tmp_path / "ws-base.yaml", model_ref, None, "1"), registry)
-    off = answer(workspace_file(tmp_path / "ws-zero.yaml", model_ref, adapter_ref, "0.0"), registry)
-    on = answer(workspace_file(tmp_path / "ws-full.yaml", model_ref, adapter_ref, "1.0"), registry)
+    # `model` names the adapter (the base model's name would ask for the base alone, as in vLLM)
+    off = answer(workspace_file(tmp_path / "ws-zero.yaml", model_ref, adapter_ref, "0.0"), registry, "tuned")
+    on = answer(workspace_file(tmp_path / "ws-full.yaml", model_ref, adapter_ref, "1.0"), registry, "tuned")
     assert off == base
     assert on != base

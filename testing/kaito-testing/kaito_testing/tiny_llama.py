@@ -47,3 +47,24 @@ def make_tiny_model(out: Path) -> Path:
     )  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
     return out
+
+
+def make_adapter(model_dir: Path, out: Path, seed: int = 1, **config: object) -> Path:
+    """A PEFT LoRA adapter for ``model_dir`` with random weights (``seed``; every linear layer, r 4, alpha
+    8, weights 3x peft's random init so its effect is plain); ``config`` overrides LoraConfig fields."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    settings: dict = {"r": 4, "lora_alpha": 8, "init_lora_weights": False,
+                      "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"]}  # fmt: skip
+    settings.update(config)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(**settings))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.mul_(3.0)  # peft's random init is small: make the adapter's effect plain
+    model.save_pretrained(out)
+    return out
