@@ -66,5 +66,5 @@ def make_adapter(model_dir: Path, out: Path, seed: int = 1, **config: object) ->
         for name, param in model.named_parameters():
             if "lora_" in name:
                 param.mul_(3.0)  # peft's random init is small: make the adapter's effect plain
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     return out
