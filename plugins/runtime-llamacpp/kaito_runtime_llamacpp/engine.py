@@ -7,7 +7,9 @@ Every sequence shares one llama.cpp context (loading.py). One dedicated thread o
    cancelled running ones (scheduler.py decides; ``llama_memory_seq_rm`` frees their cells);
 2. build one batch: the next token of every generating sequence, then prompt tokens of newcomers,
    chunked to n_batch (so a long prompt is prefilled across steps while the others keep decoding);
-3. ``llama_decode`` once, then pick each sequence's next token from its row of logits (sampling.py);
+3. ``llama_decode`` once per LoRA adapter set among the batch's sequences (each request chooses its
+   set, ``SamplingParams.adapter``; ``llama_set_adapters_lora`` before each), then pick each
+   sequence's next token from its row of logits (sampling.py) before the next decode overwrites them;
 4. hand text to asyncio with ``loop.call_soon_threadsafe`` into the request's queue.
 
 So every decode step advances every running sequence, and new requests join between steps.

@@ -258,6 +258,12 @@ def _pairs(tensors: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.
     b: dict[str, np.ndarray] = {}
     for name, tensor in tensors.items():
         module = name.removeprefix("base_model.model.")
+        # the text model of a multimodal checkpoint (Gemma3ForConditionalGeneration), as
+        # convert_lora_to_gguf.py maps it
+        for prefix, replacement in (("model.language_model.", "model."), ("language_model.", "")):
+            if module.startswith(prefix):
+                module = replacement + module.removeprefix(prefix)
+                break
         if "lora_embedding_" in module:
             raise LoraConversionError(f"adapter tensor {name}: LoRA on embeddings does not convert here")
         if module.endswith(".lora_A.weight"):

@@ -160,7 +160,9 @@ def test_rslora_and_alpha_pattern_fold_into_the_scale(tiny_llama: TinyLlama, tmp
 # -- the real Gemma 3 270M GGUF ----------------------------------------------------------------------
 
 
-def gemma_adapter(gemma_path: Path, out: Path, modules: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:
+def gemma_adapter(
+    gemma_path: Path, out: Path, modules: tuple[str, ...] = ("q_proj", "v_proj"), text: str = "model.layers"
+) -> Path:
     """A PEFT adapter for the Gemma GGUF's shapes (random, fixed seed): what peft saves for Gemma 3."""
     from safetensors.numpy import save_file
 
@@ -173,7 +175,7 @@ def gemma_adapter(gemma_path: Path, out: Path, modules: tuple[str, ...] = ("q_pr
             if module == "lm_head":
                 continue
             n_in, n_out = base.shapes[f"blk.{layer}.{gguf_names[module]}.weight"]
-            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            prefix = f"base_model.model.{text}.{layer}.self_attn.{module}"
             tensors[f"{prefix}.lora_A.weight"] = rng.normal(0, 0.05, (4, n_in)).astype(np.float32)
             tensors[f"{prefix}.lora_B.weight"] = rng.normal(0, 0.05, (n_out, 4)).astype(np.float32)
     if "lm_head" in modules:
@@ -211,6 +213,28 @@ def test_gemma3_adapter_converts_and_changes_answers(gemma_path: Path, tmp_path:
 
     base, tuned, base_again = asyncio.run(run())
     assert tuned != base and base_again == base
+
+
+def test_the_converted_file_says_what_llama_cpp_reads(gemma_path: Path, tmp_path: Path) -> None:
+    from gguf import GGUFReader
+
+    # the text model of a multimodal Gemma 3 checkpoint maps like the text-only one
+    adapter = gemma_adapter(gemma_path, tmp_path / "mm", text="model.language_model.layers")
+    out = convert(adapter, BaseModelInfo.read(gemma_path), tmp_path / "mm.gguf")
+    reader = GGUFReader(str(out))
+
+    def field(key: str) -> object:
+        f = reader.fields[key]
+        part = f.parts[f.data[0]]
+        return bytes(part).decode() if f.types[0].name == "STRING" else part.tolist()[0]
+
+    assert field("general.type") == "adapter" and field("adapter.type") == "lora"
+    assert field("general.architecture") == "gemma3" and field("adapter.lora.alpha") == 16.0
+    tensors = {t.name: (tuple(int(d) for d in t.shape), t.tensor_type.name) for t in reader.tensors}
+    assert len(tensors) == 18 * 2 * 2
+    assert tensors["blk.0.attn_q.weight.lora_a"] == ((640, 4), "F32")  # ggml ne: [in, r]
+    assert tensors["blk.0.attn_q.weight.lora_b"] == ((4, 1024), "F32")  # [r, out]
+    assert tensors["blk.17.attn_v.weight.lora_b"] == ((4, 256), "F32")
 
 
 def test_refusals_name_the_reason(gemma_path: Path, tiny_llama: TinyLlama, tmp_path: Path) -> None:
