@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (`nox -s gpu-check`): on a machine with an NVIDIA GPU and no network, build the llama.cpp
 # runtime with CUDA, serve a GGUF with every layer on the GPU through `kaito serve --runtime llamacpp`,
-# check /chat and the OpenAI API, and serve a small model with vLLM where vLLM is installed.
+# check /chat and the OpenAI API, serve a small model with vLLM where vLLM is installed, and tune a tiny
+# model with `kaito tune` (LoRA; QLoRA where bitsandbytes is installed) where peft and trl are.
 # Prints a PASS/FAIL table and exits non-zero when a check failed. See docs/gpu-check.md.
 #
 #   bash scripts/gpu_check.sh [--wheelhouse DIR] [--cpu-dry-run] [--model GGUF] [--vllm-model DIR]
@@ -168,8 +169,8 @@ if [ -n "$WHEELHOUSE" ]; then
     fi
     # Built in place: setuptools leaves build/ and *.egg-info, both git-ignored.
     if "${PIP[@]}" --no-build-isolation "$ROOT" "$ROOT/plugins/runtime-llamacpp" "$ROOT/plugins/runtime-vllm" \
-        >> "$WORK/install.log" 2>&1; then
-        record install-kaito PASS "kaito-core, kaito-runtime-llamacpp, kaito-runtime-vllm from this tree"
+        "$ROOT/plugins/runtime-transformers" >> "$WORK/install.log" 2>&1; then
+        record install-kaito PASS "kaito-core and the llamacpp, vllm and transformers runtimes from this tree"
     else
         record install-kaito FAIL "$(tail -3 "$WORK/install.log" | tr '\n' ' ')"; summary; exit 1
     fi

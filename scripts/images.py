@@ -8,9 +8,11 @@ built on this machine (``pip wheel``), so nothing inside a build reaches the net
 labelled with a hash of everything it is made of (Dockerfile, sources, base image, the wheels'
 requirements); a build whose hash matches the image already there is skipped.
 
-Built here: ``kaito`` (the operator and the weights puller) and ``kaito-runtime-llamacpp-cpu``. The
-CUDA images (``kaito-runtime-llamacpp``, ``kaito-runtime-vllm``) need a CUDA base image that is not
-reachable here; ``--only`` names them on a machine that has one (``--base`` is then ignored for them).
+Built here: ``kaito`` (the operator and the weights puller), ``kaito-runtime-llamacpp-cpu`` and
+``kaito-runtime-transformers-cpu`` (the trainer and transformers runtime on the CPU). The CUDA images
+(``kaito-runtime-llamacpp``, ``kaito-runtime-vllm``, ``kaito-runtime-transformers``) need a CUDA base
+image that is not reachable here; ``--only`` names them on a machine that has one (``--base`` is then
+ignored for them).
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ IMAGES = (
     Image("kaito-runtime-llamacpp", "plugins/runtime-llamacpp/Dockerfile.cuda", (".",), local=False),
     Image("kaito-runtime-vllm", "plugins/runtime-vllm/Dockerfile", (".", "plugins/runtime-vllm"),
           local=False),
+    # torch pinned to the build this project tests with; on a machine whose pip resolves it to a CUDA
+    # build, add torch's CPU index (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu)
+    Image("kaito-runtime-transformers-cpu", "plugins/runtime-transformers/Dockerfile.cpu",
+          (".", "plugins/runtime-transformers", "torch==2.13.0")),
+    Image("kaito-runtime-transformers", "plugins/runtime-transformers/Dockerfile.cuda",
+          (".", "plugins/runtime-transformers"), local=False),
 )  # fmt: skip
 
 
@@ -95,6 +103,7 @@ def content_hash(image: Image, base_id: str) -> str:
     """Everything the image is made of: its Dockerfile, the base, and every source file of its wheels."""
     digest = hashlib.sha256()
     digest.update(f"{image.name}\0{base_id}\0".encode())
+    digest.update("\0".join(image.wheels).encode())  # requirements such as torch==2.13.0 too
     # kaito-core's wheel is made of these (the repository root holds much else: docs, CI, other images)
     core = ("pyproject.toml", "README.md", "kaito_core")
     sources = [s for p in image.wheels for s in (core if p == "." else (p,)) if (ROOT / s).exists()]
@@ -136,7 +145,7 @@ def build_wheels(image: Image, target: Path) -> None:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     run(sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(target),
-        *[str(ROOT / p) for p in image.wheels])  # fmt: skip
+        *[str(ROOT / p) if (ROOT / p).exists() else p for p in image.wheels])  # fmt: skip
 
 
 def build(image: Image, tag: str, base: str, base_id: str, force: bool) -> str:

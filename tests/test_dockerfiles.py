@@ -17,6 +17,8 @@ DOCKERFILES = [
     ROOT / "plugins/runtime-llamacpp/Dockerfile.cpu",
     ROOT / "plugins/runtime-llamacpp/Dockerfile.cuda",
     ROOT / "plugins/runtime-vllm/Dockerfile",
+    ROOT / "plugins/runtime-transformers/Dockerfile.cpu",
+    ROOT / "plugins/runtime-transformers/Dockerfile.cuda",
 ]
 
 

@@ -131,7 +131,8 @@ def test_the_gpu_provisioner_renders_deploy_with_the_values() -> None:
         assert ours[kind, "kaito-gpu-provisioner"] == shipped[kind, "kaito-gpu-provisioner"]
     account = ours["ServiceAccount", "kaito-gpu-provisioner"]
     assert account["metadata"]["namespace"] == "ai-ops"
-    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == GPU_PROVISIONER["clientID"]
+    annotations = account["metadata"]["annotations"]
+    assert annotations["azure.workload.identity/client-id"] == GPU_PROVISIONER["clientID"]
     [subject] = ours["ClusterRoleBinding", "kaito-gpu-provisioner"]["subjects"]
     assert subject["namespace"] == "ai-ops"
     deployment = ours["Deployment", "kaito-gpu-provisioner"]
@@ -142,8 +143,8 @@ def test_the_gpu_provisioner_renders_deploy_with_the_values() -> None:
     assert gp["image"] == "ghcr.io/kaito-python/kaito:0.1.0"  # the operator's image ships the command
     assert {e["name"]: e["value"] for e in gp["env"]} == {
         "AZURE_SUBSCRIPTION_ID": "sub-1", "AKS_RESOURCE_GROUP": "rg-1", "AKS_CLUSTER_NAME": "aks-1"}
-    shipped_container = shipped["Deployment", "kaito-gpu-provisioner"]["spec"]["template"]["spec"]["containers"][0]
-    assert {k: v for k, v in gp.items() if k != "env"} == {k: v for k, v in shipped_container.items() if k != "env"}
+    [shipped_gp] = shipped["Deployment", "kaito-gpu-provisioner"]["spec"]["template"]["spec"]["containers"]
+    assert {k: v for k, v in gp.items() if k != "env"} == {k: v for k, v in shipped_gp.items() if k != "env"}
     operator = {e["name"]: e.get("value") for e in container([d for d in docs if d["metadata"]["name"] !=
                                                               "kaito-gpu-provisioner"])["env"]}
     assert operator["KAITO_PROVISIONER"] == "gpu-provisioner"

@@ -29,6 +29,26 @@ PRESET_ANNOTATION = "sh.kaito.preset"
 FORMAT_ANNOTATION = "sh.kaito.format"
 QUANTIZATION_ANNOTATION = "sh.kaito.quantization"
 
+#: Container images (KAITO's adapter images: the adapter's files under /data): read by applying their
+#: tar layers in order (``kaito_core.artifacts.unpack``), not file by file.
+OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
+IMAGE_CONFIGS = frozenset({OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG})
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+IMAGE_LAYERS = frozenset({OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER, DOCKER_LAYER_GZIP})
+#: Layers whose bytes the registry does not hold (Windows base layers): nothing to pull.
+FOREIGN_LAYER_MARKERS = ("nondistributable", "foreign")
+
+#: What ``oras push REF DIR`` writes on a directory's layer (oras-go's file store): the layer is a
+#: tar+gzip of DIR whose entries all start with DIR's name (the title), ``unpack`` says to extract it,
+#: ``digest`` is the sha256 of the uncompressed tar.
+ORAS_UNPACK = "io.deis.oras.content.unpack"
+ORAS_DIGEST = "io.deis.oras.content.digest"
+
 ACCEPT_MANIFESTS = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST))
 
 _WEIGHT_SUFFIXES = {

@@ -1,9 +1,14 @@
 """``kaito model pull``: an artifact -> files in a directory, verified, resumable, cached.
 
-Every file goes: registry -> ``CACHE/tmp/<hex>.partial`` (appended to, resumable with a Range request,
-hashed while streaming) -> ``CACHE/sha256/<hex>`` once its digest matches -> hardlinked (or copied
-across filesystems) into DEST under a temporary name -> renamed to its real name. A file under its
-real name in DEST is therefore always complete and verified.
+Every blob goes: registry -> ``CACHE/tmp/<hex>.partial`` (appended to, resumable with a Range request,
+hashed while streaming) -> ``CACHE/sha256/<hex>`` once its digest matches. A file layer is then
+hardlinked (or copied across filesystems) into DEST under a temporary name and renamed to its real
+name, so a file under its real name in DEST is always complete and verified. A directory layer (``oras
+push DIR``) or a container image's layers are unpacked from the verified blobs (``unpack``).
+
+Why this module is long: the two sources (a registry, an OCI layout) share the verification, caching
+and placing here, and the download loop (resume, retries, size checks) is most of it; split apart, the
+pieces would pass the cache, the counters and the progress bar back and forth.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +37,19 @@ from kaito_core.artifacts.cache import BlobCache
 from kaito_core.artifacts.errors import ArtifactError
 from kaito_core.artifacts.hashing import PipelinedHasher
 from kaito_core.artifacts.layout import OciLayout
-from kaito_core.artifacts.manifest import Artifact, FileEntry, digest_bytes, parse_manifest
+from kaito_core.artifacts.manifest import (
+    Artifact,
+    FileEntry,
+    digest_bytes,
+    is_index,
+    parse_manifest,
+    select_platform,
+)
 from kaito_core.artifacts.paths import default_cache_path
 from kaito_core.artifacts.progress import Transfer
 from kaito_core.artifacts.reference import Reference
 from kaito_core.artifacts.transport import CONNECT_TIMEOUT, READ_TIMEOUT, RegistryClient
+from kaito_core.artifacts.unpack import image_diff_ids, max_unpacked, place
 from kaito_core.artifacts.verify import WeightsCorrupted, verify_blob
 
 #: The cache inside DEST used when the default cache location cannot be written.
@@ -45,6 +58,8 @@ FALLBACK_CACHE = ".kaito-cache"
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 #: A broken blob download is resumed this many times within one pull before giving up.
 STREAM_TRIES = 3
+#: The largest image config read (it lists the layers' uncompressed digests).
+MAX_CONFIG = 4 * 1024 * 1024
 
 
 @dataclass
@@ -81,10 +96,14 @@ def pull(
     verify_cache: bool = False,
     jobs: int = 4,
     timeout: float = READ_TIMEOUT,
+    max_unpacked_bytes: int | None = None,
 ) -> PullResult:
     """Pull ``ref`` into ``dest``; raises :class:`ArtifactError` unless every file is verified.
 
-    ``timeout`` bounds each connect and each wait for data, in seconds (not the whole pull)."""
+    ``timeout`` bounds each connect and each wait for data, in seconds (not the whole pull).
+    ``max_unpacked_bytes`` caps what unpacking directory or image layers may write (default
+    ``KAITO_MAX_UNPACKED`` or 512 GiB)."""
+    limit = max_unpacked_bytes if max_unpacked_bytes is not None else max_unpacked()
     reference = Reference.parse(ref)
     dest = Path(dest).expanduser()
     if not reference.is_layout:
@@ -99,7 +118,7 @@ def pull(
             )
     cache = _open_cache(cache_dir, dest)
     if reference.is_layout:
-        return _pull_layout(reference, dest, cache, verify_cache, progress)
+        return _pull_layout(reference, dest, cache, verify_cache, progress, limit)
     host_creds = resolve_credentials(reference.api_host, credentials, registry_configs)
     with RegistryClient(
         reference,
@@ -122,15 +141,22 @@ def pull(
                         bar.advance(entry.size)
                     else:
                         blob = _download(client, cache, entry, reference, bar, counter)
+                if artifact.has_archives:
+                    return blob
                 return _materialize(blob, dest, entry.name)
 
-            files = _run_parallel(one, artifact.files, jobs)
+            placed = _run_parallel(one, artifact.files, jobs)
         entries = [(f.name, f.digest, f.size) for f in artifact.files]
-        record.write(dest, str(reference), artifact.digest, entries)
+        if artifact.has_archives:
+            diff_ids = (
+                image_diff_ids(_registry_config(client, artifact, reference)) if artifact.is_image else []
+            )
+            entries = _unpack(artifact, placed, dest, str(reference), limit, diff_ids)
+        record.write(dest, str(reference), artifact.pinned_digest, entries)
     return PullResult(
         reference=str(reference),
-        digest=artifact.digest,
-        files=files,
+        digest=artifact.pinned_digest,
+        files=[dest / name for name, _, _ in entries],
         bytes_downloaded=counter.downloaded,
         bytes_from_cache=counter.cached,
     )
@@ -149,6 +175,7 @@ def _open_cache(cache_dir: Path | None, dest: Path) -> BlobCache:
 
 
 def fetch_artifact(client: RegistryClient, reference: Reference) -> Artifact:
+    """The manifest ``reference`` names; of an image index, its linux/amd64 (or only) manifest."""
     data, media_type = client.get_manifest(reference.target)
     digest = digest_bytes(data)
     if reference.digest and digest != reference.digest:
@@ -156,7 +183,43 @@ def fetch_artifact(client: RegistryClient, reference: Reference) -> Artifact:
             f"registry {client.host} served a manifest with digest {digest} for {reference}, not the "
             "pinned digest; the registry content does not match, do not use it"
         )
-    return parse_manifest(data, digest, media_type, f"{reference} (registry {client.host})")
+    where = f"{reference} (registry {client.host})"
+    if not is_index(data, media_type):
+        return parse_manifest(data, digest, media_type, where)
+    chosen = select_platform(data, where)
+    child, child_type = client.get_manifest(str(chosen.get("digest", "")))
+    if digest_bytes(child) != chosen.get("digest"):
+        raise ArtifactError(
+            f"registry {client.host} served a manifest for {chosen.get('digest')} (listed in the index of "
+            f"{reference}) with another digest; the registry content does not match, do not use it"
+        )
+    artifact = parse_manifest(child, digest_bytes(child), chosen.get("mediaType") or child_type, where)
+    return replace(artifact, index_digest=digest)
+
+
+def _registry_config(client: RegistryClient, artifact: Artifact, reference: Reference) -> bytes:
+    """An image's config blob (small: it lists the layers' uncompressed digests), verified."""
+    if artifact.config_size > MAX_CONFIG:
+        return b""
+    resp = client.request("GET", client.url(f"blobs/{artifact.config_digest}"), what="fetching the config")
+    if digest_bytes(resp.content) != artifact.config_digest:
+        raise ArtifactError(
+            f"the config blob of {reference} from registry {client.host} is corrupt (digest mismatch); "
+            "re-push it"
+        )
+    return resp.content
+
+
+def _unpack(
+    artifact: Artifact, blobs: Sequence[Path], dest: Path, where: str, limit: int, diff_ids: Sequence[str]
+) -> list[tuple[str, str, int]]:
+    """Place file layers and unpack the others; the files now in DEST as (name, digest, size)."""
+    try:
+        return place(artifact.files, blobs, dest, where, limit, diff_ids, _materialize)
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot unpack {where} into {dest} ({exc.strerror}); free space, or clear what is in the way"
+        ) from None
 
 
 def _run_parallel(fn: Any, entries: Sequence[FileEntry], jobs: int) -> list[Path]:
@@ -396,15 +459,22 @@ def read_layout_artifact(reference: Reference) -> tuple[OciLayout, Artifact]:
     if reference.digest and digest != reference.digest:
         raise ArtifactError(f"{reference} resolved to {digest}, not the pinned digest")
     data = layout.read_blob(digest, "manifest")
-    return layout, parse_manifest(data, digest, descriptor.get("mediaType", ""), str(reference))
+    media_type = descriptor.get("mediaType", "")
+    if not is_index(data, media_type):
+        return layout, parse_manifest(data, digest, media_type, str(reference))
+    chosen = select_platform(data, str(reference))
+    child = layout.read_blob(str(chosen.get("digest", "")), "manifest")
+    artifact = parse_manifest(child, digest_bytes(child), chosen.get("mediaType", ""), str(reference))
+    return layout, replace(artifact, index_digest=digest)
 
 
 def _pull_layout(
-    reference: Reference, dest: Path, cache: BlobCache, verify_cache: bool, progress: bool
+    reference: Reference, dest: Path, cache: BlobCache, verify_cache: bool, progress: bool, limit: int
 ) -> PullResult:
     layout, artifact = read_layout_artifact(reference)
     _prepare_dest(dest, reference)
-    result = PullResult(reference=str(reference), digest=artifact.digest)
+    result = PullResult(reference=str(reference), digest=artifact.pinned_digest)
+    blobs: list[Path] = []
     with Transfer(f"pull {reference}", artifact.total_bytes, progress) as bar:
         for entry in artifact.files:
             with cache.lock(entry.digest):
@@ -427,5 +497,11 @@ def _pull_layout(
                 else:
                     result.bytes_from_cache += entry.size
             bar.advance(entry.size)
-            result.files.append(_materialize(blob, dest, entry.name))
+            blobs.append(blob)
+    if artifact.has_archives:
+        config = layout.read_blob(artifact.config_digest, "config") if artifact.is_image else b""
+        placed = _unpack(artifact, blobs, dest, str(reference), limit, image_diff_ids(config))
+        result.files = [dest / name for name, _, _ in placed]
+    else:
+        result.files = [_materialize(b, dest, e.name) for e, b in zip(artifact.files, blobs, strict=True)]
     return result

@@ -179,6 +179,18 @@ def push_cmd(
     multiple=True,
     help="hf:// only: pull only files matching this pattern (repeatable; default all but pickles).",
 )
+@click.option(
+    "--max-unpacked",
+    default=None,
+    metavar="SIZE",
+    help="Most bytes that unpacking directory or image layers may write, e.g. 64GiB (default "
+    "$KAITO_MAX_UNPACKED or 512GiB): a tar bomb is refused before anything is written.",
+)
+@click.option(
+    "--adapter",
+    is_flag=True,
+    help="REF is a LoRA adapter: fail unless DEST ends up with adapter_config.json at its top.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @OUTPUT_OPTION
 @_registry_options
@@ -187,6 +199,8 @@ def pull_cmd(
     ref: str,
     dest: Path,
     include: tuple[str, ...],
+    max_unpacked: str | None,
+    adapter: bool,
     cache_dir: Path | None,
     verify_cache: bool,
     jobs: int,
@@ -201,8 +215,14 @@ def pull_cmd(
     """Pull REF into DEST; exits 0 only when every file is there and verified.
 
     REF is an artifact (HOST/REPO:TAG, @sha256:..., oci:DIR:TAG) or a Hugging Face repository,
-    hf://ORG/REPO@REVISION (HF_TOKEN for gated and private ones; HF_ENDPOINT for a mirror)."""
+    hf://ORG/REPO@REVISION (HF_TOKEN for gated and private ones; HF_ENDPOINT for a mirror). An artifact
+    may be kaito's (a file a layer), an `oras push` of files or of a directory (unpacked; a lone
+    directory's contents land directly in DEST), or a container image, whose files under /data/ land in
+    DEST (KAITO's adapter images)."""
     from kaito_core.artifacts import pull
+    from kaito_core.artifacts.unpack import check_adapter, parse_size
+
+    limit = parse_size(max_unpacked, "--max-unpacked") if max_unpacked is not None else None
 
     if ref.startswith("hf://"):
         from kaito_core.artifacts.hf import pull_from_hub
@@ -223,7 +243,10 @@ def pull_cmd(
             verify_cache=verify_cache,
             jobs=jobs,
             timeout=timeout,
+            max_unpacked_bytes=limit,
         )
+    if adapter:
+        check_adapter(dest, ref)
     if output == "table":
         if result.skipped:
             click.echo(f"{dest} already holds {result.reference}@{result.digest}, verified: nothing to pull")

@@ -33,6 +33,20 @@ if TYPE_CHECKING:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The inference ConfigMap (or its inference_config.yaml) that inference.config names.",
 )
+@click.option(
+    "--nodeclaims",
+    "nodeclaims",
+    is_flag=True,
+    help="Print the Karpenter NodeClaims the operator would write for the plan (its --provisioner "
+    "gpu-provisioner or karpenter) as a v1 List, instead of the plan.",
+)
+@click.option(
+    "--cloud",
+    type=click.Choice(["azure", "aws"]),
+    default="azure",
+    show_default=True,
+    help="With --nodeclaims: the claims' cloud (requirements, node class), as the operator's --cloud.",
+)
 @OUTPUT_OPTION
 def plan_command(
     file: Path,
@@ -41,6 +55,8 @@ def plan_command(
     local: bool,
     provisioner: str | None,
     config_file: Path | None,
+    nodeclaims: bool,
+    cloud: str,
     output: str,
 ) -> None:
     """Plan the Workspace(s) in FILE: runtime, weights, GPUs, nodes and the memory arithmetic.
@@ -53,6 +69,8 @@ def plan_command(
 
     if sum(bool(x) for x in (instance_type, nodes_file, local)) > 1:
         fail("choose one target: --instance-type, --nodes or --local")
+    if nodeclaims and (nodes_file or local):
+        fail("--nodeclaims plans new nodes of an instance type: it does not go with --nodes or --local")
     try:
         workspaces = load_workspaces(file.read_text(), source=str(file))
     except ValueError as error:
@@ -65,6 +83,7 @@ def plan_command(
     config = _read_config(config_file) if config_file else None
     hub_problems = resolve_hub_presets(workspaces, registry)
     plans = []
+    claims: list[dict[str, Any]] = []
     for workspace in workspaces:
         problem = hub_problems.get(workspace.preset_name or "")
         if problem is not None:
@@ -74,6 +93,13 @@ def plan_command(
             plans.append(plan_workspace(workspace, registry, hardware, inference_config=config))
         except (PlanError, PluginError) as error:
             fail(f"workspace {workspace.metadata.name or '<unnamed>'}: {error}")
+        if nodeclaims:
+            sku = instance_type or workspace.resource.instance_type or ""  # _target refused none
+            claims += _nodeclaims(workspace, plans[-1], sku, registry, cloud)
+    if nodeclaims:
+        listed = {"apiVersion": "v1", "kind": "List", "items": claims}
+        emit_data(listed, "yaml" if output == "table" else output)
+        return
     if output == "table":
         for plan in plans:
             _print_plan(plan)
@@ -108,6 +134,22 @@ def _target(
         known = ", ".join(sorted(catalog)) or "none (install a provisioner, e.g. kaito-provisioner-aks)"
         raise PlanError(f"Unsupported instance type {name}. Supported SKUs: {known}")
     return Hardware.from_instance_type(catalog[name], workspace.resource.count or 1)
+
+
+def _nodeclaims(workspace: Any, plan: Plan, sku: str, registry: Registry, cloud: str) -> list[dict[str, Any]]:
+    """The claims of ``plan``'s nodes, named as the operator names them (from the time they are made)."""
+    import time
+
+    from kaito_core.planning.nodeclaims import CLOUD_NODE_CLASSES, nodeclaim_manifest, nodeclaim_name
+
+    disk = registry.preset(plan.preset).requirements.disk
+    claims = []
+    for index in range(plan.node_count):
+        stamp = f"{time.time_ns() + index}"
+        name = nodeclaim_name(workspace.namespace, workspace.name, stamp)
+        claims.append(nodeclaim_manifest(workspace, name=name, instance_type=sku, disk_bytes=disk,
+                                         node_class=CLOUD_NODE_CLASSES[cloud], cloud=cloud))
+    return claims
 
 
 def _read_nodes(path: Path) -> list[dict[str, Any]]:

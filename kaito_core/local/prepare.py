@@ -130,10 +130,18 @@ def prepare(source: Path, registry: Registry, hardware: Hardware | None = None) 
         hardware = detect_local_hardware()
     plan = plan_for_machine(workspace, registry, hardware)
     for index, adapter in enumerate(plan.adapters):
-        if not adapter.image:
+        if adapter.volume is not None and not isinstance(adapter.volume.get("hostPath"), dict):
+            kinds = ", ".join(sorted(adapter.volume)) or "an empty one"
+            raise LocalRunError(
+                f"{source}: inference.adapters[{index}].source.volumeSource: `kaito run` reads a volume "
+                f"adapter from a hostPath (a directory on this machine), not {kinds}; use hostPath or "
+                "source.image"
+            )
+        if adapter.volume is None and not adapter.image:
             raise LocalRunError(
                 f"{source}: inference.adapters[{index}].source: `kaito run` pulls an adapter from "
-                "source.image (a registry reference or oci:PATH:TAG); set it"
+                "source.image (a registry reference or oci:PATH:TAG) or reads a hostPath volumeSource; "
+                "set one"
             )
     return Prepared(
         source=source, workspace=workspace, preset=registry.preset(plan.preset), plan=plan, hardware=hardware

@@ -205,17 +205,26 @@ def _serve(
 
 
 def pull_adapters(prepared: Prepared, run_dir: Path, progress: bool) -> tuple[tuple[str, Path, float], ...]:
-    """Each adapter pulled (verified, cached) into RUN/adapters/<name>, as the init containers do."""
+    """Each adapter pulled (verified, cached) into RUN/adapters/<name>, as the init containers do: kaito's
+    artifact, an oras directory or a container image with the files under /data/ (KAITO's adapter
+    images). A hostPath volume adapter is read where it is, as the pod mounts its volume."""
     from kaito_core.artifacts import ArtifactError, pull
+    from kaito_core.artifacts.unpack import check_adapter
 
     pulled = []
     for adapter in prepared.plan.adapters:
-        assert adapter.image is not None  # prepare() refused adapters without one
-        target = run_dir / "adapters" / adapter.name
+        if adapter.volume is not None:  # prepare() refused volumes other than hostPath
+            target = Path(str(adapter.volume["hostPath"].get("path", ""))).expanduser()
+            source = f"the hostPath volume {target}"
+        else:
+            assert adapter.image is not None  # prepare() refused adapters without either
+            target, source = run_dir / "adapters" / adapter.name, adapter.image
         try:
-            pull(adapter.image, target, progress=progress)
+            if adapter.volume is None:
+                pull(source, target, progress=progress)
+            check_adapter(target, source)
         except ArtifactError as exc:
-            raise LocalRunError(f"adapter {adapter.name}: could not pull {adapter.image}: {exc}") from exc
+            raise LocalRunError(f"adapter {adapter.name}: could not pull {source}: {exc}") from exc
         pulled.append((adapter.name, target, adapter.strength))
     return tuple(pulled)
 

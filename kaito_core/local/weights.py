@@ -84,6 +84,12 @@ def read_layout(layout: OciLayout, tag: str | None, digest: str | None, where: s
         )
     except ArtifactError as exc:
         raise LocalRunError(str(exc)) from exc
+    if artifact.has_archives:  # its files are inside tar layers: there is no blob to link each name to
+        raise LocalRunError(
+            f"{where} is a container image or holds directory layers; `kaito run` serves weights from a "
+            "layout file by file: pack them with `kaito model pack`, or `kaito model pull` it into a "
+            "directory"
+        )
     from kaito_core.artifacts.verify import WeightsCorrupted, verify_blob
 
     files: dict[str, Path] = {}

@@ -405,9 +405,11 @@ def _adapters(adapters: Any) -> tuple[AdapterPlan, ...]:
         planned.append(
             AdapterPlan(
                 name=source.name,
-                image=source.image,
+                # a volume wins over an image, as in KAITO's SetAdapterPuller
+                image=None if source.volume_source is not None else source.image,
                 strength=strength,
                 image_pull_secrets=tuple(source.image_pull_secrets or ()),
+                volume=source.volume_source,
             )
         )
     return tuple(planned)

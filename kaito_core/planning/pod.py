@@ -127,6 +127,10 @@ def node_affinity(ws: Workspace) -> dict[str, Any]:
     return {"nodeAffinity": affinity}
 
 
+def _adapter_volume_name(adapter: str) -> str:
+    return f"adapter-volume-{adapter}"[:63].rstrip("-")
+
+
 def _secret_volume_name(secret: str) -> str:
     return f"registry-auth-{content_hash(secret)[:10]}"
 
@@ -145,16 +149,19 @@ def _puller(
     secrets: Sequence[str],
     settings: ImageSettings,
     hub: Plan | None = None,
+    adapter: bool = False,
 ) -> dict[str, Any]:
     """An init container pulling ``reference`` into ``target`` on the weights volume, with the blob
     cache on that volume too (KAITO_HOME): each file is a hard link to its verified blob. ``hub``: the
-    Plan whose files it pulls from the Hugging Face Hub."""
+    Plan whose files it pulls from the Hugging Face Hub. ``adapter``: the reference is a LoRA adapter
+    (kaito's artifact, an oras directory or KAITO's adapter image with the files under /data/), and the
+    container fails unless adapter_config.json is pulled."""
     env: list[dict[str, Any]] = [{"name": "KAITO_HOME", "value": volumes.PULL_ROOT}]
     if hub is not None:
         args = ["model", "pull", reference, target, *(a for f in hub.files for a in ("--include", f.name))]
         env += _hub_env(hub)
     else:
-        args = ["model", "pull", reference, target, *_registry_args(secrets)]
+        args = ["model", "pull", reference, target, *_registry_args(secrets), *(["--adapter"] * adapter)]
         if settings.plain_http:
             args.append("--plain-http")
     return {
@@ -207,8 +214,13 @@ def _serving_container(
     mounts = list(main.get("volumeMounts") or [])
     taken = {m.get("mountPath") for m in mounts}
     wanted = [volumes.weights_mount(plan.model_dir)]
-    if plan.adapters:
+    if any(a.image for a in plan.adapters):
         wanted.append(volumes.adapters_mount(ADAPTER_DIR))
+    wanted += [  # a volume adapter is mounted where the pulled ones are (KAITO's volume adapters)
+        {"name": _adapter_volume_name(a.name), "mountPath": f"{ADAPTER_DIR}/{a.name}", "readOnly": True}
+        for a in plan.adapters
+        if a.volume is not None
+    ]
     wanted += [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 (a path in the pod, not a host temp file)
@@ -270,8 +282,10 @@ def pod_template(
     init = [_puller("model-weights", reference, volumes.weights_target(), preset_secrets, settings, hub)]
     secrets = list(dict.fromkeys(preset_secrets))
     for adapter in plan.adapters:
+        if adapter.volume is not None:
+            continue  # mounted as it is, no puller (below)
         if not adapter.image:
-            raise PlanError(f"adapter {adapter.name!r} has no image; adapters are pulled from a registry")
+            raise PlanError(f"adapter {adapter.name!r} has neither an image nor a volumeSource")
         init.append(
             _puller(
                 f"adapter-{adapter.name}",
@@ -279,6 +293,7 @@ def pod_template(
                 volumes.adapter_target(adapter.name),
                 adapter.image_pull_secrets,
                 settings,
+                adapter=True,
             )
         )
         secrets += [s for s in adapter.image_pull_secrets if s not in secrets]
@@ -287,6 +302,11 @@ def pod_template(
         *([weights] if weights else []),
         {"name": "config", "configMap": {"name": config_map_name(ws)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+    ]
+    pod_volumes += [
+        {"name": _adapter_volume_name(a.name), **copy.deepcopy(a.volume)}
+        for a in plan.adapters
+        if a.volume is not None
     ]
     pod_volumes += [
         {

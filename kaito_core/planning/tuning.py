@@ -3,8 +3,12 @@
 One Job named after the Workspace (KAITO's), carrying the spec's revision; the operator deletes and
 recreates it when the revision changes (a Job's pod template is immutable). Its pod:
 
-1. ``model-weights``: ``kaito model pull`` of the base model's safetensors artifact into the weights
-   volume (the reference as for inference: the model-artifact annotation, else the registry prefix);
+1. ``model-weights``: ``kaito model pull`` of the base model's safetensors artifact into the pod's one
+   pull volume (the reference as for inference: the model-artifact annotation, else the registry
+   prefix); as for inference (``kaito_core.planning.volumes``) the blob cache and the files pulled out
+   of it share that volume, so every file is a hard link to its verified blob, and the volume's
+   ``sizeLimit`` is the preset's disk requirement (a Job's pod is never restarted on the same volume,
+   so ``--weights-volume pvc`` does not apply to it);
 2. ``data``: ``tuning.input.urls`` fetched by ``kaito data fetch`` (http(s) only; loopback, link-local,
    metadata and private addresses refused, after every redirect and DNS answer; retries), or
    ``tuning.input.image`` pulled by ``kaito model pull``; a ``volumeSource`` is mounted instead;
@@ -34,7 +38,7 @@ from kaito_core.planning.pod import (
     _secret_volume_name,
     node_affinity,
 )
-from kaito_core.planning.volumes import PULL_ROOT as PULL_CACHE_DIR
+from kaito_core.planning.volumes import PULL_ROOT, VOLUME, WeightsVolume, volume_size
 from kaito_core.plugins import PlanError, PluginError, Registry
 
 if TYPE_CHECKING:
@@ -43,6 +47,9 @@ if TYPE_CHECKING:
 TRAINER_RUNTIME = "transformers"
 WEIGHTS_DIR = "/workspace/weights"
 DATA_DIR = "/mnt/data"
+#: where the init containers put the weights and the data on the pull volume (sub-paths the trainer mounts)
+WEIGHTS_SUBPATH, DATA_SUBPATH = "weights", "data"
+PULLED_WEIGHTS, PULLED_DATA = f"{PULL_ROOT}/{WEIGHTS_SUBPATH}", f"{PULL_ROOT}/{DATA_SUBPATH}"
 RESULTS_DIR = "/mnt/results"
 TRAINING_CONFIG_DIR = "/mnt/config"
 TRAINING_CONFIG_FILE = "training_config.yaml"
@@ -72,8 +79,8 @@ def _step(name: str, image: str, args: list[str], mounts: list[dict[str, Any]]) 
         "image": image,
         "command": ["kaito"],
         "args": args,
-        "env": [{"name": "KAITO_HOME", "value": PULL_CACHE_DIR}],
-        "volumeMounts": [*mounts, _mount("pull-cache", PULL_CACHE_DIR)],
+        "env": [{"name": "KAITO_HOME", "value": PULL_ROOT}],
+        "volumeMounts": [*mounts, _mount(VOLUME, PULL_ROOT)],
         # the trainer's last error reaches the Job's pod status, and from there the Workspace status
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
@@ -108,10 +115,11 @@ def tuning_manifests(ws: Workspace, registry: Registry, settings: ImageSettings)
         raise PlanError(f"preset {preset.name} does not support tuning")
     method = tuning.method or "lora"
     pull = ["--plain-http"] if settings.plain_http else []
-    volumes: list[dict[str, Any]] = [
-        {"name": "weights", "emptyDir": {}},
-        {"name": "pull-cache", "emptyDir": {}},
-    ]
+    safetensors = preset.format_for("safetensors")
+    weights_bytes = safetensors.total_bytes if safetensors else 0
+    sized = WeightsVolume(size=settings.weights_volume.size)  # a Job gets an emptyDir, never a PVC
+    size = volume_size(preset.requirements.disk, weights_bytes, sized)
+    volumes: list[dict[str, Any]] = [{"name": VOLUME, "emptyDir": {"sizeLimit": size}}]
     init: list[dict[str, Any]] = []
 
     model_secrets = list(
@@ -122,24 +130,25 @@ def tuning_manifests(ws: Workspace, registry: Registry, settings: ImageSettings)
         _step(
             "model-weights",
             settings.puller_image,
-            ["model", "pull", weights_reference(ws, preset.name, settings), WEIGHTS_DIR, *auth, *pull],
-            [_mount("weights", WEIGHTS_DIR), *mounts],
+            ["model", "pull", weights_reference(ws, preset.name, settings), PULLED_WEIGHTS, *auth, *pull],
+            mounts,
         )
     )
     secrets = set(model_secrets)
 
     source = tuning.input
+    data_mount = {"name": VOLUME, "mountPath": DATA_DIR, "subPath": DATA_SUBPATH, "readOnly": True}
     if source.volume_source is not None:
         volumes.append({"name": "data", **source.volume_source})
+        data_mount = _mount("data", DATA_DIR, True)
     else:
-        volumes.append({"name": "data", "emptyDir": {}})
         if source.urls:
             init.append(
                 _step(
                     "data",
                     settings.puller_image,
-                    ["data", "fetch", "--dest", DATA_DIR, *source.urls],
-                    [_mount("data", DATA_DIR)],
+                    ["data", "fetch", "--dest", PULLED_DATA, *source.urls],
+                    [],
                 )
             )
         elif source.image:
@@ -149,8 +158,8 @@ def tuning_manifests(ws: Workspace, registry: Registry, settings: ImageSettings)
                 _step(
                     "data",
                     settings.puller_image,
-                    ["model", "pull", source.image, DATA_DIR, *auth, *pull],
-                    [_mount("data", DATA_DIR), *mounts],
+                    ["model", "pull", source.image, PULLED_DATA, *auth, *pull],
+                    mounts,
                 )
             )
         else:
@@ -170,18 +179,20 @@ def tuning_manifests(ws: Workspace, registry: Registry, settings: ImageSettings)
         str(METRICS_PORT),
     ]
     trainer_mounts = [
-        _mount("weights", WEIGHTS_DIR, True),
-        _mount("data", DATA_DIR, True),
+        {"name": VOLUME, "mountPath": WEIGHTS_DIR, "subPath": WEIGHTS_SUBPATH, "readOnly": True},
+        data_mount,
         _mount("results", RESULTS_DIR),
     ]
     if tuning.config:
         volumes.append({"name": "training-config", "configMap": {"name": tuning.config}})
         trainer_mounts.append(_mount("training-config", TRAINING_CONFIG_DIR, True))
         args += ["--config", f"{TRAINING_CONFIG_DIR}/{TRAINING_CONFIG_FILE}"]
-    train = _step("trainer", settings.resolve(trainer.image), args, trainer_mounts)
+    gpus = preset.requirements.gpu_count
+    # a trainer runtime may build for the CPU and for GPUs (Runtime: ``trainer_image``)
+    pick = getattr(trainer, "trainer_image", None)
+    train = _step("trainer", settings.resolve(pick(gpus) if pick else trainer.image), args, trainer_mounts)
     train["securityContext"]["readOnlyRootFilesystem"] = False  # torch and triton write caches
     train["env"] += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HOME", "value": "/tmp"}]  # noqa: S108
-    gpus = preset.requirements.gpu_count
     train["resources"] = {"requests": {}, "limits": {}}
     if gpus:
         train["resources"] = {

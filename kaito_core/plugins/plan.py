@@ -39,9 +39,11 @@ class MemoryEstimate:
 @dataclass(frozen=True)
 class AdapterPlan:
     name: str
-    image: str | None  # OCI reference of the adapter artifact
+    image: str | None  # OCI reference of the adapter artifact (or container image); None with a volume
     strength: float = 1.0
     image_pull_secrets: tuple[str, ...] = ()
+    # A Kubernetes VolumeSource holding the adapter's files, mounted at ADAPTER_DIR/<name> as KAITO does
+    volume: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ class Runtime(Protocol):
     A runtime that serves a Plan over several nodes also has ``worker_container(plan)``: the container
     of the pods that join the leader (``container(plan)``) and serve no HTTP, with probes they can pass
     (e.g. a TCP probe on their own Ray port). A runtime without it is refused for multi-node Plans.
+
+    The runtime that tunes (``transformers``, whose plugin ships ``kaito tune``) may have
+    ``trainer_image(gpu_count)``: the tuning Job's image for a preset needing that many GPUs (a CPU
+    build for none); without it the Job runs ``image``.
     """
 
     name: str

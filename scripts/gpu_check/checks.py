@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The serving checks of scripts/gpu_check.sh: `kaito serve` over llama.cpp (every layer on the GPU,
-or on the CPU in a dry run) and over vLLM, each checked through /chat, the OpenAI API, /metrics and
-/health. Results are appended to a TSV file (name, PASS|FAIL|SKIP, detail) that gpu_check.sh prints.
+"""The checks of scripts/gpu_check.sh: `kaito serve` over llama.cpp (every layer on the GPU, or on the
+CPU in a dry run) and over vLLM, each checked through /chat, the OpenAI API, /metrics and /health;
+then `kaito tune` with LoRA (and QLoRA where bitsandbytes is installed) on a tiny model. Results are
+appended to a TSV file (name, PASS|FAIL|SKIP, detail) that gpu_check.sh prints.
 
 Run by gpu_check.sh with the interpreter that has kaito installed; exits 0 whatever the results
 (1 only when a check could not be run at all), the summary decides.
@@ -291,6 +292,71 @@ def vllm_part(results: Results, args: argparse.Namespace) -> None:
         results.check("vllm-shutdown", server.stop)
 
 
+TUNE_CONFIG = """
+training_config:
+  LoraConfig: {r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}
+  TrainingArguments: {max_steps: 6, learning_rate: 0.01, per_device_train_batch_size: 2, logging_steps: 1,
+                      save_strategy: "no", lr_scheduler_type: constant}
+  DatasetConfig: {max_length: 64}
+"""
+
+
+def tuning_part(results: Results, args: argparse.Namespace) -> None:
+    """`kaito tune` (kaito-runtime-transformers) on a tiny random llama: a LoRA step on the GPU, and a
+    QLoRA step (4-bit nf4 with bitsandbytes) where bitsandbytes is installed."""
+    missing = [m for m in ("peft", "trl", "datasets", "kaito_runtime_transformers")
+               if importlib.util.find_spec(m) is None]  # fmt: skip
+    if missing:
+        results.record("tuning", "SKIP", f"{', '.join(missing)} not installed for {sys.executable} "
+                                         "(scripts/gpu_check/prepare.sh --with-tuning carries them)")
+        return
+    model_dir = args.work / "tiny-hf-tune"
+    made = subprocess.run([sys.executable, str(HERE / "make_tiny_hf.py"), str(model_dir)],
+                          capture_output=True, text=True)  # fmt: skip
+    if made.returncode != 0:
+        results.record("tuning-tiny-model", "FAIL", (made.stderr or made.stdout).strip()[-200:])
+        return
+    data = args.work / "tune-data.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Paris."}]}
+            for q in ("What is the capital of France?", "Name the French capital.", "Where is Paris?")]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows * 8))
+    config = args.work / "tune.yaml"
+    config.write_text(TUNE_CONFIG)
+    for method in ("lora", "qlora"):
+        if method == "qlora" and args.cpu:
+            results.record("tune-qlora", "SKIP", "CPU dry run: QLoRA needs an NVIDIA GPU")
+            continue
+        if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+            results.record("tune-qlora", "SKIP", f"bitsandbytes is not installed for {sys.executable}")
+            continue
+        out = args.work / f"adapter-{method}"
+
+        def tune(method: str = method, out: Path = out) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "kaito_core.cli.main", "tune", "--model", str(model_dir),
+                 "--data", str(data), "--config", str(config), "--method", method, "--output", str(out),
+                 "--no-progress"],
+                capture_output=True, text=True, timeout=args.timeout,
+            )  # fmt: skip
+            log = done.stdout + done.stderr
+            (args.work / f"tune-{method}.log").write_text(log)
+            if done.returncode != 0:
+                raise RuntimeError(f"kaito tune exited {done.returncode}: {log.strip()[-300:]}")
+            where = re.search(r"training \w+ on (.+?), \d+ rows", log)
+            if not args.cpu and (where is None or where.group(1) == "the CPU"):
+                seen = where.group(0) if where else log[-200:]
+                raise RuntimeError(f"kaito tune did not train on the GPU: {seen}")
+            losses = [float(x) for x in re.findall(r"step \d+/\d+ loss (\d+\.\d+)", log)]
+            speed = re.search(r"([0-9.]+) samples/s\)", log)
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                if not (out / name).is_file():
+                    raise RuntimeError(f"no {name} in {out}")
+            return (f"{len(losses)} steps on {where.group(1) if where else 'the CPU'}, loss "
+                    f"{losses[0]:.3f} -> {losses[-1]:.3f}, {speed.group(1) if speed else '?'} samples/s")
+
+        results.check(f"tune-{method}", tune)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, required=True)
@@ -304,6 +370,7 @@ def main() -> int:
     results = Results(args.results)
     llamacpp_part(results, args)
     vllm_part(results, args)
+    tuning_part(results, args)
     return 0
 
 

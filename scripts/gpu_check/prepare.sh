@@ -5,7 +5,11 @@
 # image lacks. Everything goes into one directory that must stay under 64 MiB (the tree that travels
 # to the device machine carries it).
 #
-#   bash scripts/gpu_check/prepare.sh [--out DIR] [--python-version 3.12] [--python PY]
+#   bash scripts/gpu_check/prepare.sh [--out DIR] [--python-version 3.12] [--python PY] [--with-tuning]
+#
+# --with-tuning adds what `kaito tune` needs beyond the GPU image's torch and transformers (peft, trl,
+# datasets and their closure, pyarrow the largest), for the tuning part of the check; bitsandbytes
+# (QLoRA) is too large to carry under the limit: where the GPU image lacks it, that step is SKIP.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,7 +33,12 @@ while [ $# -gt 0 ]; do
         --python-version) PYVER="${2:?}"; shift 2 ;;
         --python) PY="${2:?}"; shift 2 ;;
         --llama-cpp-version) LLAMA_CPP_VERSION="${2:?}"; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --with-tuning)
+            ROOTS+=(peft trl datasets accelerate)
+            PROVIDED+=(torch transformers tokenizers safetensors huggingface-hub filelock fsspec sympy networkx
+                       nvidia-cublas-cu12 nvidia-cuda-runtime-cu12 triton regex psutil)
+            shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "prepare.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done

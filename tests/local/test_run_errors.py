@@ -148,3 +148,19 @@ def test_a_server_that_fails_to_load_is_reported_with_its_log(tmp_path: Path, ki
     assert "exited with code" in result.stderr and "before it was ready" in result.stderr
     assert "the end of its log" in result.stderr
     assert kit.kaito("ps", "-o", "json").stdout.strip() in ("[]", "")  # nothing left behind
+
+
+def test_a_volume_adapter_other_than_hostpath_is_refused(tmp_path: Path, registry: Registry) -> None:
+    """`kaito run` reads a volume adapter from a hostPath; a claim (a pod's volume) names what to do."""
+    import yaml
+
+    from kaito_core.local.prepare import prepare
+
+    path = _workspace(tmp_path, "gemma-3-270m")
+    manifest = yaml.safe_load(path.read_text())
+    source = {"name": "lora", "volumeSource": {"persistentVolumeClaim": {"claimName": "loras"}}}
+    manifest["inference"]["adapters"] = [{"source": source}]
+    path.write_text(yaml.safe_dump(manifest))
+    refused = r"adapters\[0\].source.volumeSource: .* hostPath .*persistentVolumeClaim"
+    with pytest.raises(LocalRunError, match=refused):
+        prepare(path, registry)

@@ -254,6 +254,32 @@ def test_adapters_are_pulled_into_their_own_directories() -> None:
     mount = {"name": "weights", "mountPath": "/mnt/adapter", "subPath": "adapters", "readOnly": True}
     assert mount in pod["containers"][0]["volumeMounts"]
     assert {v["name"] for v in pod["volumes"]} >= {"weights", "config"}
+    assert "--adapter" in adapter["args"]  # the pull fails unless adapter_config.json arrives
+
+
+def test_volume_adapters_are_mounted_not_pulled() -> None:
+    """KAITO's volume adapters: the VolumeSource mounted at /mnt/adapter/<name>, no init container."""
+    claim = {"persistentVolumeClaim": {"claimName": "lora-store"}}
+    adapters = (
+        AdapterPlan("from-claim", None, volume=claim),
+        AdapterPlan("pulled", "registry.example.com/adapters/phi:1"),
+    )
+    pod = by_kind(inference_manifests(workspace(), plan(adapters=adapters), CONTAINER, SETTINGS))[
+        "Deployment/phi"
+    ]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-weights", "adapter-pulled"]
+    assert {"name": "adapter-volume-from-claim", **claim} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {
+        "name": "adapter-volume-from-claim",
+        "mountPath": "/mnt/adapter/from-claim",
+        "readOnly": True,
+    } in mounts
+    only_volume = by_kind(inference_manifests(workspace(), plan(adapters=adapters[:1]), CONTAINER, SETTINGS))[
+        "Deployment/phi"
+    ]["spec"]["template"]["spec"]
+    assert [c["name"] for c in only_volume["initContainers"]] == ["model-weights"]
+    assert not any(m.get("subPath") == "adapters" for m in only_volume["containers"][0]["volumeMounts"])
 
 
 def test_enablelb_makes_a_load_balancer() -> None:

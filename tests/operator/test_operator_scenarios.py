@@ -387,7 +387,7 @@ def test_a_tuning_workspace_runs_its_job_to_success(cluster: Cluster, operator: 
     assert job is not None
     pod = job["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["model-weights", "data", "trainer"]
-    assert pod["initContainers"][1]["args"][:4] == ["data", "fetch", "--dest", "/mnt/data"]
+    assert pod["initContainers"][1]["args"][:4] == ["data", "fetch", "--dest", "/var/lib/kaito/data"]
     assert pod["initContainers"][2]["args"][:7] == [
         "tune",
         "--model",

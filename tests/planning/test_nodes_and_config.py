@@ -173,6 +173,16 @@ def test_adapters_become_adapter_plans(plan_registry: Any, workspace: Any) -> No
     ]
 
 
+def test_volume_adapters_keep_their_volume_source(plan_registry: Any, workspace: Any) -> None:
+    claim = {"persistentVolumeClaim": {"claimName": "loras"}}
+    adapters = [{"source": {"name": "vol", "volumeSource": claim}, "strength": "0.5"}]
+    plan = plan_workspace(
+        workspace(MINI, adapters=adapters), plan_registry, Hardware.from_instance_type(V100)
+    )
+    [adapter] = plan.adapters
+    assert (adapter.name, adapter.image, adapter.volume, adapter.strength) == ("vol", None, claim, 0.5)
+
+
 def test_insufficient_memory_names_the_skus_that_fit(plan_registry: Any, workspace: Any) -> None:
     # From the SKU table (test_phi3_on_aks_skus): phi-3-medium-4k fits, on one node, the 2x A10 (48Gi), the
     # 4x V100 / 4x T4 (64Gi), then 1x A100 80 and 1x H100 94; the six smallest by total GPU memory.

@@ -13,7 +13,7 @@ from kaito_core.api import Workspace, load_workspaces
 from kaito_core.planning.images import ImageSettings
 from kaito_core.planning.labels import REVISION_ANNOTATION
 from kaito_core.planning.tuning import tuning_manifests
-from kaito_core.plugins import PlanError, Registry, default_registry
+from kaito_core.plugins import GiB, PlanError, Registry, default_registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workspace-tuning-phi-3-qlora.yaml"
 SETTINGS = ImageSettings(
@@ -54,7 +54,7 @@ def test_the_seed_example_builds_a_valid_job_with_a_pusher(registry: Registry) -
         "pull",
         "registry.example.com/models/kaito-phi-3-mini-4k-instruct:bf16",
     ]
-    assert steps["data"]["args"][:4] == ["data", "fetch", "--dest", "/mnt/data"]
+    assert steps["data"]["args"][:4] == ["data", "fetch", "--dest", "/var/lib/kaito/data"]
     assert steps["data"]["args"][4].startswith(
         "https://huggingface.co/datasets/philschmid/dolly-15k-oai-style/"
     )
@@ -74,6 +74,38 @@ def test_the_seed_example_builds_a_valid_job_with_a_pusher(registry: Registry) -
     assert spec["restartPolicy"] == "Never" and spec["securityContext"]["runAsNonRoot"] is True
     for container in [*spec["initContainers"], *spec["containers"]]:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_weights_and_data_share_one_sized_pull_volume(registry: Registry) -> None:
+    """As for inference: the blob cache and the files pulled out of it on one volume (hard links, no
+    copies), sized by the preset's disk requirement; the trainer mounts its sub-paths read-only."""
+    [job] = tuning_manifests(example(), registry, SETTINGS)
+    spec = pod(job)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    preset = registry.preset("phi-3-mini-4k-instruct")
+    assert volumes["weights"] == {
+        "name": "weights",
+        "emptyDir": {"sizeLimit": f"{-(-preset.requirements.disk // GiB)}Gi"},
+    }
+    assert "pull-cache" not in volumes and "data" not in volumes
+    steps = {c["name"]: c for c in spec["initContainers"]}
+    for step in ("model-weights", "data"):
+        assert {"name": "weights", "mountPath": "/var/lib/kaito"} in steps[step]["volumeMounts"]
+        assert {"name": "KAITO_HOME", "value": "/var/lib/kaito"} in steps[step]["env"]
+    assert steps["model-weights"]["args"][3] == "/var/lib/kaito/weights"
+    mounts = {m["mountPath"]: m for m in steps["trainer"]["volumeMounts"]}
+    assert mounts["/workspace/weights"] == {
+        "name": "weights",
+        "mountPath": "/workspace/weights",
+        "subPath": "weights",
+        "readOnly": True,
+    }
+    assert mounts["/mnt/data"] == {
+        "name": "weights",
+        "mountPath": "/mnt/data",
+        "subPath": "data",
+        "readOnly": True,
+    }
 
 
 def test_volumes_and_a_config_map(registry: Registry) -> None:
@@ -100,7 +132,7 @@ def test_an_image_input_is_pulled_with_its_secrets(registry: Registry) -> None:
     ws = example(input={"image": "registry.example.com/data/dolly:1", "imagePullSecrets": ["data-pull"]})
     [job] = tuning_manifests(ws, registry, SETTINGS)
     data = {c["name"]: c for c in pod(job)["initContainers"]}["data"]
-    assert data["args"][:4] == ["model", "pull", "registry.example.com/data/dolly:1", "/mnt/data"]
+    assert data["args"][:4] == ["model", "pull", "registry.example.com/data/dolly:1", "/var/lib/kaito/data"]
     assert sorted(v["secret"]["secretName"] for v in pod(job)["volumes"] if "secret" in v) == [
         "data-pull",
         "myregistrysecret",

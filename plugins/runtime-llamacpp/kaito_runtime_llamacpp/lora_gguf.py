@@ -294,13 +294,15 @@ def digest(adapter_dir: Path, base: BaseModelInfo) -> str:
     return h.hexdigest()
 
 
-def cache_dirs(adapter_dir: Path, configured: str | None) -> list[Path]:
-    """Where a converted adapter is kept, in order of preference: the configured directory; beside the
-    adapter (``kaito run`` pulls adapters into a writable run directory); else the temp directory (a pod
-    mounts adapters read-only)."""
+def cache_dirs(configured: str | None) -> list[Path]:
+    """Where a converted adapter is kept, in order of preference: the configured directory (the runtime
+    option ``adapter_cache``); ``$KAITO_HOME/lora-gguf`` (default ``~/.cache/kaito``, kaito's local state:
+    a second ``kaito run`` converts nothing); else the temp directory (a pod's home may be read-only).
+    Never beside the adapter: a pod mounts adapters read-only, and a hostPath adapter is the user's."""
     if configured:
         return [Path(configured)]
-    return [adapter_dir.parent / ".kaito-lora-gguf", Path(tempfile.gettempdir()) / "kaito-lora-gguf"]
+    home = Path(os.environ.get("KAITO_HOME") or Path.home() / ".cache" / "kaito")
+    return [home / "lora-gguf", Path(tempfile.gettempdir()) / "kaito-lora-gguf"]
 
 
 def converted(adapter_dir: Path, base_gguf: Path, cache: str | None = None) -> Path:
@@ -309,7 +311,7 @@ def converted(adapter_dir: Path, base_gguf: Path, cache: str | None = None) -> P
     base = BaseModelInfo.read(base_gguf)
     key = digest(adapter_dir, base)[:32]
     failures = []
-    for directory in cache_dirs(adapter_dir, cache):
+    for directory in cache_dirs(cache):
         target = directory / f"{adapter_dir.name}-{key}.gguf"
         if target.is_file():
             return target

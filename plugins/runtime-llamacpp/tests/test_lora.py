@@ -133,7 +133,7 @@ def test_strength_option_and_conversion_cache(tiny_llama: TinyLlama, tmp_path: P
     stamp = first.stat().st_mtime_ns
     free(_load(tiny_llama, {"tuned": str(tiny_llama.adapter)}, adapter_cache=str(cache)))
     assert list(cache.iterdir()) == [first] and first.stat().st_mtime_ns == stamp  # not redone
-    with pytest.raises(EngineError, match=r"strength 1\.5 is not in"):
+    with pytest.raises(EngineError, match=r"strength 1\.5 is not in"):  # refused before loading
         LlamaCppEngine(EngineConfig(model_path=str(tiny_llama.gguf), served_model_name="tiny",
                                     adapters={"tuned": str(tiny_llama.adapter)},
                                     options={"strength.tuned": "1.5"}))  # fmt: skip
@@ -266,7 +266,8 @@ def test_refusals_name_the_reason(gemma_path: Path, tiny_llama: TinyLlama, tmp_p
             converted(broken, tiny_llama.gguf, str(tmp_path / "cache"))
     # the engine says which adapter failed, with the converter's reason
     engine = LlamaCppEngine(EngineConfig(model_path=str(tiny_llama.gguf), served_model_name="tiny",
-                                         adapters={"dora": str(tmp_path / "use_dora")}))  # fmt: skip
+                                         adapters={"dora": str(tmp_path / "use_dora")},
+                                         options={"adapter_cache": str(tmp_path / "cache")}))  # fmt: skip
     with pytest.raises(EngineError, match="adapter dora: use_dora"):
         import asyncio
 

@@ -24,6 +24,7 @@ PROMPT = "the sky is"
 
 
 def _engine(tiny: TinyLlama, **options: object) -> LlamaCppEngine:
+    options.setdefault("adapter_cache", str(tiny.gguf.parent / "lora-cache"))
     config = EngineConfig(model_path=str(tiny.gguf), served_model_name="tiny", context_length=128, threads=2,
                           max_batch=4, adapters={"tuned": str(tiny.adapter)}, options=options)  # fmt: skip
     return LlamaCppEngine(config)

@@ -111,17 +111,17 @@ def answers(file: Path, registry: Registry, models: list[str]) -> tuple[list[str
             reply = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=120, json=body)
             assert reply.status_code == 200, reply.text
             texts.append(reply.json()["choices"][0]["text"])
-        return texts, sorted(paths.run_dir(record.name).rglob(".kaito-lora-gguf/*.gguf"))
+        return texts, sorted((paths.kaito_home() / "lora-gguf").glob("*.gguf"))
     finally:
         assert record.pid is not None
         procs.terminate(record.pid, record.pid_start)
         state.remove(record.name)
 
 
-def in_process(tiny: TinyLlama, strength: float, adapter: str) -> str:
+def in_process(tiny: TinyLlama, strength: float, adapter: str, cache: Path) -> str:
+    options = {"strength.tuned": strength, "adapter_cache": str(cache)}
     engine = LlamaCppEngine(EngineConfig(model_path=str(tiny.gguf), served_model_name="tiny", threads=2,
-                                         adapters={"tuned": str(tiny.adapter)},
-                                         options={"strength.tuned": strength}))  # fmt: skip
+                                         adapters={"tuned": str(tiny.adapter)}, options=options))  # fmt: skip
 
     async def go() -> str:
         await engine.load()
@@ -150,7 +150,8 @@ def test_kaito_run_converts_and_serves_a_peft_adapter(
 
     half, converted = answers(workspace_file(tmp_path / "ws-half.yaml", model_ref, adapter_ref, "0.5"),
                               registry, ["tuned", "tiny-llama"])  # fmt: skip
-    assert half == [in_process(tiny_llama, 0.5, "tuned"), in_process(tiny_llama, 0.5, "")]
+    cache = tmp_path / "cache"
+    assert half == [in_process(tiny_llama, 0.5, "tuned", cache), in_process(tiny_llama, 0.5, "", cache)]
     assert half[0] != half[1]
-    # converted when kaito serve started, beside the pulled adapter in the run's directory
+    # converted when kaito serve started, into kaito's local state
     assert [p.name.split("-")[0] for p in converted] == ["tuned"]

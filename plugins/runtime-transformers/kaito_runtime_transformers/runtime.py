@@ -9,8 +9,10 @@ from kaito_core.plugins import ADAPTER_DIR, MiB, PlanError
 if TYPE_CHECKING:
     from kaito_core.plugins import Engine, EngineConfig, Plan
 
-#: The image `plugins/runtime-transformers/Dockerfile` builds (torch, transformers, peft, trl, kaito).
+#: The images `plugins/runtime-transformers/Dockerfile.cuda` and `Dockerfile.cpu` build (torch,
+#: transformers, peft, trl, kaito): GPU nodes get the first, CPU-only nodes the second.
 IMAGE = "kaito-runtime-transformers"
+CPU_IMAGE = "kaito-runtime-transformers-cpu"
 #: Beside the weights: activations of one sequence and, on a GPU, the CUDA context (~500 MiB).
 OVERHEAD_BYTES = 1024 * MiB
 
@@ -61,7 +63,7 @@ class TransformersRuntime:
             requests["memory"] = limits["memory"] = plan.resources.memory
         return {
             "name": plan.workspace or "inference",
-            "image": plan.image or self.image,
+            "image": self.image_for(plan),
             "command": ["kaito"],
             "args": self.serve_args(plan),
             "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],  # weights come from the init container
@@ -71,6 +73,16 @@ class TransformersRuntime:
             "readinessProbe": {"httpGet": probe, "periodSeconds": 5, "failureThreshold": 3},
             "livenessProbe": {"httpGet": probe, "periodSeconds": 10, "failureThreshold": 6},
         }
+
+    def image_for(self, plan: Plan) -> str:
+        """A Workspace's own image, else the CUDA build on GPU nodes and the CPU build elsewhere."""
+        if plan.image and plan.image != self.image:
+            return plan.image
+        return self.image if plan.gpus_per_node or plan.resources.gpu else CPU_IMAGE
+
+    def trainer_image(self, gpu_count: int) -> str:
+        """The tuning Job's trainer image: the CUDA build when the preset needs GPUs, else the CPU one."""
+        return self.image if gpu_count else CPU_IMAGE
 
     def engine(self, config: EngineConfig) -> Engine:
         from kaito_runtime_transformers.engine import TransformersEngine

@@ -156,6 +156,8 @@ def tune(
         callbacks=[Report()],
     )
     resume = _newest_checkpoint(checkpoints)
+    device = torch.cuda.get_device_name(0) if on_gpu else "the CPU"
+    log.info("training %s on %s, %d rows", "qlora" if config.quantized else "lora", device, len(dataset))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started

@@ -31,16 +31,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def workspace_file(path: Path, model_ref: str, adapter_ref: str | None, strength: str) -> Path:
+def workspace_file(
+    path: Path, model_ref: str, adapter_ref: str | None, strength: str, volume: str = ""
+) -> Path:
+    source = f'image: "{adapter_ref}"' if adapter_ref else f"volumeSource: {{hostPath: {{path: {volume}}}}}"
     adapters = (
         f"""
   adapters:
     - source:
         name: tuned
-        image: "{adapter_ref}"
+        {source}
       strength: "{strength}"
 """
-        if adapter_ref
+        if adapter_ref or volume
         else ""
     )
     path.write_text(f"""apiVersion: kaito.sh/v1beta1
@@ -56,6 +59,41 @@ inference:
   preset:
     name: tiny-llama{adapters}""")
     return path
+
+
+def kaito_adapter_image(adapter: Path, ref: str) -> None:
+    """The adapter as KAITO's tuning pusher writes it (pusher.sh): one tar+gzip layer holding
+    data/adapter_config.json and data/adapter_model.safetensors, an image config listing its diff id."""
+    import gzip
+    import io
+    import tarfile
+
+    from kaito_core.artifacts import mediatypes
+    from kaito_core.artifacts.layout import OciLayout
+    from kaito_core.artifacts.manifest import canonical_json, digest_bytes
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            tar.add(adapter / name, arcname=f"data/{name}")
+    layer = gzip.compress(buffer.getvalue(), compresslevel=9)
+    config = canonical_json({"rootfs": {"diff_ids": [digest_bytes(buffer.getvalue())]}})
+    manifest = canonical_json({
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": {"mediaType": mediatypes.OCI_IMAGE_CONFIG, "digest": digest_bytes(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": digest_bytes(layer), "size": len(layer),
+                    "annotations": {mediatypes.TITLE: "layer.tar.gz"}}],
+        "annotations": {"sh.kaito.model.name": "tiny-llama"},
+    })  # fmt: skip
+    _, root, tag = ref.split(":")
+    layout = OciLayout(Path(root))
+    layout.create()
+    for blob in (layer, config):
+        layout.put_bytes(blob)
+    digest = layout.put_bytes(manifest)
+    layout.tag(tag, {"mediaType": mediatypes.OCI_MANIFEST, "digest": digest, "size": len(manifest)})
 
 
 def answer(file: Path, registry: Registry, model: str = "tiny-llama") -> str:
@@ -109,3 +147,14 @@ def test_kaito_run_serves_an_adapter_at_its_strength(
     on = answer(workspace_file(tmp_path / "ws-full.yaml", model_ref, adapter_ref, "1.0"), registry, "tuned")
     assert off == base
     assert on != base
+
+    # The same adapter as KAITO's tuning job pushes it (a container image, the files under /data/), and
+    # as a hostPath volume (KAITO's volume adapters): the same answer.
+    kaito_ref = f"oci:{tmp_path / 'kaito-adapters'}:tuned"
+    kaito_adapter_image(tmp_path / "adapter", kaito_ref)
+    kaito_ws = workspace_file(tmp_path / "ws-kaito.yaml", model_ref, kaito_ref, "1.0")
+    assert answer(kaito_ws, registry, "tuned") == on
+    volume = workspace_file(
+        tmp_path / "ws-volume.yaml", model_ref, None, "1.0", volume=str(tmp_path / "adapter")
+    )
+    assert answer(volume, registry, "tuned") == on
