@@ -254,6 +254,7 @@ def serve(
     )
     settings = ServerSettings(
         served_model_name=name,
+        adapters=tuple(config.adapters),
         max_concurrency=max_batch,
         queue_size=queue_size,
         max_tokens_cap=max_tokens_cap,

@@ -86,6 +86,10 @@ class KaitoChatRequest(BaseModel):
     prefix: str | None = None
     handle_long_generation: str | None = None
     generate_kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: which LoRA adapter answers (an extension of KAITO's /chat, as ``model`` is in the OpenAI API):
+    #: absent, every adapter at its strength; "" or the base model's name, the base model alone; an
+    #: adapter's name, that adapter
+    adapter: str | None = None
 
 
 #: Stop strings a request may give (OpenAI's limit; every one is matched against every stream's text).

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         if (message := state.not_ready_message()) is not None:
             return error_response(503, message)
         started = time.monotonic()
+        adapter = "" if body.adapter == "" else state.check_model(body.adapter, param="adapter")
         if body.prompt is not None:
             prompt = body.prompt
         elif body.messages is not None:
@@ -41,6 +43,7 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         prompt_tokens = await state.count_tokens(model_input)
         state.check_context(prompt_tokens)  # before max_length arithmetic: name the real limit
         params = kaito_sampling(body.generate_kwargs, prompt_tokens, settings.max_tokens_cap)
+        params = dataclasses.replace(params, adapter=adapter)
         _, params = await state.prepare(model_input, params, prompt_tokens)
         await unless_disconnected(request, state.admit(1))  # a client that leaves the queue frees it
         state.metrics.prompt_tokens.inc(prompt_tokens)

@@ -9,6 +9,7 @@ response models.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -216,17 +217,24 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
         return None if message is None else error_response(503, message)
 
     async def models() -> ModelList:
-        card = ModelCard(id=settings.served_model_name, created=int(time.time()),
-                         max_model_len=engine.context_length)  # fmt: skip
-        return ModelList(data=[card])
+        # as vLLM lists them: the base model, then each LoRA adapter with the base as its parent
+        created, base = int(time.time()), settings.served_model_name
+        cards = [ModelCard(id=base, created=created, max_model_len=engine.context_length, root=base)]
+        cards += [
+            ModelCard(id=name, created=created, max_model_len=engine.context_length, root=name, parent=base)
+            for name in settings.adapters
+        ]
+        return ModelList(data=cards)
 
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         if (unready := not_ready()) is not None:
             return unready
-        state.check_model(body.model)
+        adapter = state.check_model(body.model)
         params = body.sampling(default_max_tokens=settings.max_tokens_cap, cap=settings.max_tokens_cap)
+        params = dataclasses.replace(params, adapter=adapter)
         prompt = await state.render_chat([m.to_chat() for m in body.messages])
-        ident, name = f"chatcmpl-{uuid.uuid4().hex}", settings.served_model_name
+        # vLLM answers with the name asked for
+        ident, name = f"chatcmpl-{uuid.uuid4().hex}", body.model or settings.served_model_name
         renderer = ChatRenderer(ident, int(time.time()), name, params.logprobs is not None)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await generate(state, request, [prompt], params, body.n, body.stream, include_usage, renderer)
@@ -234,12 +242,13 @@ def routes(state: ServerState, keys: ApiKeys) -> list[Route]:
     async def completions(body: CompletionRequest, request: Request) -> Any:
         if (unready := not_ready()) is not None:
             return unready
-        state.check_model(body.model)
+        adapter = state.check_model(body.model)
         if body.suffix:
             raise RequestError("suffix (insertion) is not supported by this server", param="suffix")
         prompts = body.prompts()
-        params = body.sampling(default_max_tokens=16, cap=settings.max_tokens_cap)
-        ident, name = f"cmpl-{uuid.uuid4().hex}", settings.served_model_name
+        params = dataclasses.replace(body.sampling(default_max_tokens=16, cap=settings.max_tokens_cap),
+                                     adapter=adapter)  # fmt: skip
+        ident, name = f"cmpl-{uuid.uuid4().hex}", body.model or settings.served_model_name
         renderer = CompletionRenderer(
             ident, int(time.time()), name, prompts, body.n, body.echo, params.logprobs is not None
         )

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ServerSettings:
     served_model_name: str
+    #: The LoRA adapters the engine serves (EngineConfig.adapters' names): /v1/models lists each with the
+    #: base model as its parent, a request's ``model`` (or /chat's ``adapter``) picks one.
+    adapters: tuple[str, ...] = ()
     #: Sequences generated at once; requests beyond it wait in the queue. Match EngineConfig.max_batch.
     max_concurrency: int = 8
     #: Requests allowed to wait for a slot; one more is answered 429 with Retry-After.

@@ -229,10 +229,19 @@ class ServerState:
         if n > self.settings.max_n:
             raise RequestError(f"n {n} exceeds this server's limit of {self.settings.max_n} (--max-n)", "n")
 
-    def check_model(self, model: str | None) -> None:
-        if model and model != self.settings.served_model_name:
-            raise RequestError(
-                f"the model `{model}` does not exist; this server serves `{self.settings.served_model_name}`",
-                param="model",
-                status=404,
-            )
+    def check_model(self, model: str | None, param: str = "model") -> str | None:
+        """The adapter choice (SamplingParams.adapter) of a request's ``model``, as vLLM reads it: absent
+        (None or ""): every adapter at its strength, as KAITO applies them; the base model's name: the
+        base model alone (on a server that names no adapters: the model as configured); an adapter's
+        name: that adapter. Anything else: 404 naming what is served."""
+        if not model:
+            return None
+        base, adapters = self.settings.served_model_name, self.settings.adapters
+        if model == base:
+            return "" if adapters else None
+        if model in adapters:
+            return model
+        served = ", ".join(f"`{name}`" for name in (base, *adapters))
+        raise RequestError(
+            f"the model `{model}` does not exist; this server serves {served}", param=param, status=404
+        )

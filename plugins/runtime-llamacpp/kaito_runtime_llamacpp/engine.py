@@ -7,7 +7,9 @@ Every sequence shares one llama.cpp context (loading.py). One dedicated thread o
    cancelled running ones (scheduler.py decides; ``llama_memory_seq_rm`` frees their cells);
 2. build one batch: the next token of every generating sequence, then prompt tokens of newcomers,
    chunked to n_batch (so a long prompt is prefilled across steps while the others keep decoding);
-3. ``llama_decode`` once, then pick each sequence's next token from its row of logits (sampling.py);
+3. ``llama_decode`` once per LoRA adapter set among the batch's sequences (each request chooses its
+   set, ``SamplingParams.adapter``; ``llama_set_adapters_lora`` before each), then pick each
+   sequence's next token from its row of logits (sampling.py) before the next decode overwrites them;
 4. hand text to asyncio with ``loop.call_soon_threadsafe`` into the request's queue.
 
 So every decode step advances every running sequence, and new requests join between steps.
@@ -23,7 +25,6 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from kaito_core.plugins import (
@@ -36,10 +37,20 @@ from kaito_core.plugins import (
     TokenLogprob,
 )
 from kaito_runtime_llamacpp import sampling
-from kaito_runtime_llamacpp.loading import EngineError, Loaded, find_gguf, flag, free, load
-from kaito_runtime_llamacpp.scheduler import Scheduler
+from kaito_runtime_llamacpp.loading import (
+    EngineError,
+    Loaded,
+    adapter_strengths,
+    apply_adapters,
+    find_gguf,
+    flag,
+    free,
+    load,
+)
+from kaito_runtime_llamacpp.output import Stream, chunk_for
+from kaito_runtime_llamacpp.scheduler import Entry, Scheduler, split_by_adapters
 from kaito_runtime_llamacpp.scheduler import Sequence as Seq
-from kaito_runtime_llamacpp.text import IncrementalDetokenizer, StopMatcher
+from kaito_runtime_llamacpp.text import StopMatcher
 
 log = logging.getLogger("kaito.llamacpp")
 
@@ -49,23 +60,12 @@ __all__ = ["EngineError", "LlamaCppEngine"]
 _TOKENIZED_KEPT = 64
 
 
-@dataclass(eq=False)
-class _Stream:
-    """The engine's side of one sequence: where its text goes, and how its tokens are picked."""
-
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Chunk | BaseException]
-    stops: StopMatcher
-    detok: IncrementalDetokenizer = field(default_factory=IncrementalDetokenizer)
-    sampler: Any = None
-    eog_masked: bool = False
-
-
 class LlamaCppEngine:
     """The Engine contract (kaito_core.plugins.Engine) over llama-cpp-python's low-level API."""
 
     def __init__(self, config: EngineConfig) -> None:
         find_gguf(config.model_path)  # no weights: an error now, before a server starts around them
+        adapter_strengths(config)  # a bad strength too
         self.config = config
         self.max_batch = max(1, config.max_batch)
         self.threads = config.threads or os.cpu_count() or 1
@@ -75,6 +75,8 @@ class LlamaCppEngine:
         #: a finished sequence's KV cells are kept for the next prompt that starts with the same tokens
         self.prefix_cache = flag(config.options.get("prefix_cache", True))
         self.steps = 0
+        #: steps that decoded sequences of more than one adapter set (one llama_decode per set)
+        self.mixed_steps = 0
         self._loaded: Loaded | None = None
         self._context_length = 0  # known once loaded (and still after close)
         self._scheduler = Scheduler(self.max_batch)
@@ -85,6 +87,8 @@ class LlamaCppEngine:
         self._stopping = False
         self._fatal: str | None = None
         self._last_progress = time.monotonic()
+        #: the adapter set the context applies now ((index, scale) pairs; () for the base model alone)
+        self._applied: tuple[tuple[int, float], ...] = ()
         #: texts counted lately (the server counts a prompt, then streams it), oldest first
         self._tokenized: dict[str, list[int]] = {}
         self._tokenized_lock = threading.Lock()
@@ -149,8 +153,9 @@ class LlamaCppEngine:
             raise EngineError(f"the prompt is {len(tokens)} tokens; the context is {loaded.n_ctx_seq}")
         if params.json_schema is not None:  # an unusable schema is the client's 400, before anything runs
             await asyncio.to_thread(sampling.grammar_for, params.json_schema)
-        work = _Stream(asyncio.get_running_loop(), asyncio.Queue(), StopMatcher(params.stop))
-        seq = Seq(tokens, params, work=work)
+        adapters = self.adapter_set(params.adapter)
+        work = Stream(asyncio.get_running_loop(), asyncio.Queue(), StopMatcher(params.stop))
+        seq = Seq(tokens, params, work=work, adapters=adapters)
         with self._cond:
             if self._stopping:  # the decode loop is gone or going: nobody would ever answer
                 raise EngineError("the engine is shutting down")
@@ -173,6 +178,22 @@ class LlamaCppEngine:
                 seq.cancelled = True
                 with self._cond:
                     self._cond.notify()
+
+    def adapter_set(self, choice: str | None) -> tuple[tuple[int, float], ...]:
+        """The (index, scale) pairs a request's ``SamplingParams.adapter`` asks for: None, every adapter at
+        its strength; "", none; a name, that adapter at its strength. Strength 0 applies nothing."""
+        assert self._loaded is not None
+        names, strengths = self._loaded.adapter_names, self._loaded.strengths
+        if choice is None:
+            chosen = list(range(len(names)))
+        elif choice == "":
+            chosen = []
+        elif choice in names:
+            chosen = [names.index(choice)]
+        else:
+            known = ", ".join(names) or "none"
+            raise RequestError(f"no adapter named {choice!r} (adapters: {known})", param="model", status=404)
+        return tuple((i, strengths[i]) for i in chosen if strengths[i] != 0.0)
 
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
@@ -304,12 +325,29 @@ class LlamaCppEngine:
             seq.work.sampler = None
 
     def _step(self) -> None:
+        """One step: every running sequence advances, one llama_decode per adapter set among them."""
+        assert self._loaded is not None
+        entries, carried = self._scheduler.plan_step(self._loaded.n_batch)
+        groups = split_by_adapters(entries, carried, self._applied)
+        self.mixed_steps += len(groups) > 1
+        for i, group in enumerate(groups):
+            if group.adapters != self._applied:
+                import llama_cpp.llama_cpp as L
+
+                apply_adapters(L, self._loaded, group.adapters)  # type: ignore[arg-type]
+                self._applied = group.adapters  # type: ignore[assignment]
+            later = [seq for g in groups[i + 1 :] for seq in g.carried]
+            if not self._decode(group.entries, group.carried, later):
+                return
+
+    def _decode(self, entries: list[Entry], carried: list[Seq], later: list[Seq]) -> bool:
+        """Decode one batch and pick each sequence's next token; False when llama.cpp refused it (this
+        batch and ``later``, the step's batches not yet decoded, are undone)."""
         import llama_cpp.llama_cpp as L
 
         loaded = self._loaded
         assert loaded is not None
         scheduler = self._scheduler
-        entries, carried = scheduler.plan_step(loaded.n_batch)
         batch = loaded.batch
         for i, entry in enumerate(entries):
             batch.token[i] = entry.token
@@ -323,11 +361,11 @@ class LlamaCppEngine:
             if rc < 0:
                 raise EngineError(f"llama_decode failed with {rc}")
             # 1: no KV slot (2: aborted). The cache is as before this call; so is every sequence.
-            scheduler.undo_step()
+            scheduler.undo_step(carried + later)
             if rc == 1 and scheduler.cached:  # cached prefixes give their cells back before anyone waits
                 for seq_id in scheduler.evict_cached():
                     L.llama_memory_seq_rm(loaded.mem, seq_id, -1, -1)
-                return
+                return False
             victim = scheduler.preemption_victim() if rc == 1 else None
             if victim is not None:
                 L.llama_memory_seq_rm(loaded.mem, scheduler.preempt(victim), -1, -1)
@@ -335,33 +373,20 @@ class LlamaCppEngine:
                     "KV pool full (%d cells): a sequence of %d tokens waits to be recomputed (%d running)",
                     scheduler.kv_cells, len(victim.prompt), len(scheduler.active),
                 )  # fmt: skip
-                return
+                return False
             for seq in carried:
                 self._retire(seq, EngineError(f"llama_decode returned {rc}: the KV cache is full"))
-            return
+            return False
         self.steps += 1
         self.max_observed_batch = max(self.max_observed_batch, len(carried))
         self._last_progress = time.monotonic()
         for seq in carried:
             if seq.output_index >= 0:
                 index, seq.output_index = seq.output_index, -1
-                token, logprobs = self._pick(L, seq, index)
+                token, logprobs = sampling.pick(L, loaded.ctx, index, loaded.vocab, seq.params,
+                                                seq.work.sampler, seq.work.eog_masked, self.fast_greedy)
                 self._on_token(seq, token, logprobs)
-
-    def _pick(self, L: Any, seq: Seq, index: int) -> tuple[int, tuple[TokenLogprob, ...]]:
-        """The next token from row ``index`` of the logits, and its log-probability when asked: read
-        before sampling, since the argmax masks end-of-generation tokens in the row itself."""
-        loaded = self._loaded
-        assert loaded is not None
-        wanted = seq.params.logprobs
-        logprobs = None if wanted is None else sampling.log_softmax(L, loaded.ctx, index, loaded.vocab)
-        if self.fast_greedy and sampling.is_plain_greedy(seq.params):
-            token = sampling.argmax(L, loaded.ctx, index, loaded.vocab, seq.work.eog_masked)
-        else:
-            token = L.llama_sampler_sample(seq.work.sampler, loaded.ctx, index)
-        if logprobs is None or wanted is None:
-            return token, ()
-        return token, (sampling.token_logprob(loaded.vocab, logprobs, token, wanted),)
+        return True
 
     def _on_token(self, seq: Seq, token: int, logprobs: tuple[TokenLogprob, ...] = ()) -> None:
         """Every generated token is one chunk of one token, with its log-probability when asked: text
@@ -370,25 +395,19 @@ class LlamaCppEngine:
         token, are counted and reported too, though their text is not part of the answer."""
         loaded = self._loaded
         assert loaded is not None
-        work: _Stream = seq.work
+        work: Stream = seq.work
         seq.generated.append(token)
         p = seq.params
         if work.eog_masked and not sampling.masks_eog(p, len(seq.generated)):  # min_tokens reached
             self._free_sampler(seq)
             work.sampler = self._make_sampler(seq)
-        if loaded.vocab.is_eog(token):
-            text, _ = work.stops.feed(work.detok.flush())
-            self._retire(seq, Chunk(text + work.stops.flush(), 1, "stop", logprobs))
-            return
-        text, hit = work.stops.feed(work.detok.feed(loaded.vocab.piece(token)))
-        if hit:
-            self._retire(seq, Chunk(text, 1, "stop", logprobs))
-        elif len(seq.generated) >= p.max_tokens or seq.n_past + 1 >= loaded.n_ctx_seq:
-            tail, _ = work.stops.feed(work.detok.flush())
-            self._retire(seq, Chunk(text + tail + work.stops.flush(), 1, "length", logprobs))
+        at_end = len(seq.generated) >= p.max_tokens or seq.n_past + 1 >= loaded.n_ctx_seq
+        chunk, done = chunk_for(work, loaded.vocab, token, at_end, logprobs)
+        if done:
+            self._retire(seq, chunk)
         else:
             seq.next_token = token
-            self._emit(seq, Chunk(text, 1, logprobs=logprobs))
+            self._emit(seq, chunk)
 
     @staticmethod
     def _emit(seq: Seq, item: Chunk | BaseException) -> None:

@@ -115,7 +115,9 @@ class Loaded:
     n_ctx_seq: int  # the context any one sequence may use
     kv_cells: int  # cells in the shared pool; 0: each sequence has its own slice
     n_batch: int  # tokens one llama_decode takes at most
-    adapters: list[Any] = field(default_factory=list)
+    adapters: list[Any] = field(default_factory=list)  # llama_adapter_lora handles, loaded once
+    adapter_names: list[str] = field(default_factory=list)  # the name of each, in the same order
+    strengths: list[float] = field(default_factory=list)  # the strength of each: its scale
 
 
 def load(config: EngineConfig, max_batch: int, threads: int) -> Loaded:
@@ -188,7 +190,7 @@ def _contextualize(
         n_batch=L.llama_n_batch(ctx),  # llama.cpp caps it at n_ctx (a small pool)
     )
     try:
-        _load_adapters(L, loaded, config.adapters)
+        _load_adapters(L, loaded, config, path)
     except BaseException:
         free(loaded, keep_model=True)
         raise
@@ -201,27 +203,67 @@ def _contextualize(
     return loaded
 
 
-def _load_adapters(L: Any, loaded: Loaded, adapters: Mapping[str, str]) -> None:
-    """LoRA adapters (GGUF) apply to every sequence at scale 1.0, as KAITO applies them."""
-    if not adapters:
-        return
-    for name, location in adapters.items():
+def adapter_strengths(config: EngineConfig) -> dict[str, float]:
+    """Each adapter's strength (the runtime option ``strength.<name>``, a number in [0, 1], default 1)."""
+    strengths: dict[str, float] = {}
+    for name in config.adapters:
+        raw = config.options.get(f"strength.{name}", 1.0)
         try:
-            path = find_gguf(location)
-        except EngineError as exc:
-            raise EngineError(
-                f"adapter {name}: {exc} (llama.cpp needs GGUF adapters: convert a PEFT adapter with "
-                "llama.cpp's convert_lora_to_gguf.py)"
-            ) from exc
+            value = float(str(raw))
+        except ValueError:
+            raise EngineError(f"adapter {name}: strength {raw!r} is not a number in [0, 1]") from None
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise EngineError(f"adapter {name}: strength {value} is not in [0, 1]")
+        strengths[name] = value
+    return strengths
+
+
+def adapter_file(name: str, location: str, base: Path, cache: str | None) -> Path:
+    """The GGUF LoRA of an adapter: a PEFT directory (adapter_config.json) converted for the base model
+    (lora_gguf.py, cached by content), else the GGUF file at ``location``."""
+    from kaito_runtime_llamacpp.lora_gguf import LoraConversionError, converted
+
+    directory = Path(location)
+    if (directory / "adapter_config.json").is_file():
+        try:
+            return converted(directory, base, cache)
+        except (LoraConversionError, OSError) as exc:
+            raise EngineError(f"adapter {name}: {exc}") from exc
+    try:
+        return find_gguf(location)
+    except EngineError as exc:
+        raise EngineError(
+            f"adapter {name}: {exc} (llama.cpp takes a PEFT adapter directory with adapter_config.json "
+            "and adapter_model.safetensors, or a GGUF LoRA)"
+        ) from exc
+
+
+def _load_adapters(L: Any, loaded: Loaded, config: EngineConfig, base: Path) -> None:
+    """Each LoRA adapter loaded once; which ones apply, at what scale, is set per decode (engine.py)."""
+    strengths = adapter_strengths(config)
+    cache = config.options.get("adapter_cache")
+    for name, location in config.adapters.items():
+        path = adapter_file(name, location, base, str(cache) if cache else None)
         adapter = L.llama_adapter_lora_init(loaded.model, str(path).encode())
         if not adapter:
             raise EngineError(f"adapter {name}: llama.cpp could not load {path} (made for this model?)")
         loaded.adapters.append(adapter)
-    handles = (L.llama_adapter_lora_p_ctypes * len(loaded.adapters))(*loaded.adapters)
-    scales = (ctypes.c_float * len(loaded.adapters))(*([1.0] * len(loaded.adapters)))
-    if L.llama_set_adapters_lora(loaded.ctx, handles, len(loaded.adapters), scales) != 0:
+        loaded.adapter_names.append(name)
+        loaded.strengths.append(strengths[name])
+    if loaded.adapters:
+        pairs = zip(loaded.adapter_names, loaded.strengths, strict=True)
+        log.info("LoRA adapters loaded: %s", ", ".join(f"{n} (strength {s:g})" for n, s in pairs))
+
+
+def apply_adapters(L: Any, loaded: Loaded, key: tuple[tuple[int, float], ...]) -> None:
+    """Make the context apply the adapters of ``key`` ((index, scale) pairs; empty: the base model)."""
+    if not key:
+        L.llama_set_adapters_lora(loaded.ctx, None, 0, None)
+        return
+    handles = (L.llama_adapter_lora_p_ctypes * len(key))(*(loaded.adapters[i] for i, _ in key))
+    scales = (ctypes.c_float * len(key))(*(scale for _, scale in key))
+    if L.llama_set_adapters_lora(loaded.ctx, handles, len(key), scales) != 0:
         raise EngineError("llama.cpp refused the LoRA adapters")
-    log.info("LoRA adapters applied: %s", ", ".join(adapters))
 
 
 def free(loaded: Loaded, keep_model: bool = False) -> None:

@@ -64,7 +64,10 @@ class LlamaCppRuntime:
         if plan.threads:
             argv += ["--threads", str(plan.threads)]
         for adapter in plan.adapters:
+            # a PEFT directory (converted to a GGUF LoRA at start) or a GGUF LoRA, applied at its strength
             argv += ["--adapter", f"{adapter.name}={ADAPTER_DIR}/{adapter.name}"]
+            if adapter.strength != 1.0:
+                argv += ["--engine-option", f"strength.{adapter.name}={adapter.strength:g}"]
         return argv
 
     def container(self, plan: Plan) -> dict[str, Any]:

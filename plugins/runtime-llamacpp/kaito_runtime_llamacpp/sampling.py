@@ -130,3 +130,20 @@ def argmax(L: Any, ctx: Any, index: int, vocab: Vocab, mask_eog: bool) -> int:
     if mask_eog and (eog := vocab.eog_tokens()):
         row[eog] = -np.inf  # this row is ours until the next decode
     return int(row.argmax())
+
+
+def pick(
+    L: Any, ctx: Any, index: int, vocab: Vocab, p: SamplingParams, sampler: Any, eog_masked: bool,
+    fast_greedy: bool,
+) -> tuple[int, tuple[TokenLogprob, ...]]:
+    """The next token from row ``index`` of the logits, and its log-probability when asked: read
+    before sampling, since the argmax masks end-of-generation tokens in the row itself."""
+    wanted = p.logprobs
+    logprobs = None if wanted is None else log_softmax(L, ctx, index, vocab)
+    if fast_greedy and is_plain_greedy(p):
+        token = argmax(L, ctx, index, vocab, eog_masked)
+    else:
+        token = L.llama_sampler_sample(sampler, ctx, index)
+    if logprobs is None or wanted is None:
+        return token, ()
+    return token, (token_logprob(vocab, logprobs, token, wanted),)

@@ -23,12 +23,19 @@ not computed again); the engine trims the rest (:attr:`Sequence.trim_from`). Cac
 against the pool: :meth:`Scheduler.evict_cached` hands them back, before anyone waits for cells or is
 preempted, so a cache only ever saves work and never changes what runs. At least the last prompt
 token is always decoded again: its logits pick the first new token.
+
+LoRA adapters per request: each sequence carries the adapter set it runs under
+(:attr:`Sequence.adapters`, hashable). One llama_decode applies one set, so :func:`split_by_adapters`
+cuts a step's batch into one batch per set, the set the context already applies first (switching sets
+costs llama.cpp a graph reservation). The prefix cache reuses a seq_id's cells only for a sequence under
+the same set: KV computed under one adapter is not the KV of another.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,7 @@ class Sequence:
     admitted: int = 0  # admission order: preemption takes the sequence admitted last
     reused: int = 0  # prompt tokens found in the prefix cache at admission
     trim_from: int = -1  # >= 0: the engine removes this seq_id's cached cells from here on
+    adapters: Hashable = ()  # the adapter set it runs under (the engine's key; () for the base model)
     work: Any = None
 
     def __post_init__(self) -> None:
@@ -89,6 +97,8 @@ class Scheduler:
         self.prefix_cache = prefix_cache
         #: free seq_id -> the tokens its KV cells still hold (what a finished sequence left)
         self.cached: dict[int, list[int]] = {}
+        #: free seq_id -> the adapter set its cached cells were computed under
+        self.cached_adapters: dict[int, Hashable] = {}
         self.reused_tokens = 0  # prompt tokens taken from the cache instead of computed
         self.pending: deque[Sequence] = deque()
         self.active: list[Sequence] = []
@@ -123,6 +133,7 @@ class Scheduler:
         evicted = [seq_id for seq_id in self.cached if seq_id != keep]
         for seq_id in evicted:
             del self.cached[seq_id]
+            self.cached_adapters.pop(seq_id, None)
         return evicted
 
     def _take_id(self, seq: Sequence) -> int:
@@ -131,7 +142,7 @@ class Scheduler:
         if self.prefix_cache:
             for seq_id in self.free_ids:
                 cached = self.cached.get(seq_id)
-                if cached:
+                if cached and self.cached_adapters.get(seq_id, ()) == seq.adapters:
                     length = common_prefix(cached, seq.prompt)
                     if length > best_len or (length == best_len and best >= 0 and seq_id < best):
                         best, best_len = seq_id, length
@@ -145,6 +156,7 @@ class Scheduler:
         self.free_ids.remove(seq_id)
         heapq.heapify(self.free_ids)
         reuse = min(best_len, len(seq.prompt) - 1) if seq_id == best else 0
+        self.cached_adapters.pop(seq_id, None)
         if seq_id in self.cached and len(self.cached.pop(seq_id)) > reuse:
             seq.trim_from = reuse
         seq.reused = reuse
@@ -207,9 +219,12 @@ class Scheduler:
             carried.append(seq)
         return entries, carried
 
-    def undo_step(self) -> None:
-        """The model could not take the batch: every sequence is as it was before plan_step."""
+    def undo_step(self, only: list[Sequence] | None = None) -> None:
+        """The model could not take the batch: every sequence (or those of ``only``: the batches of the
+        step not decoded) is as it was before plan_step."""
         for seq, (n_past, prefilled, next_token) in self._before.items():
+            if only is not None and seq not in only:
+                continue
             seq.n_past, seq.prefilled, seq.next_token = n_past, prefilled, next_token
             seq.output_index = -1
 
@@ -243,6 +258,7 @@ class Scheduler:
         seq_id = self._release(seq)
         if tokens:
             self.cached[seq_id] = tokens
+            self.cached_adapters[seq_id] = seq.adapters
         return seq_id
 
     def _release(self, seq: Sequence) -> int:
@@ -251,3 +267,28 @@ class Scheduler:
         heapq.heappush(self.free_ids, seq_id)
         seq.seq_id = -1
         return seq_id
+
+
+@dataclass
+class Group:
+    """The part of a step's batch that runs under one adapter set: one llama_decode."""
+
+    adapters: Hashable
+    entries: list[Entry]
+    carried: list[Sequence]
+
+
+def split_by_adapters(entries: list[Entry], carried: list[Sequence], current: Hashable) -> list[Group]:
+    """Cut a step's batch into one batch per adapter set, ``current`` (what the context applies now)
+    first and the others by their lowest seq_id; each keeps ascending seq_id order, and each sequence's
+    ``output_index`` becomes its row in its own batch."""
+    groups: dict[Hashable, Group] = {}
+    for seq in carried:
+        groups.setdefault(seq.adapters, Group(seq.adapters, [], [])).carried.append(seq)
+    for entry in entries:
+        group = groups[entry.seq.adapters]
+        if entry.logits:
+            entry.seq.output_index = len(group.entries)
+        group.entries.append(entry)
+    ordered = sorted(groups.values(), key=lambda g: (g.adapters != current, min(s.seq_id for s in g.carried)))
+    return ordered

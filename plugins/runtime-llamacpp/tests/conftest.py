@@ -101,3 +101,23 @@ def strict_server(gemma_path: Path) -> Iterator[Served]:
     served = _serve(gemma_path, max_batch=1, max_n=1, queue_size=1, api_keys=(API_KEY,), retry_after=3)
     yield served
     served.server.stop()
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """The tiny Llama of kaito_testing.tiny_llama three ways: the Hugging Face directory, its GGUF, and a
+    PEFT LoRA adapter for it (fixed seed, every linear layer, weights large enough to change answers)."""
+
+    hf_dir: Path
+    gguf: Path
+    adapter: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> TinyLlama:
+    from kaito_testing.tiny_gguf import convert_llama
+    from kaito_testing.tiny_llama import make_adapter, make_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-llama")
+    hf_dir = make_tiny_model(root / "hf")
+    return TinyLlama(hf_dir, convert_llama(hf_dir, root / "tiny.gguf"), make_adapter(hf_dir, root / "tuned"))

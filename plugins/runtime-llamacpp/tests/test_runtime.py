@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import kubernetes_validate
 import pytest
 from kaito_runtime_llamacpp.engine import LlamaCppEngine
@@ -97,3 +99,15 @@ def test_the_image_is_the_cpu_build_without_gpus_and_the_cuda_build_with_them() 
     assert runtime.container(gpu)["image"] == "kaito-runtime-llamacpp"
     own = _plan(image="registry.example/my-llama:2", gpus_per_node=1, n_gpu_layers=-1)
     assert runtime.container(own)["image"] == "registry.example/my-llama:2"  # presetOptions.image wins
+
+
+def test_an_adapters_strength_reaches_kaito_serve() -> None:
+    adapters = (
+        AdapterPlan(name="pirate", image="r/a:1", strength=0.5),
+        AdapterPlan(name="plain", image="r/b:1"),
+    )
+    argv = LlamaCppRuntime().serve_args(_plan(adapters=adapters))
+    pairs = list(itertools.pairwise(argv))
+    assert ("--adapter", "pirate=/mnt/adapter/pirate") in pairs
+    assert ("--adapter", "plain=/mnt/adapter/plain") in pairs
+    assert [b for a, b in pairs if a == "--engine-option"] == ["strength.pirate=0.5"]  # 1 is the default

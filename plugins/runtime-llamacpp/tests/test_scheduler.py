@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kaito_runtime_llamacpp.scheduler import Scheduler, Sequence
+from kaito_runtime_llamacpp.scheduler import Scheduler, Sequence, split_by_adapters
 
 from kaito_core.plugins import SamplingParams
 
@@ -186,3 +186,42 @@ def test_without_the_cache_nothing_is_kept() -> None:
     scheduler.admit()
     _finish(scheduler, a, [4])
     assert not scheduler.cached
+
+
+def test_a_step_splits_into_one_batch_per_adapter_set_the_applied_one_first() -> None:
+    scheduler = Scheduler(max_batch=4)
+    tuned, base, tuned2 = ((0, 1.0),), (), ((0, 1.0),)
+    a, b, c = (Sequence([1, 2, 3], PARAMS, adapters=k) for k in (tuned, base, tuned2))
+    d = Sequence([7, 8], PARAMS, adapters=((1, 0.5),))
+    for s in (a, b, c, d):
+        scheduler.submit(s)
+    scheduler.admit()
+    entries, carried = scheduler.plan_step(n_batch=16)
+    groups = split_by_adapters(entries, carried, current=())
+    assert [g.adapters for g in groups] == [(), tuned, ((1, 0.5),)]  # what the context applies first
+    assert [[s.seq_id for s in g.carried] for g in groups] == [[1], [0, 2], [3]]  # ascending in each
+    for group in groups:  # each batch holds only its sequences' tokens, its rows numbered from 0
+        assert {e.seq.adapters for e in group.entries} == {group.adapters}
+        assert [s.output_index for s in group.carried] == [i for i, e in enumerate(group.entries) if e.logits]
+    assert sum(len(g.entries) for g in groups) == len(entries) == 11
+    # the second batch refused: it and the third are undone, the first (decoded) is not
+    rest = groups[1:]
+    scheduler.undo_step([s for g in rest for s in g.carried])
+    assert b.n_past == 3 and a.n_past == c.n_past == d.n_past == 0
+
+
+def test_a_cached_prefix_serves_only_the_adapter_set_it_was_computed_under() -> None:
+    scheduler = Scheduler(max_batch=2)
+    tuned = ((0, 1.0),)
+    first = Sequence([1, 2, 3, 4], PARAMS, adapters=tuned)
+    scheduler.submit(first)
+    scheduler.admit()
+    cached_id = _finish(scheduler, first, [5, 6])
+    base = Sequence([1, 2, 3, 4, 5, 9], PARAMS)  # the same prefix, under no adapter
+    scheduler.submit(base)
+    scheduler.admit()
+    assert base.reused == 0 and base.seq_id != cached_id and cached_id in scheduler.cached
+    again = Sequence([1, 2, 3, 4, 5, 9], PARAMS, adapters=tuned)
+    scheduler.submit(again)
+    scheduler.admit()
+    assert again.seq_id == cached_id and again.reused == 5

@@ -6,6 +6,11 @@ strength (``options["strength.<name>"]``, a number in [0, 1], default 1), as KAI
 runtime combines them. peft's ``set_scale`` multiplies the adapter's ``lora_alpha / r`` by the
 strength, so strength 0 contributes nothing (the base model's answers) and 1 the adapter as trained.
 
+Per request (``SamplingParams.adapter``): None runs every adapter at its strength; "" the base model
+(peft's ``disable_adapter``); a name that adapter alone at its strength (``set_adapter``). Generations
+run one at a time (below), so each sets its own choice before its first forward pass and no two
+choices ever mix in one batch.
+
 Generation: one sequence at a time on a worker thread (transformers' forward is not re-entrant on one
 model); the server's queue holds the others. Each step feeds the new token with the KV cache, samples
 with the request's settings, and hands the new text to asyncio; closing the stream stops it.
@@ -146,6 +151,26 @@ class TransformersEngine:
                         module.set_scale(name, strength)
         return peft_model
 
+    def _check_adapter(self, choice: str | None) -> None:
+        if choice and choice not in self.config.adapters:
+            known = ", ".join(self.config.adapters) or "none"
+            raise RequestError(f"no adapter named {choice!r} (adapters: {known})", param="model", status=404)
+
+    @contextlib.contextmanager
+    def _adapters_for(self, choice: str | None) -> Any:
+        """The model with the request's adapter choice applied (held under the generation lock)."""
+        if not self.config.adapters:
+            yield
+            return
+        if choice == "":
+            with self._model.disable_adapter():
+                yield
+            return
+        wanted = list(self.config.adapters) if choice is None else [choice]
+        if self._model.base_model.active_adapters != wanted:
+            self._model.base_model.set_adapter(wanted)
+        yield
+
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -163,6 +188,7 @@ class TransformersEngine:
         return self._stream(prompt, params)
 
     async def _stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        self._check_adapter(params.adapter)
         ids = self._tokenizer(prompt, add_special_tokens=True)["input_ids"]
         if len(ids) + params.max_tokens > self._context:
             raise RequestError(
@@ -194,7 +220,7 @@ class TransformersEngine:
         import torch
 
         try:
-            with self._lock, torch.inference_mode():
+            with self._lock, torch.inference_mode(), self._adapters_for(params.adapter):
                 self._health.running = 1
                 self._decode(torch, ids, params, stop, put)
         except BaseException as exc:  # reaches the request, not the thread's void

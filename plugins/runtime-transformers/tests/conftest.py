@@ -6,48 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from kaito_testing.tiny_llama import ANSWER, CHAT_TEMPLATE, QUESTIONS, corpus, make_tiny_model
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-QUESTIONS = ["what colour is the sky", "name a colour", "what is the sky like", "tell me about the sky",
-             "say something", "which colour do you like"]  # fmt: skip
-ANSWER = "the sky is blue and the sea is green"
-
-
-def corpus() -> list[str]:
-    return [*QUESTIONS, ANSWER, "a b c d e f g h i j k l m n o p q r s t u v w x y z", "hello world"] * 4
-
-
-def make_tiny_model(out: Path) -> Path:
-    """A 2-layer Llama with random weights (seed 0) and a byte-level BPE tokenizer trained here."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    bpe = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(corpus(), bpe)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    return out
+__all__ = ["ANSWER", "CHAT_TEMPLATE", "QUESTIONS", "corpus", "make_tiny_model"]
 
 
 def make_chat_parquet(path: Path, repeat: int = 3) -> Path:

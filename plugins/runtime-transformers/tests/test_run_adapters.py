@@ -96,7 +96,7 @@ def kaito_adapter_image(adapter: Path, ref: str) -> None:
     layout.tag(tag, {"mediaType": mediatypes.OCI_MANIFEST, "digest": digest, "size": len(manifest)})
 
 
-def answer(file: Path, registry: Registry) -> str:
+def answer(file: Path, registry: Registry, model: str = "tiny-llama") -> str:
     port = free_port()
     code = run(
         RunOptions(file=file, port=port, detach=True, progress=False, ready_timeout=300),
@@ -111,7 +111,7 @@ def answer(file: Path, registry: Registry) -> str:
             f"http://127.0.0.1:{port}/v1/chat/completions",
             timeout=120,
             json={
-                "model": "tiny-llama",
+                "model": model,
                 "max_tokens": 10,
                 "temperature": 0,
                 "messages": [{"role": "user", "content": "what colour is the sky"}],
@@ -142,8 +142,9 @@ def test_kaito_run_serves_an_adapter_at_its_strength(
     push(tmp_path / "adapter", adapter_ref, progress=False)
 
     base = answer(workspace_file(tmp_path / "ws-base.yaml", model_ref, None, "1"), registry)
-    off = answer(workspace_file(tmp_path / "ws-zero.yaml", model_ref, adapter_ref, "0.0"), registry)
-    on = answer(workspace_file(tmp_path / "ws-full.yaml", model_ref, adapter_ref, "1.0"), registry)
+    # `model` names the adapter (the base model's name would ask for the base alone, as in vLLM)
+    off = answer(workspace_file(tmp_path / "ws-zero.yaml", model_ref, adapter_ref, "0.0"), registry, "tuned")
+    on = answer(workspace_file(tmp_path / "ws-full.yaml", model_ref, adapter_ref, "1.0"), registry, "tuned")
     assert off == base
     assert on != base
 
@@ -151,8 +152,9 @@ def test_kaito_run_serves_an_adapter_at_its_strength(
     # as a hostPath volume (KAITO's volume adapters): the same answer.
     kaito_ref = f"oci:{tmp_path / 'kaito-adapters'}:tuned"
     kaito_adapter_image(tmp_path / "adapter", kaito_ref)
-    assert answer(workspace_file(tmp_path / "ws-kaito.yaml", model_ref, kaito_ref, "1.0"), registry) == on
+    kaito_ws = workspace_file(tmp_path / "ws-kaito.yaml", model_ref, kaito_ref, "1.0")
+    assert answer(kaito_ws, registry, "tuned") == on
     volume = workspace_file(
         tmp_path / "ws-volume.yaml", model_ref, None, "1.0", volume=str(tmp_path / "adapter")
     )
-    assert answer(volume, registry) == on
+    assert answer(volume, registry, "tuned") == on
