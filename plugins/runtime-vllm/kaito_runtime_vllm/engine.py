@@ -90,6 +90,13 @@ class VllmEngine:
         """The name requests are sent to vLLM under: the adapter's, or the base model's."""
         return self.options.adapter or self.settings.served_model_name
 
+    def model_for(self, params: SamplingParams) -> str:
+        """The name one request goes to vLLM under (``SamplingParams.adapter``): the configured
+        default, the base model (""), or the adapter it names (the server checked it is served)."""
+        if params.adapter is None:
+            return self.model
+        return params.adapter or self.settings.served_model_name
+
     @property
     def child(self) -> ChildServer | None:
         return self._child
@@ -242,7 +249,7 @@ class VllmEngine:
     def request_body(self, prompt: str, params: SamplingParams) -> dict[str, Any]:
         """The ``/v1/completions`` body for a prompt and the server's SamplingParams."""
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": self.model_for(params),
             "prompt": prompt,
             "max_tokens": params.max_tokens,
             "temperature": 0.0 if params.greedy else params.temperature,

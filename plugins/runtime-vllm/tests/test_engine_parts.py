@@ -49,6 +49,19 @@ def test_request_body_maps_sampling_params() -> None:
     assert greedy["ignore_eos"] is True
 
 
+def test_each_request_goes_to_the_adapter_it_chose() -> None:
+    """vLLM picks a LoRA module per request by its name: the server's choice reaches the body."""
+    config = EngineConfig(model_path="/m", served_model_name="base", adapters={"fr": "/a", "de": "/b"})
+    engine = VllmEngine(config, environ={})
+    assert engine.request_body("p", SamplingParams(adapter="de"))["model"] == "de"
+    assert engine.request_body("p", SamplingParams(adapter=""))["model"] == "base"
+    assert engine.request_body("p", SamplingParams())["model"] == "base"  # two adapters: the base
+    single = EngineConfig(model_path="/m", served_model_name="base", adapters={"fr": "/a"})
+    one = VllmEngine(single, environ={})
+    assert one.request_body("p", SamplingParams())["model"] == "fr"  # one adapter: the default
+    assert one.request_body("p", SamplingParams(adapter=""))["model"] == "base"
+
+
 def test_one_adapter_is_the_default_model() -> None:
     one = EngineConfig(model_path="/m", served_model_name="base", adapters={"fr": "/mnt/adapter/fr"})
     assert VllmEngine(one, environ={}).model == "fr"
