@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 CONTEXT = 512  # per sequence
+#: per sequence in the chat workload: the shared system prompt and six turns with their replies
+CHAT_CONTEXT = 1024
 MAX_BATCH = 8
 CLIENT_COUNTS = (1, 4, 8)
 #: the two decoding modes every row is measured in; both servers get exactly these fields
@@ -292,7 +294,7 @@ def chat_tokens_per_s(server: Server) -> float:
     return TOKENS / elapsed
 
 
-def start_kaito(model: Path, slots: int = MAX_BATCH) -> Server:
+def start_kaito(model: Path, slots: int = MAX_BATCH, context: int = CONTEXT, name: str = "") -> Server:
     port = free_port()
     argv = [
         sys.executable,
@@ -312,16 +314,16 @@ def start_kaito(model: Path, slots: int = MAX_BATCH) -> Server:
         "--max-batch",
         str(slots),
         "--context-length",
-        str(CONTEXT),
-        # the KV memory llama-server gets with as many slots (-c CONTEXT x slots): one shared pool
+        str(context),
+        # the KV memory llama-server gets with as many slots (-c context x slots): one shared pool
         "--engine-option",
-        f"kv_cells={CONTEXT * slots}",
+        f"kv_cells={context * slots}",
         "--served-model-name",
         MODEL_NAME,
         "--log-level",
         "warning",
     ]
-    return start(f"kaito-b{slots}", argv, f"http://127.0.0.1:{port}", body_extra={"ignore_eos": True})
+    return start(name or f"kaito-b{slots}", argv, f"http://127.0.0.1:{port}", body_extra={"ignore_eos": True})
 
 
 def llama_server_binary() -> tuple[Path, dict[str, str]]:
@@ -342,7 +344,7 @@ def llama_server_binary() -> tuple[Path, dict[str, str]]:
     return bin_dir / "llama-server", env
 
 
-def start_llama_server(model: Path, slots: int) -> Server:
+def start_llama_server(model: Path, slots: int, context: int = CONTEXT, name: str = "") -> Server:
     binary, env = llama_server_binary()
     port = free_port()
     argv = [
@@ -356,7 +358,7 @@ def start_llama_server(model: Path, slots: int) -> Server:
         "-np",
         str(slots),
         "-c",
-        str(CONTEXT * slots),
+        str(context * slots),
         "--host",
         "127.0.0.1",
         "--port",
@@ -366,7 +368,8 @@ def start_llama_server(model: Path, slots: int) -> Server:
         MODEL_NAME,
     ]
     return start(
-        f"llama-server-np{slots}", argv, f"http://127.0.0.1:{port}", env=env, body_extra={"ignore_eos": True}
+        name or f"llama-server-np{slots}", argv, f"http://127.0.0.1:{port}", env=env,
+        body_extra={"ignore_eos": True},
     )
 
 
@@ -479,13 +482,16 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Multi-turn chat: {chat['conversations']} conversations x {chat['turns']} turns, a "
             f"{chat['system_prompt_tokens']}-token system prompt shared, {CHAT_REPLY_TOKENS} greedy tokens a "
-            f"reply, {chat['slots']} slots each (kaito's prefix cache, llama-server's prompt cache).",
+            f"reply, {chat['slots']} slots of {chat.get('context_per_slot', CONTEXT)} tokens each (kaito's "
+            "prefix cache, llama-server's prompt cache).",
             "",
             "| server | TTFT p50 (s) | TTFT p99 (s) | total (s) |",
             "|---|---:|---:|---:|",
         ]
         for name in ("kaito", "llama_server"):
-            if cell := chat.get(name):
+            if (cell := chat.get(name)) and "failed" in cell:
+                lines.append(f"| {name} | failed: {cell['failed']} | | |")
+            elif cell:
                 lines.append(f"| {name} | {cell['ttft_p50_s']} | {cell['ttft_p99_s']} | {cell['total_s']} |")
     if single := results.get("single_stream"):
         lines += [
@@ -652,17 +658,22 @@ def main() -> None:
 
         if args.chat:  # 4. multi-turn chat, 8 slots each, prompt caches on
             slots = MAX_BATCH
-            servers.setdefault(f"kaito-b{slots}", start_kaito(model, slots))
-            if f"llama_server_np{slots}" not in servers:
-                servers[f"llama_server_np{slots}"] = start_llama_server(model, slots)
-            tokenize = servers[f"llama_server_np{slots}"].url + "/tokenize"
+            for server in [k for k in servers if k.startswith(("kaito-b", "llama_server_np"))]:
+                results["peak_rss_mib"][server] = round(servers.pop(server).stop(), 1)  # cores for the chat
+            servers["kaito_chat"] = start_kaito(model, slots, CHAT_CONTEXT, "kaito-chat")
+            servers["llama_server_chat"] = start_llama_server(model, slots, CHAT_CONTEXT, "llama-server-chat")
+            tokenize = servers["llama_server_chat"].url + "/tokenize"
             system_tokens = httpx.post(tokenize, json={"content": CHAT_SYSTEM}, timeout=60).json()["tokens"]
             chat: dict[str, Any] = {"conversations": args.chat_conversations, "turns": args.chat_turns,
-                                    "slots": slots, "system_prompt_tokens": len(system_tokens)}  # fmt: skip
-            for name, key in (("kaito", f"kaito-b{slots}"), ("llama_server", f"llama_server_np{slots}")):
-                chat[name] = asyncio.run(
-                    chat_workload(servers[key], args.chat_conversations, args.chat_turns)
-                )
+                                    "slots": slots, "context_per_slot": CHAT_CONTEXT,
+                                    "system_prompt_tokens": len(system_tokens)}  # fmt: skip
+            for name, key in (("kaito", "kaito_chat"), ("llama_server", "llama_server_chat")):
+                try:
+                    chat[name] = asyncio.run(
+                        chat_workload(servers[key], args.chat_conversations, args.chat_turns)
+                    )
+                except httpx.HTTPError as exc:  # recorded, and the rest of the results are kept
+                    chat[name] = {"failed": repr(exc)}
                 print(f"  chat, {name}: {chat[name]}", flush=True)
             results["chat"] = chat
     finally:
