@@ -140,13 +140,17 @@ def _nodeclaims(workspace: Any, plan: Plan, sku: str, registry: Registry, cloud:
     """The claims of ``plan``'s nodes, named as the operator names them (from the time they are made)."""
     import time
 
-    from kaito_core.planning.nodeclaims import CLOUD_NODE_CLASSES, nodeclaim_manifest, nodeclaim_name
+    from kaito_core.planning.nodeclaims import (
+        CLOUD_NODE_CLASSES,
+        creation_stamp,
+        nodeclaim_manifest,
+        nodeclaim_name,
+    )
 
     disk = registry.preset(plan.preset).requirements.disk
     claims = []
     for index in range(plan.node_count):
-        stamp = f"{time.time_ns() + index}"
-        name = nodeclaim_name(workspace.namespace, workspace.name, stamp)
+        name = nodeclaim_name(workspace.namespace, workspace.name, creation_stamp(time.time_ns() + index))
         claims.append(nodeclaim_manifest(workspace, name=name, instance_type=sku, disk_bytes=disk,
                                          node_class=CLOUD_NODE_CLASSES[cloud], cloud=cloud))
     return claims

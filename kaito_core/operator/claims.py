@@ -27,6 +27,7 @@ from kaito_core.planning.nodeclaims import (
     NODEPOOL_LABEL,
     claim_ready,
     claim_selector,
+    creation_stamp,
     deleting,
     first_provisioning_state,
     launch_unavailable,
@@ -47,9 +48,8 @@ class ClaimRequest:
 
 
 def _stamp(index: int) -> str:
-    """KAITO's time layout, nanoseconds and all; ``index`` keeps claims made in one pass apart."""
-    ns = time.time_ns() + index
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}"
+    """The creation time in KAITO's layout; ``index`` keeps claims made in one pass apart."""
+    return creation_stamp(time.time_ns() + index)
 
 
 class ClaimStep:

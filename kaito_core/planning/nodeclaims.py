@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,12 @@ CLOUD_NODE_CLASSES = {
     "azure": NodeClass("kaito.sh", "KaitoNodeClass", "default", "v1alpha1"),
     "aws": NodeClass("karpenter.k8s.aws", "EC2NodeClass", "default", "v1"),
 }
+
+
+def creation_stamp(ns: int) -> str:
+    """A time in nanoseconds since the epoch in KAITO's layout, ``2006-01-02 15:04:05.000000000`` (UTC)."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}"
 
 
 def nodeclaim_name(namespace: str, name: str, stamp: str) -> str:

@@ -10,6 +10,7 @@ from kaito_core.api import Workspace
 from kaito_core.planning.nodeclaims import (
     CLOUD_NODE_CLASSES,
     claim_ready,
+    creation_stamp,
     first_provisioning_state,
     launch_unavailable,
     nodeclaim_manifest,
@@ -34,6 +35,11 @@ def manifest(cloud: str = "azure", **annotations: str) -> dict[str, Any]:
         workspace(**annotations), name="ws0123456789"[:11], instance_type="Standard_NC24ads_A100_v4",
         disk_bytes=80 * GiB, node_class=CLOUD_NODE_CLASSES[cloud], cloud=cloud,
     )  # fmt: skip
+
+
+def test_the_creation_stamp_is_kaitos_time_layout_in_utc() -> None:
+    assert creation_stamp(1_764_700_000_123_456_789) == "2025-12-02 18:26:40.123456789"
+    assert creation_stamp(5) == "1970-01-01 00:00:00.000000005"
 
 
 def test_names_are_ws_and_nine_hex_and_differ_by_time() -> None:
