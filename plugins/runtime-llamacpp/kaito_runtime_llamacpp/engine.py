@@ -7,6 +7,7 @@ Every sequence shares one llama.cpp context (loading.py). One dedicated thread o
    cancelled running ones (scheduler.py decides; ``llama_memory_seq_rm`` frees their cells);
 2. build one batch: the next token of every generating sequence, then prompt tokens of newcomers,
    chunked to n_batch (so a long prompt is prefilled across steps while the others keep decoding);
+   a newcomer sharing a prefix with a running sequence (a common system prompt) takes its cells;
 3. ``llama_decode`` once per LoRA adapter set among the batch's sequences (each request chooses its
    set, ``SamplingParams.adapter``; ``llama_set_adapters_lora`` before each), then pick each
    sequence's next token from its row of logits (sampling.py) before the next decode overwrites them;
@@ -97,6 +98,11 @@ class LlamaCppEngine:
     def reused_tokens(self) -> int:
         """Prompt tokens taken from the prefix cache instead of computed."""
         return self._scheduler.reused_tokens
+
+    @property
+    def shared_tokens(self) -> int:
+        """Prompt tokens taken from a running sequence's KV cells (a shared prefix) instead of computed."""
+        return self._scheduler.shared_tokens
 
     @property
     def preemptions(self) -> int:
@@ -272,6 +278,7 @@ class LlamaCppEngine:
                     self._retire(seq, error)
                 for seq in [s for s in scheduler.active if s.cancelled]:
                     self._retire(seq)
+                self._share_prefixes()
                 if scheduler.active:
                     self._step()
             self._fail_all(EngineError("the server is shutting down"))
@@ -281,12 +288,17 @@ class LlamaCppEngine:
             self._fail_all(EngineError(f"the engine stopped: {self._fatal}"))
 
     def _apply_cache_changes(self, admitted: list[Seq]) -> None:
-        """Free the KV cells the scheduler let go of: evicted prefixes, and what a newcomer's seq_id
-        cached beyond the prefix it shares."""
+        """Copy the cached prefixes newcomers take without their seq_id, then free the KV cells the
+        scheduler let go of: evicted prefixes, and what a newcomer's seq_id cached beyond the prefix it
+        shares."""
         import llama_cpp.llama_cpp as L
 
         assert self._loaded is not None
         mem, scheduler = self._loaded.mem, self._scheduler
+        for seq in admitted:  # first: a prefix copied out of a cache before that cache may be evicted
+            if seq.copy_from >= 0:
+                L.llama_memory_seq_cp(mem, seq.copy_from, seq.seq_id, 0, seq.reused)
+                seq.copy_from = -1
         for seq_id in scheduler.evictions:
             L.llama_memory_seq_rm(mem, seq_id, -1, -1)
         scheduler.evictions.clear()
@@ -308,6 +320,20 @@ class LlamaCppEngine:
                 L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)  # a partial removal refused: start over
                 scheduler.reused_tokens -= seq.reused
                 seq.reused = seq.n_past = seq.prefilled = 0
+
+    def _share_prefixes(self) -> None:
+        """Give each follower whose donor has their shared prefix cached those cells (scheduler.py): the
+        follower's seq_id joins the donor's cells, nothing is computed or copied."""
+        import llama_cpp.llama_cpp as L
+
+        assert self._loaded is not None
+        mem, n_swa = self._loaded.mem, int(L.llama_model_n_swa(self._loaded.model))
+        for donor, seq in self._scheduler.take_shared():
+            L.llama_memory_seq_cp(mem, donor.seq_id, seq.seq_id, 0, seq.shared)
+            # the window before the shared length must still be there to resume after it
+            if n_swa > 0 and L.llama_memory_seq_pos_min(mem, seq.seq_id) > max(0, seq.shared - n_swa):
+                L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)
+                self._scheduler.unshare(seq)
 
     def _make_sampler(self, seq: Seq) -> Any:
         import llama_cpp.llama_cpp as L

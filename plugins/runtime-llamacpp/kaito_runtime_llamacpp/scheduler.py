@@ -24,6 +24,17 @@ against the pool: :meth:`Scheduler.evict_cached` hands them back, before anyone 
 preempted, so a cache only ever saves work and never changes what runs. At least the last prompt
 token is always decoded again: its logits pick the first new token.
 
+Prefixes shared while they run: in one pool of cells (``kv_cells`` > 0, llama.cpp's unified KV cache) a
+cell can belong to several sequences. A newcomer whose prompt shares more with a running sequence (its
+*donor*: a system prompt many users send at once) than with any cached prefix waits for the donor to
+have those tokens in the cache, then takes them (:meth:`Scheduler.take_shared`; the engine's
+``llama_memory_seq_cp`` adds the newcomer to the donor's cells, copying nothing) and prefills only the
+rest. Likewise a newcomer that shares only part of a cached prefix (another conversation's system
+prompt) copies that part into a seq_id of its own instead of cutting the cache (:attr:`Sequence.copy_from`).
+A donor's prefill stops at a follower's shared length, so the copy happens while every cell of the
+prefix, those of sliding-window layers too, is still there. A follower whose donor ends, is preempted
+or is cancelled first prefills everything itself.
+
 LoRA adapters per request: each sequence carries the adapter set it runs under
 (:attr:`Sequence.adapters`, hashable). One llama_decode applies one set, so :func:`split_by_adapters`
 cuts a step's batch into one batch per set, the set the context already applies first (switching sets
@@ -40,6 +51,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaito_core.plugins import SamplingParams
+
+#: Tokens a running donor must share beyond what the cache offers before a newcomer waits for it: a
+#: shorter prefix is cheaper to compute in the newcomer's own prefill than to wait a step for.
+MIN_SHARED = 32
 
 
 @dataclass(eq=False)
@@ -60,16 +75,22 @@ class Sequence:
     reused: int = 0  # prompt tokens found in the prefix cache at admission
     trim_from: int = -1  # >= 0: the engine removes this seq_id's cached cells from here on
     adapters: Hashable = ()  # the adapter set it runs under (the engine's key; () for the base model)
+    donor: Sequence | None = None  # a running sequence whose first ``shared`` KV cells this one takes
+    shared: int = 0
+    copy_from: int = -1  # >= 0: a cached seq_id whose first ``reused`` cells the engine copies at admission
     work: Any = None
 
     def __post_init__(self) -> None:
         if not self.prompt_len:
             self.prompt_len = len(self.prompt)
 
+    def history(self) -> list[int]:
+        """Every token of this sequence in position order: prompt, then what was generated past it."""
+        return self.prompt + self.generated[len(self.prompt) - self.prompt_len :]
+
     def kv_tokens(self) -> list[int]:
         """The tokens this sequence has in the KV cache, in position order."""
-        history = self.prompt + self.generated[len(self.prompt) - self.prompt_len :]
-        return history[: self.n_past]
+        return self.history()[: self.n_past]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -100,6 +121,9 @@ class Scheduler:
         #: free seq_id -> the adapter set its cached cells were computed under
         self.cached_adapters: dict[int, Hashable] = {}
         self.reused_tokens = 0  # prompt tokens taken from the cache instead of computed
+        #: newcomers may take the cells of a running sequence's prefix (one pool: a cell has many owners)
+        self.share_running = prefix_cache and kv_cells > 0
+        self.shared_tokens = 0  # prompt tokens taken from a running sequence's cells instead of computed
         self.pending: deque[Sequence] = deque()
         self.active: list[Sequence] = []
         self.free_ids: list[int] = list(range(max_batch))
@@ -136,8 +160,24 @@ class Scheduler:
             self.cached_adapters.pop(seq_id, None)
         return evicted
 
-    def _take_id(self, seq: Sequence) -> int:
-        """The free seq_id for ``seq``: the one caching the longest prefix of its prompt, else the lowest."""
+    def _best_donor(self, seq: Sequence) -> tuple[Sequence | None, int]:
+        """The running sequence sharing the longest prefix with ``seq``'s prompt (under the same adapter
+        set), and that length (at most the prompt but its last token)."""
+        best: Sequence | None = None
+        best_len = 0
+        if self.share_running:
+            for other in self.active:
+                if other.cancelled or other.adapters != seq.adapters:
+                    continue
+                length = min(common_prefix(other.history(), seq.prompt), len(seq.prompt) - 1)
+                further = best is not None and other.n_past > best.n_past  # on a tie: the one further on
+                if length > best_len or (length == best_len and further):
+                    best, best_len = other, length
+        return best, best_len
+
+    def _best_cached(self, seq: Sequence) -> tuple[int, int]:
+        """The free seq_id caching the longest prefix of ``seq``'s prompt (the lowest on a tie; -1 for
+        none) and that length."""
         best, best_len = -1, 0
         if self.prefix_cache:
             for seq_id in self.free_ids:
@@ -146,19 +186,33 @@ class Scheduler:
                     length = common_prefix(cached, seq.prompt)
                     if length > best_len or (length == best_len and best >= 0 and seq_id < best):
                         best, best_len = seq_id, length
-        if best < 0:
-            # no shared prefix: the lowest id that caches nothing, so a cache is overwritten only when
-            # every free id holds one
-            uncached = [seq_id for seq_id in self.free_ids if seq_id not in self.cached]
-            seq_id = min(uncached) if uncached else self.free_ids[0]
-        else:
+        return best, best_len
+
+    def _take_id(self, seq: Sequence) -> int:
+        """The free seq_id for ``seq``: the one caching the longest prefix of its prompt, else the lowest
+        that caches nothing. In one pool, where cells can be shared, it may instead take the prefix
+        without the id: from a running donor sharing more (by at least :data:`MIN_SHARED`), or copied
+        from a cache that holds :data:`MIN_SHARED` tokens more than it shares (another conversation,
+        which may come back for them)."""
+        donor, shared = self._best_donor(seq)
+        best, best_len = self._best_cached(seq)
+        reuse = min(best_len, len(seq.prompt) - 1)
+        uncached = [seq_id for seq_id in self.free_ids if seq_id not in self.cached]
+        if donor is not None and shared >= reuse + MIN_SHARED:
+            seq.donor, seq.shared = donor, shared
+            best, reuse = -1, 0
+        elif best >= 0 and self.share_running and uncached and len(self.cached[best]) >= reuse + MIN_SHARED:
+            seq.copy_from, best = best, -1
+        if best >= 0:
             seq_id = best
+        else:  # the lowest id that caches nothing: a cache is overwritten only when every free id holds one
+            seq_id = min(uncached) if uncached else self.free_ids[0]
+            reuse = reuse if seq.copy_from >= 0 else 0
         self.free_ids.remove(seq_id)
         heapq.heapify(self.free_ids)
-        reuse = min(best_len, len(seq.prompt) - 1) if seq_id == best else 0
         self.cached_adapters.pop(seq_id, None)
         if seq_id in self.cached and len(self.cached.pop(seq_id)) > reuse:
-            seq.trim_from = reuse
+            seq.trim_from = reuse  # with a donor: 0, so its cells are only the donor's copied ones
         seq.reused = reuse
         seq.n_past = seq.prefilled = reuse
         self.reused_tokens += reuse
@@ -187,6 +241,30 @@ class Scheduler:
                 self.evictions.extend(self.evict_cached())  # room first: a cache never makes anyone wait
         return admitted
 
+    def take_shared(self) -> list[tuple[Sequence, Sequence]]:
+        """(donor, follower) pairs whose donor now has the shared prefix in the cache: each follower
+        counts it as its own (the engine copies cells [0, ``shared``) from the donor's seq_id to the
+        follower's) and prefills the rest. Followers whose donor left stop waiting and prefill it all.
+        In admission order, so a follower of a follower takes its cells the moment its donor has them."""
+        ready: list[tuple[Sequence, Sequence]] = []
+        for seq in sorted(self.active, key=lambda s: s.admitted):
+            donor = seq.donor
+            if donor is None:
+                continue
+            if donor.seq_id < 0 or donor.cancelled or donor not in self.active:
+                seq.donor, seq.shared = None, 0
+            elif donor.n_past >= seq.shared:
+                seq.donor = None
+                seq.n_past = seq.prefilled = seq.shared
+                self.shared_tokens += seq.shared
+                ready.append((donor, seq))
+        return ready
+
+    def unshare(self, seq: Sequence) -> None:
+        """The engine could not use the donor's cells (a sliding window moved past them): start over."""
+        self.shared_tokens -= seq.shared
+        seq.n_past = seq.prefilled = seq.shared = 0
+
     def plan_step(self, n_batch: int) -> tuple[list[Entry], list[Sequence]]:
         """The next batch, and the sequences it carries (each once)."""
         self._before = {seq: (seq.n_past, seq.prefilled, seq.next_token) for seq in self.active}
@@ -210,9 +288,11 @@ class Scheduler:
             if room <= 0:
                 break
             remaining = len(seq.prompt) - seq.prefilled
-            if remaining <= 0 or seq in carried:
+            if remaining <= 0 or seq in carried or seq.donor is not None:  # a follower waits for its donor
                 continue
-            take = min(room, remaining)
+            # stop where a waiting follower's share ends: it takes the cells before the next step moves on
+            cuts = [f.shared for f in self.active if f.donor is seq and f.shared > seq.prefilled]
+            take = min(room, remaining, *(cut - seq.prefilled for cut in cuts))
             for i in range(seq.prefilled, seq.prefilled + take):
                 add(seq.prompt[i], seq, i == len(seq.prompt) - 1)
             seq.prefilled += take
@@ -240,6 +320,7 @@ class Scheduler:
         exactly where it was. Returns the seq_id whose cells the engine must free."""
         seq_id = self._release(seq)
         seq.reused = 0
+        seq.donor, seq.shared, seq.copy_from = None, 0, -1
         seq.prompt = seq.prompt[: seq.prompt_len] + seq.generated
         seq.prefilled = 0
         seq.n_past = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kaito_runtime_llamacpp.scheduler import Scheduler, Sequence, split_by_adapters
+from kaito_runtime_llamacpp.scheduler import MIN_SHARED, Scheduler, Sequence, split_by_adapters
 
 from kaito_core.plugins import SamplingParams
 
@@ -225,3 +225,100 @@ def test_a_cached_prefix_serves_only_the_adapter_set_it_was_computed_under() -> 
     scheduler.submit(again)
     scheduler.admit()
     assert again.seq_id == cached_id and again.reused == 5
+
+
+SYSTEM = list(range(1000, 1040))  # a 40-token system prompt two users send at once
+
+
+def test_a_newcomer_sharing_a_running_prompt_takes_its_cells_and_prefills_only_the_rest() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    first, second = Sequence([*SYSTEM, 1, 2, 3], PARAMS), Sequence([*SYSTEM, 7, 8], PARAMS)
+    for s in (first, second):
+        scheduler.submit(s)
+    assert scheduler.admit() == [first, second]
+    assert second.donor is first and second.shared == 40 and second.seq_id != first.seq_id
+    entries, carried = scheduler.plan_step(n_batch=512)
+    # the donor stops at the shared length, the follower waits for it
+    assert carried == [first] and [e.pos for e in entries] == list(range(40))
+    assert not any(e.logits for e in entries)
+    assert scheduler.take_shared() == [(first, second)]
+    assert second.n_past == second.prefilled == 40 and second.donor is None
+    entries, carried = scheduler.plan_step(n_batch=512)
+    assert [(e.seq, e.token, e.pos) for e in entries] == [
+        (first, 1, 40), (first, 2, 41), (first, 3, 42), (second, 7, 40), (second, 8, 41),
+    ]  # fmt: skip
+    assert scheduler.shared_tokens == 40 and scheduler.take_shared() == []
+
+
+def test_a_follower_whose_donor_already_holds_the_prefix_takes_it_at_once() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    first = Sequence([*SYSTEM, 1], PARAMS)
+    scheduler.submit(first)
+    scheduler.admit()
+    scheduler.plan_step(n_batch=512)  # the whole prompt: 41 tokens in the cache
+    later = Sequence([*SYSTEM, 5, 6], PARAMS)
+    scheduler.submit(later)
+    scheduler.admit()
+    assert scheduler.take_shared() == [(first, later)] and later.n_past == 40
+
+
+def test_a_follower_whose_donor_leaves_first_prefills_everything() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    first, second = Sequence([*SYSTEM, 1], PARAMS), Sequence([*SYSTEM, 2], PARAMS)
+    for s in (first, second):
+        scheduler.submit(s)
+    scheduler.admit()
+    first.cancelled = True
+    scheduler.retire(first)
+    assert scheduler.take_shared() == [] and second.donor is None
+    entries, _ = scheduler.plan_step(n_batch=512)
+    assert [e.pos for e in entries] == list(range(41)) and scheduler.shared_tokens == 0
+
+
+def test_a_preempted_donor_lets_its_follower_go() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    first, second = Sequence([*SYSTEM, 1], PARAMS), Sequence([*SYSTEM, 2], PARAMS)
+    for s in (first, second):
+        scheduler.submit(s)
+    scheduler.admit()
+    third = Sequence([*SYSTEM, 3], PARAMS)
+    scheduler.submit(third)
+    scheduler.admit()
+    assert third.donor is first
+    scheduler.preempt(first)
+    assert scheduler.take_shared() == [] and second.donor is None and third.donor is None
+
+
+def test_no_sharing_for_short_prefixes_other_adapters_or_slices_of_their_own() -> None:
+    short = list(range(MIN_SHARED - 1))
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    for s in (Sequence([*short, 1], PARAMS), Sequence([*short, 2], PARAMS)):
+        scheduler.submit(s)
+    assert all(s.donor is None for s in scheduler.admit())
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    for s in (Sequence([*SYSTEM, 1], PARAMS), Sequence([*SYSTEM, 2], PARAMS, adapters=((0, 1.0),))):
+        scheduler.submit(s)
+    assert all(s.donor is None for s in scheduler.admit())
+    scheduler = Scheduler(max_batch=3)  # a KV slice per sequence: llama.cpp cannot share a part of one
+    for s in (Sequence([*SYSTEM, 1], PARAMS), Sequence([*SYSTEM, 2], PARAMS)):
+        scheduler.submit(s)
+    assert all(s.donor is None for s in scheduler.admit())
+
+
+def test_another_conversation_copies_the_shared_part_of_a_cache_and_leaves_it_whole() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=1000)
+    talk = list(range(1, 41))
+    turn1 = Sequence(SYSTEM + talk, PARAMS)
+    scheduler.submit(turn1)
+    scheduler.admit()
+    id1 = _finish(scheduler, turn1, [50, 51])
+    other = Sequence([*SYSTEM, 9], PARAMS)  # shares the system prompt only
+    scheduler.submit(other)
+    scheduler.admit()
+    assert other.copy_from == id1 and other.seq_id != id1 and other.reused == 40 and other.trim_from == -1
+    assert scheduler.cached[id1] == SYSTEM + talk + [50]
+    scheduler.plan_step(n_batch=512)
+    turn2 = Sequence(SYSTEM + talk + [50, 51, 5], PARAMS)  # the cache holds 81 of its tokens, the donor 40
+    scheduler.submit(turn2)
+    scheduler.admit()
+    assert turn2.donor is None and turn2.copy_from == -1 and turn2.seq_id == id1 and turn2.reused == 81
