@@ -77,6 +77,8 @@ class Sequence:
     adapters: Hashable = ()  # the adapter set it runs under (the engine's key; () for the base model)
     donor: Sequence | None = None  # a running sequence whose first ``shared`` KV cells this one takes
     shared: int = 0
+    lender: Sequence | None = None  # the donor it took them from (they count once while it holds them)
+    lender_admitted: int = 0  # the lender's admission then: a preempted lender has let go of its cells
     copy_from: int = -1  # >= 0: a cached seq_id whose first ``reused`` cells the engine copies at admission
     work: Any = None
 
@@ -91,6 +93,15 @@ class Sequence:
     def kv_tokens(self) -> list[int]:
         """The tokens this sequence has in the KV cache, in position order."""
         return self.history()[: self.n_past]
+
+    def borrowed(self) -> int:
+        """Its first cells that a running donor holds too (or will, for a follower still waiting)."""
+        if self.donor is not None:
+            return self.shared
+        lender = self.lender
+        if lender is not None and lender.seq_id >= 0 and lender.admitted == self.lender_admitted:
+            return self.shared
+        return 0
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -146,8 +157,9 @@ class Scheduler:
 
     def cells_committed(self) -> int:
         """Cells the running sequences hold after their next step: what is cached, the rest of their
-        prompts, and the token each decodes next."""
-        return sum(s.n_past + len(s.prompt) - s.prefilled + (s.next_token is not None) for s in self.active)
+        prompts, and the token each decodes next; cells shared with a running donor count once."""
+        held = (s.n_past + len(s.prompt) - s.prefilled + (s.next_token is not None) for s in self.active)
+        return sum(held) - sum(s.borrowed() for s in self.active)
 
     def cells_cached(self) -> int:
         return sum(len(tokens) for tokens in self.cached.values())
@@ -188,17 +200,25 @@ class Scheduler:
                         best, best_len = seq_id, length
         return best, best_len
 
-    def _take_id(self, seq: Sequence) -> int:
+    def _donor_for(self, seq: Sequence) -> tuple[Sequence | None, int]:
+        """The running donor ``seq`` will take its prefix from, and how many tokens: one sharing at least
+        :data:`MIN_SHARED` more than the best cache does (None, 0 for none)."""
+        donor, shared = self._best_donor(seq)
+        if donor is None:
+            return None, 0
+        cached = min(self._best_cached(seq)[1], len(seq.prompt) - 1)
+        return (donor, shared) if shared >= cached + MIN_SHARED else (None, 0)
+
+    def _take_id(self, seq: Sequence, donor: Sequence | None, shared: int) -> int:
         """The free seq_id for ``seq``: the one caching the longest prefix of its prompt, else the lowest
         that caches nothing. In one pool, where cells can be shared, it may instead take the prefix
-        without the id: from a running donor sharing more (by at least :data:`MIN_SHARED`), or copied
-        from a cache that holds :data:`MIN_SHARED` tokens more than it shares (another conversation,
-        which may come back for them)."""
-        donor, shared = self._best_donor(seq)
+        without the id: from its running ``donor`` (:meth:`_donor_for`), or copied from a cache that
+        holds :data:`MIN_SHARED` tokens more than it shares (another conversation, which may come back
+        for them)."""
         best, best_len = self._best_cached(seq)
         reuse = min(best_len, len(seq.prompt) - 1)
         uncached = [seq_id for seq_id in self.free_ids if seq_id not in self.cached]
-        if donor is not None and shared >= reuse + MIN_SHARED:
+        if donor is not None:
             seq.donor, seq.shared = donor, shared
             best, reuse = -1, 0
         elif best >= 0 and self.share_running and uncached and len(self.cached[best]) >= reuse + MIN_SHARED:
@@ -226,13 +246,14 @@ class Scheduler:
         admitted = []
         while self.pending and self.free_ids:
             seq = self.pending[0]
+            donor, shared = self._donor_for(seq)
             if self.kv_cells and self.active:
                 if self._hold_until_retire:
                     break
-                if self.cells_committed() + len(seq.prompt) + 1 > self.kv_cells:
+                if self.cells_committed() + len(seq.prompt) - shared + 1 > self.kv_cells:
                     break
             self.pending.popleft()
-            seq.seq_id = self._take_id(seq)
+            seq.seq_id = self._take_id(seq, donor, shared)
             self._admissions += 1
             seq.admitted = self._admissions
             self.active.append(seq)
@@ -254,7 +275,7 @@ class Scheduler:
             if donor.seq_id < 0 or donor.cancelled or donor not in self.active:
                 seq.donor, seq.shared = None, 0
             elif donor.n_past >= seq.shared:
-                seq.donor = None
+                seq.donor, seq.lender, seq.lender_admitted = None, donor, donor.admitted
                 seq.n_past = seq.prefilled = seq.shared
                 self.shared_tokens += seq.shared
                 ready.append((donor, seq))
@@ -264,6 +285,7 @@ class Scheduler:
         """The engine could not use the donor's cells (a sliding window moved past them): start over."""
         self.shared_tokens -= seq.shared
         seq.n_past = seq.prefilled = seq.shared = 0
+        seq.lender = None
 
     def plan_step(self, n_batch: int) -> tuple[list[Entry], list[Sequence]]:
         """The next batch, and the sequences it carries (each once)."""
@@ -320,7 +342,7 @@ class Scheduler:
         exactly where it was. Returns the seq_id whose cells the engine must free."""
         seq_id = self._release(seq)
         seq.reused = 0
-        seq.donor, seq.shared, seq.copy_from = None, 0, -1
+        seq.donor, seq.lender, seq.shared, seq.copy_from = None, None, 0, -1
         seq.prompt = seq.prompt[: seq.prompt_len] + seq.generated
         seq.prefilled = 0
         seq.n_past = 0

@@ -173,18 +173,20 @@ def test_a_request_waits_for_cells_instead_of_failing(gemma_path: Any) -> None:
         model_path=str(gemma_path), served_model_name="g", context_length=256, threads=2, max_batch=4,
     )  # fmt: skip
     long_prompt = _counting(1, 50)
+    other_prompt = "Count on: " + _counting(100, 45)  # nothing in common with the first: no cells to share
 
     async def run(engine: LlamaCppEngine) -> list[tuple[str, int, str | None]]:
         await engine.load()
         try:
             assert 150 < engine.count_tokens(long_prompt) < 250
+            assert 150 < engine.count_tokens(other_prompt) < 250
             first = asyncio.ensure_future(
                 _generate(engine, long_prompt, SamplingParams(max_tokens=20, ignore_eos=True, greedy=True))
             )
             while engine.health().running < 1:
                 await asyncio.sleep(0.01)
             second = await _generate(
-                engine, long_prompt, SamplingParams(max_tokens=5, ignore_eos=True, greedy=True)
+                engine, other_prompt, SamplingParams(max_tokens=5, ignore_eos=True, greedy=True)
             )
             return [await first, second]
         finally:

@@ -322,3 +322,18 @@ def test_another_conversation_copies_the_shared_part_of_a_cache_and_leaves_it_wh
     scheduler.submit(turn2)
     scheduler.admit()
     assert turn2.donor is None and turn2.copy_from == -1 and turn2.seq_id == id1 and turn2.reused == 81
+
+
+def test_cells_shared_with_a_running_donor_count_once() -> None:
+    scheduler = Scheduler(max_batch=3, kv_cells=70)
+    first, second = Sequence([*SYSTEM, *range(10)], PARAMS), Sequence([*SYSTEM, *range(20, 30)], PARAMS)
+    scheduler.submit(first)
+    scheduler.admit()
+    scheduler.plan_step(n_batch=512)  # 50 cells
+    scheduler.submit(second)  # 50 more would not fit in 70; its own 10 do
+    assert scheduler.admit() == [second] and second.donor is first
+    assert scheduler.cells_committed() == 50 + 10
+    scheduler.take_shared()
+    assert scheduler.cells_committed() == 50 + 10
+    scheduler.retire(first)  # the donor's cells are gone: the follower holds them alone
+    assert scheduler.cells_committed() == 50
