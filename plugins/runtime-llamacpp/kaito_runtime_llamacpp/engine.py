@@ -37,7 +37,7 @@ from kaito_core.plugins import (
     SamplingParams,
     TokenLogprob,
 )
-from kaito_runtime_llamacpp import sampling
+from kaito_runtime_llamacpp import kv_edits, sampling
 from kaito_runtime_llamacpp.loading import (
     EngineError,
     Loaded,
@@ -267,7 +267,8 @@ class LlamaCppEngine:
                         self._last_progress = time.monotonic()  # idle time is not a stall
                     refused: list[tuple[Seq, RequestError]] = []
                     admitted = scheduler.admit()
-                    self._apply_cache_changes(admitted)
+                    assert self._loaded is not None
+                    kv_edits.apply_admissions(self._loaded, scheduler, admitted)
                     for seq in admitted:
                         if seq.work.sampler is None:  # a preempted sequence keeps its sampler (and history)
                             try:
@@ -278,7 +279,7 @@ class LlamaCppEngine:
                     self._retire(seq, error)
                 for seq in [s for s in scheduler.active if s.cancelled]:
                     self._retire(seq)
-                self._share_prefixes()
+                kv_edits.share_prefixes(self._loaded, scheduler)
                 if scheduler.active:
                     self._step()
             self._fail_all(EngineError("the server is shutting down"))
@@ -286,54 +287,6 @@ class LlamaCppEngine:
             self._fatal = f"{type(exc).__name__}: {exc}"
             log.exception("the decode loop stopped")
             self._fail_all(EngineError(f"the engine stopped: {self._fatal}"))
-
-    def _apply_cache_changes(self, admitted: list[Seq]) -> None:
-        """Copy the cached prefixes newcomers take without their seq_id, then free the KV cells the
-        scheduler let go of: evicted prefixes, and what a newcomer's seq_id cached beyond the prefix it
-        shares."""
-        import llama_cpp.llama_cpp as L
-
-        assert self._loaded is not None
-        mem, scheduler = self._loaded.mem, self._scheduler
-        for seq in admitted:  # first: a prefix copied out of a cache before that cache may be evicted
-            if seq.copy_from >= 0:
-                L.llama_memory_seq_cp(mem, seq.copy_from, seq.seq_id, 0, seq.reused)
-                seq.copy_from = -1
-        for seq_id in scheduler.evictions:
-            L.llama_memory_seq_rm(mem, seq_id, -1, -1)
-        scheduler.evictions.clear()
-        n_swa = int(L.llama_model_n_swa(self._loaded.model))
-        for seq in admitted:
-            trim, seq.trim_from = seq.trim_from, -1
-            # Sliding-window layers keep only the window of a sequence's last positions: resuming at
-            # `reused` needs the window before it, which may be gone (llama-server's test, the same).
-            if (
-                seq.reused
-                and n_swa > 0
-                and L.llama_memory_seq_pos_min(mem, seq.seq_id) > max(0, seq.reused - n_swa)
-            ):
-                trim = 0
-            if trim == 0 and seq.reused:
-                scheduler.reused_tokens -= seq.reused
-                seq.reused = seq.n_past = seq.prefilled = 0
-            if trim >= 0 and not L.llama_memory_seq_rm(mem, seq.seq_id, trim, -1):
-                L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)  # a partial removal refused: start over
-                scheduler.reused_tokens -= seq.reused
-                seq.reused = seq.n_past = seq.prefilled = 0
-
-    def _share_prefixes(self) -> None:
-        """Give each follower whose donor has their shared prefix cached those cells (scheduler.py): the
-        follower's seq_id joins the donor's cells, nothing is computed or copied."""
-        import llama_cpp.llama_cpp as L
-
-        assert self._loaded is not None
-        mem, n_swa = self._loaded.mem, int(L.llama_model_n_swa(self._loaded.model))
-        for donor, seq in self._scheduler.take_shared():
-            L.llama_memory_seq_cp(mem, donor.seq_id, seq.seq_id, 0, seq.shared)
-            # the window before the shared length must still be there to resume after it
-            if n_swa > 0 and L.llama_memory_seq_pos_min(mem, seq.seq_id) > max(0, seq.shared - n_swa):
-                L.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)
-                self._scheduler.unshare(seq)
 
     def _make_sampler(self, seq: Seq) -> Any:
         import llama_cpp.llama_cpp as L
