@@ -71,8 +71,11 @@ class LlamaCppEngine:
         self.max_batch = max(1, config.max_batch)
         self.threads = config.threads or os.cpu_count() or 1
         self.max_observed_batch = 0  # the most sequences one llama_decode call carried
-        #: greedy requests without penalties take an argmax over the logits instead of the sampler chain
-        self.fast_greedy = flag(config.options.get("fast_greedy", True))
+        #: how each next token is picked: shortcuts around the sampler chain that pick what it would
+        self.picker = sampling.Picker(
+            fast_greedy=flag(config.options.get("fast_greedy", True)),
+            fast_top_k=flag(config.options.get("fast_top_k", True)),
+        )
         #: a finished sequence's KV cells are kept for the next prompt that starts with the same tokens
         self.prefix_cache = flag(config.options.get("prefix_cache", True))
         self.steps = 0
@@ -362,8 +365,8 @@ class LlamaCppEngine:
         for seq in carried:
             if seq.output_index >= 0:
                 index, seq.output_index = seq.output_index, -1
-                token, logprobs = sampling.pick(L, loaded.ctx, index, loaded.vocab, seq.params,
-                                                seq.work.sampler, seq.work.eog_masked, self.fast_greedy)
+                token, logprobs = self.picker.pick(L, loaded.ctx, loaded.vocab, index, seq.params,
+                                                   seq.work.sampler, seq.work.eog_masked)  # fmt: skip
                 self._on_token(seq, token, logprobs)
         return True
 

@@ -5,7 +5,10 @@ are not reached (or for good with ``ignore_eos``), penalties over the last token
 top-k / typical / top-p / min-p / temperature / a seeded draw; a grammar first for structured output
 (``response_format``: JSON Schema to GBNF by llama.cpp's converter). Greedy without penalties skips the
 chain: ``llama_sampler_sample`` first copies every logit into a candidate array, while an argmax over
-the logits row picks the same token (the first maximum, as the greedy sampler does).
+the logits row picks the same token (the first maximum, as the greedy sampler does). Sampling whose
+chain starts with top-k (no penalty, no grammar) hands the chain only the tokens that can be in the
+top k instead of the whole vocabulary (``top_candidates``): the chain then keeps the same k tokens
+and draws from them with the same random state, so the token is the one the full array gives.
 
 Log-probabilities, when a request asks for them, are read from the same row before anything else
 touches it (the argmax masks end-of-generation tokens in place): a log-softmax over the vocabulary and
@@ -132,18 +135,94 @@ def argmax(L: Any, ctx: Any, index: int, vocab: Vocab, mask_eog: bool) -> int:
     return int(row.argmax())
 
 
-def pick(
-    L: Any, ctx: Any, index: int, vocab: Vocab, p: SamplingParams, sampler: Any, eog_masked: bool,
-    fast_greedy: bool,
-) -> tuple[int, tuple[TokenLogprob, ...]]:
-    """The next token from row ``index`` of the logits, and its log-probability when asked: read
-    before sampling, since the argmax masks end-of-generation tokens in the row itself."""
-    wanted = p.logprobs
-    logprobs = None if wanted is None else log_softmax(L, ctx, index, vocab)
-    if fast_greedy and is_plain_greedy(p):
-        token = argmax(L, ctx, index, vocab, eog_masked)
-    else:
-        token = L.llama_sampler_sample(sampler, ctx, index)
-    if logprobs is None or wanted is None:
-        return token, ()
-    return token, (token_logprob(vocab, logprobs, token, wanted),)
+def is_top_k_first(p: SamplingParams) -> bool:
+    """Sampling whose chain keeps only the top k before anything else reads the vocabulary."""
+    no_penalties = p.repetition_penalty == 1.0 and not p.presence_penalty and not p.frequency_penalty
+    return not is_greedy(p) and p.top_k > 0 and no_penalties and p.json_schema is None
+
+
+#: top_candidates scans the logits in blocks of this many
+_BLOCK = 128
+
+
+def top_candidates(row: Any, k: int) -> Any:
+    """Indices of every entry of ``row`` at least as large as its k-th largest block maximum: a set
+    holding the k largest entries (k blocks have a maximum at least that large, so the k-th largest
+    entry is too), found by reading each block's maximum instead of ordering the whole row."""
+    import numpy as np
+
+    n = len(row)
+    whole = n - n % _BLOCK
+    maxima = row[:whole].reshape(-1, _BLOCK).max(axis=1)
+    tail = row[whole:]
+    bounds = np.append(maxima, tail.max()) if len(tail) else maxima
+    if len(bounds) <= k:
+        return np.arange(n)
+    threshold = np.partition(bounds, len(bounds) - k)[len(bounds) - k]
+    blocks = np.flatnonzero(maxima >= threshold)
+    ids = (blocks[:, None] * _BLOCK + np.arange(_BLOCK)).ravel()
+    ids = ids[row[ids] >= threshold]
+    if len(tail):
+        ids = np.concatenate([ids, whole + np.flatnonzero(tail >= threshold)])
+    return ids
+
+
+class Picker:
+    """Picks each sequence's next token from its row of logits, by the cheapest path that picks what
+    the sampler chain would: an argmax for plain greedy, the top-k candidates for top-k sampling, the
+    whole vocabulary otherwise (``fast_greedy`` and ``fast_top_k`` off: always the whole vocabulary)."""
+
+    def __init__(self, *, fast_greedy: bool = True, fast_top_k: bool = True) -> None:
+        self.fast_greedy, self.fast_top_k = fast_greedy, fast_top_k
+        self._buffer: Any = None  # candidates handed to the chain, reused while they fit
+
+    def pick(
+        self, L: Any, ctx: Any, vocab: Vocab, index: int, p: SamplingParams, sampler: Any, eog_masked: bool
+    ) -> tuple[int, tuple[TokenLogprob, ...]]:
+        """The next token from row ``index`` of the logits, and its log-probability when asked: read
+        before sampling, since the shortcuts mask end-of-generation tokens in the row itself."""
+        wanted = p.logprobs
+        logprobs = None if wanted is None else log_softmax(L, ctx, index, vocab)
+        if self.fast_greedy and is_plain_greedy(p):
+            token = argmax(L, ctx, index, vocab, eog_masked)
+        elif self.fast_top_k and is_top_k_first(p):
+            token = self._sample_top_k(L, ctx, vocab, index, p.top_k, sampler, eog_masked)
+        else:
+            token = L.llama_sampler_sample(sampler, ctx, index)
+        if logprobs is None or wanted is None:
+            return token, ()
+        return token, (token_logprob(vocab, logprobs, token, wanted),)
+
+    def _sample_top_k(
+        self, L: Any, ctx: Any, vocab: Vocab, index: int, k: int, sampler: Any, eog_masked: bool
+    ) -> int:
+        """What ``llama_sampler_sample`` does (apply the chain to candidates, take the selected one,
+        accept it), with the candidates that can be in the top k in place of the vocabulary."""
+        import ctypes
+
+        import numpy as np
+
+        row = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, index), shape=(vocab.size,))
+        if eog_masked and (eog := vocab.eog_tokens()):
+            row[eog] = -np.inf  # as the chain's logit bias would; this row is ours until the next decode
+        ids = top_candidates(row, k)
+        if self._buffer is None or len(self._buffer) < len(ids):
+            self._buffer = (L.llama_token_data * max(len(ids), 1024))()
+        data = np.frombuffer(self._buffer, _token_data(), count=len(ids))
+        data["id"], data["logit"], data["p"] = ids, row[ids], 0.0
+        pointer = ctypes.cast(self._buffer, ctypes.POINTER(L.llama_token_data))
+        candidates = L.llama_token_data_array(pointer, len(ids), -1, False)
+        L.llama_sampler_apply(sampler, ctypes.byref(candidates))
+        if not 0 <= candidates.selected < candidates.size:  # the chain ends in a draw, which selects
+            raise RuntimeError(f"the sampler chain selected no token ({candidates.selected})")
+        token = int(candidates.data[candidates.selected].id)  # the chain may move the candidates
+        L.llama_sampler_accept(sampler, token)
+        return token
+
+
+@functools.cache
+def _token_data() -> Any:
+    """llama_token_data as a numpy record."""
+    import numpy as np
+
+    return np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])

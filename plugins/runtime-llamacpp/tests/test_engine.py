@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -33,14 +34,38 @@ def test_fast_greedy_picks_what_the_sampler_chain_picks(gemma_server: Any) -> No
         return [await _generate(engine, p, sp) for p in prompts for sp in params]
 
     try:
-        engine.fast_greedy = True
+        engine.picker.fast_greedy = True
         fast = asyncio.run(each())
-        engine.fast_greedy = False
+        engine.picker.fast_greedy = False
         chain = asyncio.run(each())
     finally:
-        engine.fast_greedy = True
+        engine.picker.fast_greedy = True
     assert fast == chain
     assert all(tokens == 12 for _, tokens, _ in fast[1::2])  # ignore_eos: always the full length
+
+
+def test_top_k_sampling_draws_from_its_candidates_what_the_vocabulary_gives(gemma_server: Any) -> None:
+    engine = gemma_server.engine
+    prompts = ["Once upon a time", "My favourite animal is"]
+    sampled = SamplingParams(max_tokens=24, temperature=0.8, top_k=40, seed=7)
+    params = [
+        sampled,
+        dataclasses.replace(sampled, top_p=0.95, min_p=0.05, ignore_eos=True, seed=11),
+        dataclasses.replace(sampled, typical_p=0.9, temperature=1.5, top_k=200, min_tokens=8),
+    ]
+
+    async def each() -> list[tuple[str, int, str | None]]:
+        return [await _generate(engine, p, sp) for p in prompts for sp in params]
+
+    try:
+        engine.picker.fast_top_k = True
+        fast = asyncio.run(each())
+        engine.picker.fast_top_k = False
+        whole = asyncio.run(each())
+    finally:
+        engine.picker.fast_top_k = True
+    assert fast == whole
+    assert len({text for text, _, _ in fast}) == len(fast)  # every request drew a text of its own
 
 
 def test_sampling_with_a_seed_is_reproducible(gemma_server: Any) -> None:
