@@ -141,26 +141,29 @@ def is_top_k_first(p: SamplingParams) -> bool:
     return not is_greedy(p) and p.top_k > 0 and no_penalties and p.json_schema is None
 
 
-#: top_candidates scans the logits in blocks of this many
-_BLOCK = 128
+#: top_candidates splits the logits into groups of this many
+_GROUP = 128
 
 
 def top_candidates(row: Any, k: int) -> Any:
-    """Indices of every entry of ``row`` at least as large as its k-th largest block maximum: a set
-    holding the k largest entries (k blocks have a maximum at least that large, so the k-th largest
-    entry is too), found by reading each block's maximum instead of ordering the whole row."""
+    """Indices of every entry of ``row`` at least as large as the k-th largest group maximum: a set
+    holding the k largest entries (k groups have a maximum at least that large, so the k-th largest
+    entry is too), found from the groups' maxima instead of an order of the whole row. Group j holds
+    every (n // 128)-th entry from j (the row seen as 128 rows: one vectorized maximum down them), the
+    last n % 128 entries a group of their own."""
     import numpy as np
 
     n = len(row)
-    whole = n - n % _BLOCK
-    maxima = row[:whole].reshape(-1, _BLOCK).max(axis=1)
+    columns = n // _GROUP
+    whole = columns * _GROUP
+    maxima = row[:whole].reshape(_GROUP, columns).max(axis=0)
     tail = row[whole:]
     bounds = np.append(maxima, tail.max()) if len(tail) else maxima
     if len(bounds) <= k:
         return np.arange(n)
     threshold = np.partition(bounds, len(bounds) - k)[len(bounds) - k]
-    blocks = np.flatnonzero(maxima >= threshold)
-    ids = (blocks[:, None] * _BLOCK + np.arange(_BLOCK)).ravel()
+    groups = np.flatnonzero(maxima >= threshold)
+    ids = (np.arange(_GROUP)[:, None] * columns + groups).ravel()
     ids = ids[row[ids] >= threshold]
     if len(tail):
         ids = np.concatenate([ids, whole + np.flatnonzero(tail >= threshold)])
