@@ -145,12 +145,12 @@ def is_top_k_first(p: SamplingParams) -> bool:
 _GROUP = 128
 
 
-def top_candidates(row: Any, k: int) -> Any:
+def top_candidates(row: Any, k: int) -> Any | None:
     """Indices of every entry of ``row`` at least as large as the k-th largest group maximum: a set
     holding the k largest entries (k groups have a maximum at least that large, so the k-th largest
     entry is too), found from the groups' maxima instead of an order of the whole row. Group j holds
     every (n // 128)-th entry from j (the row seen as 128 rows: one vectorized maximum down them), the
-    last n % 128 entries a group of their own."""
+    last n % 128 entries a group of their own. None for a row with NaN in it, which has no order."""
     import numpy as np
 
     n = len(row)
@@ -159,6 +159,8 @@ def top_candidates(row: Any, k: int) -> Any:
     maxima = row[:whole].reshape(_GROUP, columns).max(axis=0)
     tail = row[whole:]
     bounds = np.append(maxima, tail.max()) if len(tail) else maxima
+    if np.isnan(bounds).any():
+        return None
     if len(bounds) <= k:
         return np.arange(n)
     threshold = np.partition(bounds, len(bounds) - k)[len(bounds) - k]
@@ -209,6 +211,8 @@ class Picker:
         if eog_masked and (eog := vocab.eog_tokens()):
             row[eog] = -np.inf  # as the chain's logit bias would; this row is ours until the next decode
         ids = top_candidates(row, k)
+        if ids is None:  # a broken model's row: whatever the chain makes of it, as without the shortcut
+            return int(L.llama_sampler_sample(sampler, ctx, index))
         if self._buffer is None or len(self._buffer) < len(ids):
             self._buffer = (L.llama_token_data * max(len(ids), 1024))()
         data = np.frombuffer(self._buffer, _token_data(), count=len(ids))

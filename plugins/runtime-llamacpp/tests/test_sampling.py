@@ -63,9 +63,16 @@ def test_top_candidates_hold_the_k_largest(n: int, k: int) -> None:
         if trial % 4 == 3:
             row[: min(n, 3 * k)] += 30  # the largest all in the first blocks
         ids = top_candidates(row, k)
+        assert ids is not None
         assert len(set(ids.tolist())) == len(ids)
         kth = np.sort(row)[::-1][min(k, n) - 1]
         assert set(np.flatnonzero(row > kth)) <= set(ids.tolist())  # everything above the k-th value
         assert len(ids) >= min(k, n) and (row[ids] >= kth).sum() >= min(k, n)  # and enough at it
         if n >= 32000 and trial % 4 in (0, 2):
             assert len(ids) < n // 8  # a few blocks' worth, not the vocabulary
+
+
+def test_a_row_with_nan_has_no_top_candidates() -> None:
+    row = np.zeros(32000, np.float32)
+    row[12345] = np.nan
+    assert top_candidates(row, 40) is None
