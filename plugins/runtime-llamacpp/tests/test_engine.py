@@ -21,31 +21,40 @@ async def _generate(engine: Any, prompt: str, params: SamplingParams) -> tuple[s
     return text, tokens, finish
 
 
+Generated = list[tuple[str, int, str | None]]
+
+
+def _with_and_without(
+    engine: Any, shortcut: str, prompts: list[str], params: list[SamplingParams]
+) -> tuple[Generated, Generated]:
+    """Every prompt with every params, one at a time (batch composition changes float rounding, and
+    greedy follows the rounding), with the picker's ``shortcut`` on, then off."""
+
+    async def each() -> Generated:
+        return [await _generate(engine, p, sp) for p in prompts for sp in params]
+
+    try:
+        setattr(engine.picker, shortcut, True)
+        fast = asyncio.run(each())
+        setattr(engine.picker, shortcut, False)
+        slow = asyncio.run(each())
+    finally:
+        setattr(engine.picker, shortcut, True)
+    return fast, slow
+
+
 def test_fast_greedy_picks_what_the_sampler_chain_picks(gemma_server: Any) -> None:
-    engine = gemma_server.engine
     prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
     params = [
         SamplingParams(max_tokens=12, greedy=True),
         SamplingParams(max_tokens=12, greedy=True, ignore_eos=True),
     ]
-
-    async def each() -> list[tuple[str, int, str | None]]:
-        # one at a time: batch composition changes float rounding, and greedy follows the rounding
-        return [await _generate(engine, p, sp) for p in prompts for sp in params]
-
-    try:
-        engine.picker.fast_greedy = True
-        fast = asyncio.run(each())
-        engine.picker.fast_greedy = False
-        chain = asyncio.run(each())
-    finally:
-        engine.picker.fast_greedy = True
+    fast, chain = _with_and_without(gemma_server.engine, "fast_greedy", prompts, params)
     assert fast == chain
     assert all(tokens == 12 for _, tokens, _ in fast[1::2])  # ignore_eos: always the full length
 
 
 def test_top_k_sampling_draws_from_its_candidates_what_the_vocabulary_gives(gemma_server: Any) -> None:
-    engine = gemma_server.engine
     prompts = ["Once upon a time", "My favourite animal is"]
     sampled = SamplingParams(max_tokens=24, temperature=0.8, top_k=40, seed=7)
     params = [
@@ -53,17 +62,7 @@ def test_top_k_sampling_draws_from_its_candidates_what_the_vocabulary_gives(gemm
         dataclasses.replace(sampled, top_p=0.95, min_p=0.05, ignore_eos=True, seed=11),
         dataclasses.replace(sampled, typical_p=0.9, temperature=1.5, top_k=200, min_tokens=8),
     ]
-
-    async def each() -> list[tuple[str, int, str | None]]:
-        return [await _generate(engine, p, sp) for p in prompts for sp in params]
-
-    try:
-        engine.picker.fast_top_k = True
-        fast = asyncio.run(each())
-        engine.picker.fast_top_k = False
-        whole = asyncio.run(each())
-    finally:
-        engine.picker.fast_top_k = True
+    fast, whole = _with_and_without(gemma_server.engine, "fast_top_k", prompts, params)
     assert fast == whole
     assert len({text for text, _, _ in fast}) == len(fast)  # every request drew a text of its own
 
