@@ -1,8 +1,8 @@
 """The real Gemma 3 270M GGUF served over real HTTP (uvicorn on 127.0.0.1, a free port).
 
-Two servers per module at most: ``gemma_server`` (8 sequences decoded together, no auth) and
-``strict_server`` (one slot, a one-request queue, an API key). Generations stay short (8-64 tokens)
-so the suite runs in seconds on two cores.
+``gemma_server`` (8 sequences decoded together, no auth) and ``strict_server`` (one slot, a
+one-request queue, an API key) are shared by a module's tests; ``lone_server`` is one test's own.
+Generations stay short (8-64 tokens) so the suite runs in seconds on two cores.
 """
 
 from __future__ import annotations
@@ -92,6 +92,16 @@ def _serve(model: Path, max_batch: int, **settings: object) -> Served:
 @pytest.fixture(scope="module")
 def gemma_server(gemma_path: Path) -> Iterator[Served]:
     served = _serve(gemma_path, max_batch=8, max_n=4, queue_size=16)
+    yield served
+    served.server.stop()
+
+
+@pytest.fixture
+def lone_server(gemma_path: Path) -> Iterator[Served]:
+    """A server of the test's own: llama.cpp's logits for a prompt move in the second decimal with the
+    other sequences decoded in the same batch, so a comparison at 1e-3 needs a decode no request of
+    another test can share."""
+    served = _serve(gemma_path, max_batch=8)
     yield served
     served.server.stop()
 

@@ -201,10 +201,10 @@ def ctypes_piece(L: Any, vocab: Any) -> Any:
     return piece
 
 
-def test_agrees_with_llama_cpp_python_on_the_same_prompt(gemma_server: Any, gemma_path: Path) -> None:
+def test_agrees_with_llama_cpp_python_on_the_same_prompt(lone_server: Any, gemma_path: Path) -> None:
     """The first token's numbers are llama.cpp's own logits, log-softmaxed over the whole vocabulary."""
     ask = {"model": MODEL_NAME, "prompt": PROMPT, "temperature": 0, "max_tokens": 1, "logprobs": 5}
-    served = _client(gemma_server).completions.create(**ask).choices[0].logprobs
+    served = _client(lone_server).completions.create(**ask).choices[0].logprobs
     assert served is not None and served.tokens and served.token_logprobs and served.top_logprobs
     logp, best, texts = _direct_log_softmax(gemma_path, PROMPT)
     assert served.tokens[0] == texts[0]
