@@ -8,7 +8,8 @@ chain: ``llama_sampler_sample`` first copies every logit into a candidate array,
 the logits row picks the same token (the first maximum, as the greedy sampler does). Sampling whose
 chain starts with top-k (no penalty, no grammar) hands the chain only the tokens that can be in the
 top k instead of the whole vocabulary (``top_candidates``): the chain then keeps the same k tokens
-and draws from them with the same random state, so the token is the one the full array gives.
+and draws from them with the same random state, so the token is the one the full array gives (short
+of logits tied exactly at the k-th place, where the order llama.cpp's sort meets them in decides).
 
 Log-probabilities, when a request asks for them, are read from the same row before anything else
 touches it (the argmax masks end-of-generation tokens in place): a log-softmax over the vocabulary and
